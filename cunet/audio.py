@@ -1,0 +1,245 @@
+"""Audio file input/output without TensorFlow: streaming readers, atomic writers, resampling.
+
+Arrays are float32 [n_samples, n_channels], values nominally in [-1, 1].
+Formats soundfile reads (wav, flac, ogg, ...) are streamed directly; others
+(mp3, m4a/aac, NI .stem.mp4 whose first audio stream is the mixture) are
+decoded by ffmpeg into a temporary float wav first, so memory stays bounded.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".snd", ".w64", ".caf"}
+OUTPUT_FORMATS = ("wav", "flac", "mp3")
+PARTIAL_SUFFIX = ".cunet-partial"
+
+
+class AudioError(ValueError):
+    """The audio cannot be read or written; the message is one user-facing line."""
+
+
+def input_stem(path: str | os.PathLike) -> str:
+    """Output folder name for an input: the file name without its extension(s) (`x.stem.mp4` -> `x`)."""
+    name = Path(path).name
+    lower = name.lower()
+    for ext in (".stem.mp4", ".stem.m4a"):
+        if lower.endswith(ext):
+            return name[: -len(ext)] or name
+    stem = Path(name).stem
+    return stem or name
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None
+
+
+@dataclass
+class AudioInfo:
+    sample_rate: int
+    n_channels: int
+    n_samples: int
+
+
+class AudioReader:
+    """Reads an audio file block by block.
+
+    Use as a context manager; `info` gives rate, channels and length;
+    `blocks(block_size)` yields float32 [<=block_size, n_channels] arrays.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+        self._file = None
+        if not self.path.exists():
+            raise AudioError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise AudioError(f"{self.path}: is a directory, not an audio file")
+        if self.path.stat().st_size == 0:
+            raise AudioError(f"{self.path}: file is empty")
+        source = self.path
+        if self.path.suffix.lower() not in SOUNDFILE_EXTENSIONS:
+            source = self._decode_with_ffmpeg()
+        import soundfile as sf
+
+        try:
+            self._file = sf.SoundFile(str(source))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+            if source is self.path and ffmpeg_available():
+                # Misnamed or exotic files: let ffmpeg try before giving up.
+                try:
+                    self._file = sf.SoundFile(str(self._decode_with_ffmpeg()))
+                except (AudioError, sf.LibsndfileError, RuntimeError) as exc2:
+                    self.close()
+                    raise AudioError(f"{self.path}: cannot decode audio ({_short(exc2)})") from None
+            else:
+                self.close()
+                raise AudioError(f"{self.path}: cannot decode audio ({_short(exc)})") from None
+        f = self._file
+        if f.frames <= 0:
+            self.close()
+            raise AudioError(f"{self.path}: contains no audio samples")
+        if f.samplerate <= 0:
+            self.close()
+            raise AudioError(f"{self.path}: invalid sample rate {f.samplerate}")
+        self.info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames))
+
+    def _decode_with_ffmpeg(self) -> Path:
+        if not ffmpeg_available():
+            raise AudioError(f"{self.path}: reading '{self.path.suffix}' files needs ffmpeg, which is not installed")
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="cunet-decode-")
+        out = Path(self._tmpdir.name) / "decoded.wav"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(self.path), "-map", "0:a:0", "-vn",
+               "-c:a", "pcm_f32le", "-f", "wav", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
+            message = (proc.stderr.strip().splitlines() or ["no audio stream"])[-1]
+            raise AudioError(f"{self.path}: cannot decode audio ({message})")
+        return out
+
+    def blocks(self, block_size: int) -> Iterator[np.ndarray]:
+        assert self._file is not None
+        self._file.seek(0)
+        while True:
+            block = self._file.read(block_size, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                return
+            yield block
+
+    def read(self) -> np.ndarray:
+        """The whole file as float32 [n_samples, n_channels]."""
+        assert self._file is not None
+        self._file.seek(0)
+        return self._file.read(dtype="float32", always_2d=True)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a whole file: (float32 [n_samples, n_channels], sample_rate in Hz)."""
+    with AudioReader(path) as reader:
+        return reader.read(), reader.info.sample_rate
+
+
+class AtomicAudioWriter:
+    """Writes audio blocks to a hidden partial file next to `path`; `commit()` renames it into place.
+
+    If the process dies or `abort()` is called, no file ever appears at `path`.
+    mp3 is encoded by ffmpeg from a temporary wav at commit time.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, n_channels: int, fmt: str = "wav",
+                 float32: bool = False, staging_dir: str | os.PathLike | None = None) -> None:
+        import soundfile as sf
+
+        if fmt not in OUTPUT_FORMATS:
+            raise AudioError(f"unknown output format '{fmt}' (valid: {', '.join(OUTPUT_FORMATS)})")
+        if fmt == "mp3" and not ffmpeg_available():
+            raise AudioError("writing mp3 needs ffmpeg, which is not installed")
+        self.path = Path(path)
+        self.fmt = fmt
+        self.sample_rate = sample_rate
+        staging = Path(staging_dir) if staging_dir else self.path.parent
+        self.partial = staging / f".{self.path.name}.{os.getpid()}.{id(self):x}{PARTIAL_SUFFIX}"
+        self.clip = not (fmt == "wav" and float32)
+        file_format = "WAV" if fmt in ("wav", "mp3") else "FLAC"
+        subtype = "FLOAT" if (fmt == "mp3" or (fmt == "wav" and float32)) else "PCM_16"
+        try:
+            self._file = sf.SoundFile(str(self.partial), "w", samplerate=sample_rate, channels=n_channels,
+                                      format=file_format, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise AudioError(f"cannot write to '{staging}': {_short(exc)}") from None
+        self.n_written = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if self.clip:
+            block = np.clip(block, -1.0, 1.0)
+        self._file.write(block)
+        self.n_written += block.shape[0]
+
+    def commit(self) -> Path:
+        self._file.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "mp3":
+            encoded = self.partial.with_name(self.partial.name + ".mp3")
+            cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(self.partial), "-c:a", "libmp3lame",
+                   "-b:a", "320k", "-f", "mp3", str(encoded)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            self.partial.unlink(missing_ok=True)
+            if proc.returncode != 0:
+                encoded.unlink(missing_ok=True)
+                raise AudioError(f"cannot encode mp3: {(proc.stderr.strip().splitlines() or ['ffmpeg failed'])[-1]}")
+            self.partial = encoded
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        except Exception:  # noqa: BLE001 - best effort while already failing
+            pass
+        self.partial.unlink(missing_ok=True)
+
+
+def remove_stale_partials(directory: str | os.PathLike) -> None:
+    """Delete partial files left in `directory` by processes that no longer run (e.g. killed ones)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for path in directory.glob(f".*{PARTIAL_SUFFIX}*"):
+        parts = path.name.split(".")
+        pid = next((int(p) for p in parts if p.isdigit()), None)
+        if pid is None or pid == os.getpid() or _pid_alive(pid):
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt: str | None = None) -> Path:
+    """Write a whole array [n_samples, n_channels] atomically; the format follows the extension by default."""
+    path = Path(path)
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    writer = AtomicAudioWriter(path, sample_rate, audio.shape[1], fmt or path.suffix.lstrip(".").lower() or "wav")
+    try:
+        writer.write(audio)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

@@ -1,0 +1,1 @@
+"""CLI sub-commands: each module defines `add_parser(subparsers)` and imports heavy modules lazily."""

@@ -1,0 +1,243 @@
+"""Frozen configuration dataclasses and their YAML loader.
+
+Only scripts and the CLI read YAML files; everything else receives these objects.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
+
+
+class ConfigError(ValueError):
+    """A configuration file or mapping is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Signal parameters.
+
+    sample_rate: Hz. n_channels: 1 (mono) or 2 (stereo).
+    n_fft, hop_length: STFT size and hop in samples.
+    n_bins: frequency bins seen by the network, counted from 0 Hz; the bins
+        above (at most the Nyquist bin) reuse the mask of the highest one.
+    """
+
+    sample_rate: int = 44100
+    n_channels: int = 2
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_bins: int = 1024
+
+    def validate(self) -> None:
+        _check(self.sample_rate > 0, "audio.sample_rate", "must be positive")
+        _check(self.n_channels in (1, 2), "audio.n_channels", "must be 1 or 2")
+        _check(self.n_fft > 0 and self.n_fft % 2 == 0, "audio.n_fft", "must be a positive even number")
+        _check(0 < self.hop_length <= self.n_fft, "audio.hop_length", "must be in (0, n_fft]")
+        _check(0 < self.n_bins <= self.n_fft // 2 + 1, "audio.n_bins", "must be in (0, n_fft/2 + 1]")
+
+    @property
+    def max_frequency(self) -> float:
+        """Centre frequency (Hz) of the highest bin the network sees."""
+        return (self.n_bins - 1) * self.sample_rate / self.n_fft
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network architecture.
+
+    kind: "conditioned" (C-U-Net, one model for every instrument) or
+        "standard" (plain U-Net for `target` only).
+    n_frames: patch length in STFT frames used for training; inference takes
+        any multiple of 2**n_layers.
+    film_type: "simple" (one gamma/beta per block) or "complex" (per channel).
+    control_type: "dense" or "cnn".
+    control_units: hidden sizes of the control network (neurons or filters).
+    """
+
+    kind: str = "conditioned"
+    n_frames: int = 64
+    n_layers: int = 6
+    first_filters: int = 16
+    kernel_size: int = 5
+    film_type: str = "simple"
+    control_type: str = "dense"
+    control_units: tuple[int, ...] = (16, 64, 256)
+    decoder_dropout: float = 0.5
+    control_dropout: float = 0.5
+    target: str = "vocals"
+    instruments: tuple[str, ...] = INSTRUMENTS
+
+    def validate(self) -> None:
+        _check(self.kind in ("conditioned", "standard"), "model.kind", "must be 'conditioned' or 'standard'")
+        _check(self.n_layers >= 1, "model.n_layers", "must be >= 1")
+        _check(self.n_frames > 0 and self.n_frames % (2**self.n_layers) == 0, "model.n_frames",
+               f"must be a positive multiple of 2**n_layers = {2 ** self.n_layers}")
+        _check(self.first_filters > 0, "model.first_filters", "must be positive")
+        _check(self.kernel_size > 0, "model.kernel_size", "must be positive")
+        _check(self.film_type in ("simple", "complex"), "model.film_type", "must be 'simple' or 'complex'")
+        _check(self.control_type in ("dense", "cnn"), "model.control_type", "must be 'dense' or 'cnn'")
+        _check(len(self.control_units) >= 1 and all(u > 0 for u in self.control_units),
+               "model.control_units", "must be a non-empty list of positive integers")
+        _check(0.0 <= self.decoder_dropout < 1.0, "model.decoder_dropout", "must be in [0, 1)")
+        _check(0.0 <= self.control_dropout < 1.0, "model.control_dropout", "must be in [0, 1)")
+        _check(len(self.instruments) >= 1 and len(set(self.instruments)) == len(self.instruments),
+               "model.instruments", "must be distinct names")
+        _check(self.target in self.instruments, "model.target", f"must be one of {list(self.instruments)}")
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        """Encoder filters per block, doubling from `first_filters`."""
+        return tuple(self.first_filters * 2**i for i in range(self.n_layers))
+
+    @property
+    def time_multiple(self) -> int:
+        """Frame counts must be a multiple of this (total stride in time)."""
+        return 2**self.n_layers
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and data-augmentation settings."""
+
+    batch_size: int = 16
+    steps_per_epoch: int = 500
+    epochs: int = 1000
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 15
+    reduce_lr_patience: int = 5
+    reduce_lr_factor: float = 0.5
+    seed: int = 42
+    remix_probability: float = 1.0
+    gain_range: tuple[float, float] = (0.25, 1.25)
+    channel_swap_probability: float = 0.5
+    progressive_probability: float = 0.25
+    multi_hot_probability: float = 0.0
+    zero_condition_probability: float = 0.0
+    max_minutes: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.batch_size > 0, "train.batch_size", "must be positive")
+        _check(self.steps_per_epoch > 0, "train.steps_per_epoch", "must be positive")
+        _check(self.epochs > 0, "train.epochs", "must be positive")
+        _check(self.learning_rate > 0, "train.learning_rate", "must be positive")
+        _check(self.early_stopping_patience > 0, "train.early_stopping_patience", "must be positive")
+        _check(self.reduce_lr_patience > 0, "train.reduce_lr_patience", "must be positive")
+        _check(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor", "must be in (0, 1)")
+        _check(len(self.gain_range) == 2 and 0 <= self.gain_range[0] <= self.gain_range[1],
+               "train.gain_range", "must be [low, high] with 0 <= low <= high")
+        for name in ("remix_probability", "channel_swap_probability", "progressive_probability",
+                     "multi_hot_probability", "zero_condition_probability"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"train.{name}", "must be in [0, 1]")
+        _check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0 (0 means no limit)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete experiment: audio, model and training settings."""
+
+    name: str = "default"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "Config":
+        self.audio.validate()
+        self.model.validate()
+        self.train.validate()
+        _check(self.audio.n_bins % (2**self.model.n_layers) == 0, "audio.n_bins",
+               f"must be a multiple of 2**model.n_layers = {2 ** self.model.n_layers}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), suitable for YAML/JSON."""
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid value for '{key}': {message}")
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"'{prefix}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(fields))})")
+        default = getattr(cls(), key)
+        kwargs[key] = _coerce(value, default, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"invalid value for '{key}': expected true/false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"invalid value for '{key}': expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"invalid value for '{key}': expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid value for '{key}': expected a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"invalid value for '{key}': expected a list, got {value!r}")
+        template = default[0] if default else value[0] if value else 0
+        return tuple(_coerce(v, template, f"{key}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a Config from a nested mapping (as read from YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("a config must be a mapping at the top level")
+    sections = {"audio": AudioConfig, "model": ModelConfig, "train": TrainConfig}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "name":
+            if not isinstance(value, str):
+                raise ConfigError("invalid value for 'name': expected a string")
+            kwargs["name"] = value
+        elif key in sections:
+            kwargs[key] = _build(sections[key], value or {}, f"{key}.")
+        else:
+            raise ConfigError(f"unknown key '{key}' (valid: audio, model, name, train)")
+    return Config(**kwargs).validate()
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config file into a validated, frozen Config."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    return config_from_dict(data or {})

@@ -1,0 +1,162 @@
+"""Serializable Keras layers of the C-U-Net: FiLM and the control networks.
+
+Shapes follow Keras' channels-last layout: feature maps are
+[batch, n_bins, n_frames, n_filters]; conditions are [batch, n_instruments].
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+PACKAGE = "cunet"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FiLM(keras.layers.Layer):
+    """Feature-wise linear modulation: `gamma * x + beta`.
+
+    Inputs: [x, gammas, betas] with x [batch, n_bins, n_frames, n_filters] and
+    gammas/betas [batch, n_params] holding the parameters of every encoder block;
+    this layer reads its own slice starting at `offset`.
+
+    film_type "simple": one gamma and one beta for the whole map (1 value).
+    film_type "complex": one gamma and one beta per channel (n_filters values).
+    """
+
+    def __init__(self, film_type: str, offset: int, n_filters: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if film_type not in ("simple", "complex"):
+            raise ValueError(f"film_type must be 'simple' or 'complex', got {film_type!r}")
+        self.film_type = film_type
+        self.offset = int(offset)
+        self.n_filters = int(n_filters)
+
+    @property
+    def n_params(self) -> int:
+        return 1 if self.film_type == "simple" else self.n_filters
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        x, gammas, betas = inputs
+        gamma = gammas[:, self.offset:self.offset + self.n_params]
+        beta = betas[:, self.offset:self.offset + self.n_params]
+        gamma = ops.reshape(gamma, (-1, 1, 1, self.n_params))
+        beta = ops.reshape(beta, (-1, 1, 1, self.n_params))
+        return x * gamma + beta
+
+    def compute_output_shape(self, input_shape: Sequence[Any]) -> Any:
+        return input_shape[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "film_type": self.film_type, "offset": self.offset,
+                "n_filters": self.n_filters}
+
+
+def film_param_count(film_type: str, filters: Sequence[int]) -> int:
+    """Total gammas (= betas) for all encoder blocks."""
+    return len(filters) if film_type == "simple" else int(sum(filters))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DenseControl(keras.layers.Layer):
+    """Dense control network: condition [batch, n_instruments] -> (gammas, betas), each [batch, n_params].
+
+    Hidden layers are ReLU; every hidden layer after the first has dropout and
+    batch normalisation, as in the paper. Output layers are linear.
+    """
+
+    def __init__(self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = tuple(int(u) for u in units)
+        self.n_params = int(n_params)
+        self.dropout = float(dropout)
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.hidden = []
+        for i, u in enumerate(self.units):
+            block = [keras.layers.Dense(u, activation="relu", kernel_initializer=init, name=f"dense_{i}")]
+            if i > 0:
+                block += [keras.layers.Dropout(self.dropout, name=f"dropout_{i}"),
+                          keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")]
+            self.hidden.append(block)
+        self.gamma_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="gammas")
+        self.beta_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="betas")
+
+    def build(self, input_shape: Any) -> None:
+        shape = tuple(input_shape)
+        for block in self.hidden:
+            for layer in block:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        self.gamma_layer.build(shape)
+        self.beta_layer.build(shape)
+
+    def call(self, condition: Any, training: bool | None = None) -> tuple[Any, Any]:
+        x = condition
+        for block in self.hidden:
+            for layer in block:
+                x = layer(x, training=training) if not isinstance(layer, keras.layers.Dense) else layer(x)
+        return self.gamma_layer(x), self.beta_layer(x)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, Any]:
+        return (input_shape[0], self.n_params), (input_shape[0], self.n_params)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": list(self.units), "n_params": self.n_params,
+                "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CNNControl(keras.layers.Layer):
+    """Conv1D control network: condition [batch, n_instruments] -> (gammas, betas), each [batch, n_params].
+
+    The condition is read as a sequence of n_instruments steps with one
+    channel; Conv1D layers with kernel n_instruments ("same", "same", then
+    "valid" for the last) reduce it to one step, followed by linear outputs.
+    """
+
+    def __init__(self, units: Sequence[int], n_params: int, n_instruments: int, dropout: float = 0.5,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = tuple(int(u) for u in units)
+        self.n_params = int(n_params)
+        self.n_instruments = int(n_instruments)
+        self.dropout = float(dropout)
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.hidden = []
+        for i, u in enumerate(self.units):
+            padding = "valid" if i == len(self.units) - 1 else "same"
+            block = [keras.layers.Conv1D(u, self.n_instruments, padding=padding, activation="relu",
+                                         kernel_initializer=init, name=f"conv_{i}")]
+            if i > 0:
+                block += [keras.layers.Dropout(self.dropout, name=f"dropout_{i}"),
+                          keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")]
+            self.hidden.append(block)
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.gamma_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="gammas")
+        self.beta_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="betas")
+
+    def build(self, input_shape: Any) -> None:
+        shape = (input_shape[0], self.n_instruments, 1)
+        for block in self.hidden:
+            for layer in block:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        shape = self.flatten.compute_output_shape(shape)
+        self.gamma_layer.build(shape)
+        self.beta_layer.build(shape)
+
+    def call(self, condition: Any, training: bool | None = None) -> tuple[Any, Any]:
+        x = ops.expand_dims(condition, -1)
+        for block in self.hidden:
+            for layer in block:
+                x = layer(x, training=training) if not isinstance(layer, keras.layers.Conv1D) else layer(x)
+        x = self.flatten(x)
+        return self.gamma_layer(x), self.beta_layer(x)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, Any]:
+        return (input_shape[0], self.n_params), (input_shape[0], self.n_params)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": list(self.units), "n_params": self.n_params,
+                "n_instruments": self.n_instruments, "dropout": self.dropout}

@@ -1,0 +1,76 @@
+"""The C-U-Net model family (Meseguer-Brocal & Peeters, ISMIR 2019) as Keras functional models.
+
+Inputs:  "magnitude" [batch, n_bins, n_frames, n_channels] (linear STFT magnitude)
+         "condition" [batch, n_instruments] (conditioned models only; one-hot selects a source)
+Output:  masked magnitude, same shape as "magnitude". The sigmoid mask itself
+         is the output of the layer named "mask" (see `mask_model`).
+n_frames may be any multiple of 2**n_layers (64 for six blocks).
+"""
+from __future__ import annotations
+
+import keras
+
+from .config import Config, ModelConfig
+from .layers import CNNControl, DenseControl, FiLM, film_param_count
+
+
+def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
+    if model_cfg.control_type == "dense":
+        return DenseControl(model_cfg.control_units, n_params, dropout=model_cfg.control_dropout, name="control")
+    return CNNControl(model_cfg.control_units, n_params, len(model_cfg.instruments),
+                      dropout=model_cfg.control_dropout, name="control")
+
+
+def build_model(config: Config) -> keras.Model:
+    """Build the (conditioned or standard) U-Net described by `config`."""
+    cfg = config.model
+    n_channels = config.audio.n_channels
+    filters = cfg.filters
+    magnitude = keras.Input((config.audio.n_bins, None, n_channels), name="magnitude")
+    inputs: dict[str, keras.KerasTensor] = {"magnitude": magnitude}
+    gammas = betas = None
+    if cfg.kind == "conditioned":
+        condition = keras.Input((len(cfg.instruments),), name="condition")
+        inputs["condition"] = condition
+        gammas, betas = _control(cfg, film_param_count(cfg.film_type, filters))(condition)
+
+    init = "he_uniform"
+    x = magnitude
+    skips = []
+    offset = 0
+    for i, f in enumerate(filters):
+        x = keras.layers.Conv2D(f, cfg.kernel_size, strides=2, padding="same", kernel_initializer=init,
+                                name=f"enc_conv_{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"enc_bn_{i}")(x)
+        if gammas is not None:
+            film = FiLM(cfg.film_type, offset, f, name=f"enc_film_{i}")
+            offset += film.n_params
+            x = film([x, gammas, betas])
+        x = keras.layers.LeakyReLU(0.2, name=f"enc_act_{i}")(x)
+        skips.append(x)
+
+    # Decoder: mirror of the encoder, skip connections from the encoder outputs.
+    x = skips[-1]
+    for j, f in enumerate(reversed(filters[:-1])):
+        x = keras.layers.Conv2DTranspose(f, cfg.kernel_size, strides=2, padding="same", kernel_initializer=init,
+                                         name=f"dec_conv_{j}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"dec_bn_{j}")(x)
+        x = keras.layers.ReLU(name=f"dec_act_{j}")(x)
+        if j < 3 and cfg.decoder_dropout > 0:
+            x = keras.layers.Dropout(cfg.decoder_dropout, name=f"dec_dropout_{j}")(x)
+        x = keras.layers.Concatenate(axis=-1, name=f"dec_skip_{j}")([x, skips[-2 - j]])
+    mask = keras.layers.Conv2DTranspose(n_channels, cfg.kernel_size, strides=2, padding="same",
+                                        activation="sigmoid", kernel_initializer=init, name="mask")(x)
+    output = keras.layers.Multiply(name="masked_magnitude")([mask, magnitude])
+    kind = "cunet" if cfg.kind == "conditioned" else "unet"
+    return keras.Model(inputs, output, name=f"{kind}_{config.name}")
+
+
+def mask_model(model: keras.Model) -> keras.Model:
+    """A model with the same inputs returning the sigmoid mask instead of the masked magnitude."""
+    return keras.Model(model.inputs, model.get_layer("mask").output, name=f"{model.name}_mask")
+
+
+def is_conditioned(model: keras.Model) -> bool:
+    """True when the model takes a "condition" input (C-U-Net), False for a plain U-Net."""
+    return "condition" in [t.name for t in model.inputs]
