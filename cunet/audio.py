@@ -32,9 +32,14 @@ def input_stem(path: str | os.PathLike) -> str:
     lower = name.lower()
     for ext in (".stem.mp4", ".stem.m4a"):
         if lower.endswith(ext):
-            return name[: -len(ext)] or name
-    stem = Path(name).stem
-    return stem or name
+            stem = name[: -len(ext)]
+            break
+    else:
+        stem = Path(name).stem
+    # "..wav" / "...wav" would give "." / "..": outputs in, or above, the output directory.
+    if stem in ("", ".", ".."):
+        stem = name if name not in ("", ".", "..") else "input"
+    return stem
 
 
 def ffmpeg_available() -> bool:
@@ -77,7 +82,10 @@ class AudioReader:
                 # Misnamed or exotic files: let ffmpeg try before giving up.
                 try:
                     self._file = sf.SoundFile(str(self._decode_with_ffmpeg()))
-                except (AudioError, sf.LibsndfileError, RuntimeError) as exc2:
+                except AudioError:
+                    self.close()
+                    raise
+                except (sf.LibsndfileError, RuntimeError) as exc2:
                     self.close()
                     raise AudioError(f"{self.path}: cannot decode audio ({_short(exc2)})") from None
             else:
@@ -109,7 +117,10 @@ class AudioReader:
         assert self._file is not None
         self._file.seek(0)
         while True:
-            block = self._file.read(block_size, dtype="float32", always_2d=True)
+            try:
+                block = self._file.read(block_size, dtype="float32", always_2d=True)
+            except (RuntimeError, OSError) as exc:  # LibsndfileError is a RuntimeError (truncated/corrupt data)
+                raise AudioError(f"{self.path}: cannot decode audio ({_short(exc)})") from None
             if block.shape[0] == 0:
                 return
             yield block
@@ -118,7 +129,10 @@ class AudioReader:
         """The whole file as float32 [n_samples, n_channels]."""
         assert self._file is not None
         self._file.seek(0)
-        return self._file.read(dtype="float32", always_2d=True)
+        try:
+            return self._file.read(dtype="float32", always_2d=True)
+        except (RuntimeError, OSError) as exc:
+            raise AudioError(f"{self.path}: cannot decode audio ({_short(exc)})") from None
 
     def close(self) -> None:
         if self._file is not None:
@@ -175,17 +189,26 @@ class AtomicAudioWriter:
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise AudioError(f"cannot write to '{staging}': {_short(exc)}") from None
         self.n_written = 0
+        self._finished = False
 
     def write(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
         if self.clip:
             block = np.clip(block, -1.0, 1.0)
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except (RuntimeError, OSError) as exc:  # disk full, file size limit, I/O error
+            raise AudioError(f"cannot write '{self.path}' (disk full?): {_short(exc)}") from None
         self.n_written += block.shape[0]
 
-    def commit(self) -> Path:
-        self._file.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def finish(self) -> None:
+        """Close (and for mp3 encode) the partial file, so `commit()` only has to rename it. Idempotent."""
+        if self._finished:
+            return
+        try:
+            self._file.close()
+        except (RuntimeError, OSError) as exc:
+            raise AudioError(f"cannot write '{self.path}': {_short(exc)}") from None
         if self.fmt == "mp3":
             encoded = self.partial.with_name(self.partial.name + ".mp3")
             cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(self.partial), "-c:a", "libmp3lame",
@@ -196,6 +219,12 @@ class AtomicAudioWriter:
                 encoded.unlink(missing_ok=True)
                 raise AudioError(f"cannot encode mp3: {(proc.stderr.strip().splitlines() or ['ffmpeg failed'])[-1]}")
             self.partial = encoded
+        self._finished = True
+
+    def commit(self) -> Path:
+        """Finish the file and rename it to `path` (atomic within one file system)."""
+        self.finish()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.partial, self.path)
         return self.path
 

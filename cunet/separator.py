@@ -61,11 +61,51 @@ def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, An
     from . import layers  # noqa: F401  (registers the custom layers)
 
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        # keras' safe_mode argument is overridden by a process-wide keras.config.enable_unsafe_deserialization();
+        # the explicit scope keeps cunet's loads safe whatever other code in the process did.
+        with _safe_mode_scope():
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        root: BaseException = exc  # keras wraps the real cause ("Could not locate class ...") in generic errors
+        for _ in range(20):
+            inner = root.__cause__ or root.__context__
+            if inner is None:
+                break
+            root = inner
+        text = str(root).strip() or str(exc).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
+        if "safe_mode" in message or "arbitrary code" in message:
+            message = "it contains Python code (e.g. a Lambda layer), which cunet never runs"
+        elif message.startswith("Could not locate"):
+            message = message.split(". Make sure")[0] + " (not a layer cunet knows; modified or foreign file)"
         raise ModelError(f"cannot load model '{path}': {message[:300]}") from None
+    _check_model_matches(model, config, path)
     return model, config, provenance
+
+
+def _safe_mode_scope() -> Any:
+    """A keras scope forcing safe deserialization (no lambdas / pickled code), if this keras has one."""
+    import contextlib
+
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # pragma: no cover - other keras layouts: rely on safe_mode=True alone
+        return contextlib.nullcontext()
+    return SafeModeScope(True)
+
+
+def _check_model_matches(model: Any, config: Config, path: Path) -> None:
+    """Raise ModelError unless the model has cunet's inputs (as its config says) and a "mask" layer."""
+    shapes = {getattr(t, "name", ""): tuple(t.shape) for t in model.inputs}
+    mag = shapes.get("magnitude")
+    ok = mag is not None and len(mag) == 4 and mag[1] == config.audio.n_bins and mag[3] == config.audio.n_channels
+    if config.model.kind == "conditioned":
+        cond = shapes.get("condition")
+        ok = ok and cond is not None and cond[-1] == len(config.model.instruments)
+    ok = ok and any(layer.name == "mask" for layer in model.layers)
+    if not ok:
+        raise ModelError(f"model file '{path}' is not the cunet network its embedded config describes "
+                         f"(inputs {shapes}); it was modified or not saved by cunet")
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
@@ -147,7 +187,8 @@ class Separator:
         return chunk, overlap
 
     def _build_chunk_function(self, tf: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        from .spectral import expand_mask_bins, istft, stft
+        # The same graph the SavedModel export runs per chunk, so both give identical results.
+        from .export import chunk_graph
 
         a = self.audio
         multiple = self.config.model.time_multiple
@@ -158,20 +199,7 @@ class Separator:
                                       tf.TensorSpec([None, n_inst], tf.float32)], reduce_retracing=True)
         def run(waveform, conditions):
             # waveform [n_groups, n_samples, n_channels]; conditions [n_cond, n_instruments]
-            n_samples = tf.shape(waveform)[1]
-            spec = stft(tf.transpose(waveform, [0, 2, 1]), a.n_fft, a.hop_length)  # [G, ch, F, bins]
-            mag = tf.transpose(tf.abs(spec)[..., :a.n_bins], [0, 3, 2, 1])       # [G, n_bins, F, ch]
-            n_frames = tf.shape(mag)[2]
-            padded = (n_frames + multiple - 1) // multiple * multiple
-            mag = tf.pad(mag, [[0, 0], [0, 0], [0, padded - n_frames], [0, 0]])
-            n_cond, n_groups = tf.shape(conditions)[0], tf.shape(mag)[0]
-            mask = mask_fn(tf.tile(mag, [n_cond, 1, 1, 1]), tf.repeat(conditions, n_groups, axis=0))
-            mask = tf.transpose(mask[:, :, :n_frames, :], [0, 3, 2, 1])            # [C*G, ch, F, n_bins]
-            mask = expand_mask_bins(mask, a.n_fft)
-            est = istft(tf.cast(mask, tf.complex64) * tf.tile(spec, [n_cond, 1, 1, 1]), n_samples,
-                        a.n_fft, a.hop_length)                                     # [C*G, ch, n]
-            est = tf.reshape(est, [n_cond, n_groups, a.n_channels, n_samples])
-            return tf.transpose(est, [0, 1, 3, 2])                                 # [C, G, n, ch]
+            return chunk_graph(waveform, conditions, a, multiple, mask_fn)   # [C, G, n, ch]
 
         return lambda w, c: run(tf.constant(w), tf.constant(c)).numpy()
 
@@ -204,6 +232,8 @@ class Separator:
         else:                                    # stereo input through a mono model: channels as a batch
             groups = np.transpose(chunk)[:, :, None]
         out = self._run_chunk(np.ascontiguousarray(groups, np.float32), cond)  # [C, G, n, model_ch]
+        if not np.isfinite(out).all():  # input was checked finite, so the weights are bad (corrupt file?)
+            raise ModelError("the model produced NaN or infinite values; its weights may be corrupt")
         if model_ch == n_in_channels:
             return out[:, 0]
         if model_ch == 2:
@@ -279,6 +309,13 @@ class Separator:
         outputs = {n: target_dir / f"{n}.{fmt}" for n in names}
         if residual:
             outputs.update({f"no_{n}": target_dir / f"no_{n}.{fmt}" for n in names})
+        if path.is_file():
+            clobber = [str(p) for p in outputs.values() if p.is_file() and os.path.samefile(p, path)]
+            if clobber:
+                raise AudioError(f"output '{clobber[0]}' is the input file itself; choose another output directory")
+        not_files = [str(p) for p in outputs.values() if p.exists() and not p.is_file()]
+        if not_files:
+            raise AudioError(f"output '{not_files[0]}' exists and is not a file")
         if not force:
             existing = [str(p) for p in outputs.values() if p.exists()]
             if existing:
@@ -290,10 +327,12 @@ class Separator:
                                  "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)")
             _prepare_outdir(outdir, target_dir)
             remove_stale_partials(outdir)
-            writers = {key: AtomicAudioWriter(p, info.sample_rate, info.n_channels, fmt, float32=float32,
-                                              staging_dir=outdir) for key, p in outputs.items()}
+            writers: dict[str, AtomicAudioWriter] = {}
             bar = _progress(self.n_chunks(info.n_samples, info.sample_rate), not progress, path.name)
             try:
+                for key, p in outputs.items():  # inside try: a failure here must remove the partials made so far
+                    writers[key] = AtomicAudioWriter(p, info.sample_rate, info.n_channels, fmt, float32=float32,
+                                                     staging_dir=outdir)
                 mixture_blocks: list[np.ndarray] = []
 
                 def tee(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -315,6 +354,8 @@ class Separator:
                 if any(v != info.n_samples for v in total.values()):
                     raise AudioError(f"{path}: internal length mismatch {total} != {info.n_samples}")
                 target_dir.mkdir(parents=True, exist_ok=True)
+                for w in writers.values():  # finish (encode) all first, so a failure leaves no partial set
+                    w.finish()
                 return {key: w.commit() for key, w in writers.items()}
             except BaseException:
                 for w in writers.values():

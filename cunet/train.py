@@ -84,17 +84,64 @@ def _callbacks(config: Config, out_dir: Path, provenance: dict[str, Any], max_mi
                     print(f"time limit of {max_minutes:g} min reached after epoch {epoch + 1}; stopping", flush=True)
                     self.model.stop_training = True
 
+    class Backup(keras.callbacks.BackupAndRestore):
+        """BackupAndRestore that also backs up at each epoch end; listed last, so a finished epoch is
+        recorded in the backup only after its logs and checkpoints are written."""
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            super().on_epoch_end(epoch, logs)
+            if self.save_freq != "epoch":
+                self._save_model()
+
     t = config.train
     return [
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), save_freq=max(1, t.steps_per_epoch // 4),
-                                         double_checkpoint=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
                                           verbose=verbose),
         keras.callbacks.EarlyStopping("val_loss", patience=t.early_stopping_patience, verbose=verbose),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False, profile_batch=0),
         Checkpoints(),
+        Backup(str(out_dir / "backup"), save_freq=max(1, t.steps_per_epoch // 4), double_checkpoint=True),
     ]
+
+
+def _resume_epoch(backup: Path) -> int:
+    """The epoch BackupAndRestore will resume at (0 without a backup).
+
+    Metadata cut short by a kill falls back to the previous (double) checkpoint, as Keras does
+    for unreadable weights; with no usable backup the run starts over.
+    """
+    import shutil
+
+    meta = backup / "training_metadata.json"
+    if not meta.exists():
+        return 0
+    for attempt in range(2):
+        try:
+            return int(json.loads(meta.read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            prev_meta, prev_weights = Path(f"{meta}.bkp"), backup / "latest.weights.h5.bkp"
+            if attempt or not (prev_meta.exists() and prev_weights.exists()):
+                break
+            shutil.copyfile(prev_weights, backup / "latest.weights.h5")
+            shutil.copyfile(prev_meta, meta)
+    shutil.rmtree(backup, ignore_errors=True)
+    return 0
+
+
+def _truncate_history(path: Path, n_epochs: int) -> None:
+    """Keep only the CSV log rows of the first `n_epochs` epochs: a restart runs the later ones again."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    rows = [r for r in lines[1:] if r.strip()]
+    kept = [r for r in rows if int(r.split(",", 1)[0]) < n_epochs]
+    if not kept:
+        path.unlink()
+    elif len(kept) != len(rows):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(lines[:1] + kept), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def train(config: Config, musdb_root: str | os.PathLike, out_dir: str | os.PathLike,
@@ -143,11 +190,10 @@ def train(config: Config, musdb_root: str | os.PathLike, out_dir: str | os.PathL
     val_inputs, val_targets = validation_arrays(cached_valid, cfg.model.n_frames, len(instruments), fixed)
 
     # Resume: continue the batch stream where the backed-up epoch left it.
-    first_epoch = 0
-    meta = out_dir / "backup" / "training_metadata.json"
-    if meta.exists():
-        first_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
+    first_epoch = _resume_epoch(out_dir / "backup")
+    if (out_dir / "backup").exists():
         print(f"resuming from epoch {first_epoch} in '{out_dir}'", flush=True)
+    _truncate_history(out_dir / "history.csv", first_epoch)
 
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = select_strategy(devices)

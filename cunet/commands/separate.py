@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from typing import Iterator
 
 from ..config import INSTRUMENTS
 from ..errors import UserError, quiet_tensorflow
@@ -67,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from ..separator import ModelError, Separator
 
     try:
-        separator = Separator.from_pretrained(args.model, chunk_seconds=args.chunk_seconds,
-                                              overlap_seconds=args.overlap_seconds)
+        # TensorFlow is imported inside, only once the model file passed the cheap checks.
+        with _native_stderr_muted():
+            separator = Separator.from_pretrained(args.model, chunk_seconds=args.chunk_seconds,
+                                                  overlap_seconds=args.overlap_seconds)
+            if "tensorflow" in sys.modules:
+                sys.modules["tensorflow"].config.list_physical_devices()  # device probing logs once: now
     except ModelError as exc:
         raise UserError(str(exc)) from None
     instruments = parse_instruments(args.instrument, separator.instruments)
@@ -81,12 +88,43 @@ def run(args: argparse.Namespace) -> int:
         except (AudioError, ValueError, OSError) as exc:
             failures += 1
             message = str(exc) if not isinstance(exc, OSError) else f"{path}: {exc.strerror or exc}"
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {_one_line(message, path)}", file=sys.stderr)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others or print a traceback
+            failures += 1
+            print(f"error: {_one_line(f'unexpected {type(exc).__name__}: {exc}', path)}", file=sys.stderr)
             continue
         if not args.quiet:
             folder = next(iter(written.values())).parent
             print(f"{path} -> {folder}/ ({', '.join(sorted(p.name for p in written.values()))})", file=sys.stderr)
     return 2 if failures else 0
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Send fd 2 to /dev/null meanwhile: TensorFlow's C++ start-up chatter ("I0000 ... oneDNN", "cuInit"
+    lines, which TF_CPP_MIN_LOG_LEVEL does not silence) would bury our one-line errors. Python exceptions
+    still propagate (and are reported after fd 2 is back); set CUNET_TF_LOGS=1 to see the chatter."""
+    if os.environ.get("CUNET_TF_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _one_line(message: str, path: str) -> str:
+    """The message on one line, naming the input it is about."""
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip()) or "failed"
+    return message if path in message else f"{path}: {message}"
 
 
 def main(argv: list[str] | None = None) -> int:

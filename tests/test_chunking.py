@@ -1,0 +1,118 @@
+"""Properties of chunk planning and streaming overlap-add (hypothesis): lengths are kept, nothing turns NaN,
+an identity process gives back its input exactly, and memory stays bounded by the chunk size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cunet.chunking import ChunkPlan, crossfade_window, overlap_add_stream, plan_chunks
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def plans(draw: st.DrawFn, max_samples: int = 3000) -> ChunkPlan:
+    """A random valid chunk plan, including inputs shorter than one chunk and zero overlap."""
+    overlap = draw(st.integers(0, 64))
+    chunk = draw(st.integers(2 * overlap + 1, 2 * overlap + 400))
+    n = draw(st.integers(0, max_samples))
+    return plan_chunks(n, chunk, overlap)
+
+
+def _split(x: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """x cut into consecutive blocks of the given sizes (cycled; 0-size blocks allowed)."""
+    blocks, pos, i = [], 0, 0
+    while pos < x.shape[0]:
+        size = sizes[i % len(sizes)]
+        blocks.append(x[pos:pos + size])
+        pos += size
+        i += 1
+    return blocks
+
+
+@SETTINGS
+@given(plan=plans())
+def test_plan_covers_signal_and_both_fades(plan: ChunkPlan) -> None:
+    """The padded chunks cover `overlap` lead-in, the signal and `overlap` lead-out, with hop > 0."""
+    assert plan.hop > 0 and plan.n_chunks >= 1
+    assert plan.chunk > 2 * plan.overlap
+    assert plan.padded_length >= plan.n_samples + 2 * plan.overlap
+    # No chunk more than needed: without the last one the signal would not be covered.
+    assert (plan.n_chunks - 2) * plan.hop + plan.chunk < plan.n_samples + 2 * plan.overlap or plan.n_chunks == 1
+
+
+@SETTINGS
+@given(plan=plans())
+def test_windows_sum_to_one_over_the_signal(plan: ChunkPlan) -> None:
+    window = crossfade_window(plan.chunk, plan.overlap)
+    assert window.shape == (plan.chunk,) and np.all(window > 0) and np.all(window <= 1)
+    total = np.zeros(plan.padded_length, np.float64)
+    for k in range(plan.n_chunks):
+        total[k * plan.hop:k * plan.hop + plan.chunk] += window
+    signal = total[plan.overlap:plan.overlap + plan.n_samples]
+    np.testing.assert_allclose(signal, 1.0, atol=1e-6)
+
+
+@SETTINGS
+@given(plan=plans(), n_channels=st.integers(1, 3), sizes=st.lists(st.integers(0, 700), min_size=1, max_size=5)
+       .filter(lambda s: any(s)), seed=st.integers(0, 2**16))
+def test_identity_process_returns_input(plan: ChunkPlan, n_channels: int, sizes: list[int], seed: int) -> None:
+    """Whatever the block sizes of the input stream, identity chunks overlap-add back to the input."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (plan.n_samples, n_channels)).astype(np.float32)
+    calls: list[tuple[int, ...]] = []
+
+    def process(chunk: np.ndarray) -> np.ndarray:
+        calls.append(chunk.shape)
+        return np.stack([chunk, 2 * chunk])          # two outputs: x and 2x
+
+    out = list(overlap_add_stream(_split(x, sizes), plan, n_channels, process))
+    assert calls == [(plan.chunk, n_channels)] * plan.n_chunks   # bounded memory: one chunk at a time
+    y = np.concatenate(out, axis=1) if out else np.zeros((2, 0, n_channels), np.float32)
+    assert y.shape == (2, plan.n_samples, n_channels) and y.dtype == np.float32
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y[0], x, atol=2e-6)
+    np.testing.assert_allclose(y[1], 2 * x, atol=4e-6)
+
+
+@SETTINGS
+@given(plan=plans(), delta=st.integers(-500, 500), n_channels=st.integers(1, 2))
+def test_stream_length_is_the_plan_length(plan: ChunkPlan, delta: int, n_channels: int) -> None:
+    """A stream shorter than planned reads zeros, a longer one is cut: output length is always n_samples."""
+    n_given = max(0, plan.n_samples + delta)
+    x = np.ones((n_given, n_channels), np.float32)
+    out = list(overlap_add_stream([x], plan, n_channels, lambda c: c[None]))
+    y = np.concatenate(out, axis=1) if out else np.zeros((1, 0, n_channels), np.float32)
+    assert y.shape == (1, plan.n_samples, n_channels) and np.isfinite(y).all()
+    m = min(n_given, plan.n_samples)
+    np.testing.assert_allclose(y[0, :m], 1.0, atol=2e-6)
+    np.testing.assert_allclose(y[0, m:], 0.0, atol=2e-6)
+
+
+@pytest.mark.parametrize("n_samples,chunk,overlap", [(-1, 10, 2), (10, 4, 2), (10, 10, -1), (10, 0, 0)])
+def test_invalid_plans_are_refused(n_samples: int, chunk: int, overlap: int) -> None:
+    with pytest.raises(ValueError, match="invalid chunking"):
+        plan_chunks(n_samples, chunk, overlap)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(n_samples=st.integers(1, 30000), n_channels=st.integers(1, 2),
+       rate=st.sampled_from([8000, 22050, 44100, 48000, 96000]), seed=st.integers(0, 2**16))
+def test_separator_identity_mask_keeps_length_and_signal(tiny_separator, n_samples: int, n_channels: int,
+                                                         rate: int, seed: int) -> None:
+    """Through STFT, chunking, resampling and back with a mask of ones: the input's shape comes back, finite;
+    at the model's own rate the signal itself comes back."""
+    import tensorflow as tf
+
+    from cunet.separator import Separator
+
+    sep = Separator(tiny_separator.model, tiny_separator.config, mask_fn=lambda mag, cond: tf.ones_like(mag),
+                    chunk_seconds=0.2, overlap_seconds=0.05)
+    x = np.random.default_rng(seed).uniform(-0.5, 0.5, (n_samples, n_channels)).astype(np.float32)
+    y = sep.separate(x, rate, ["vocals"])["vocals"]
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    if rate == sep.sample_rate:
+        np.testing.assert_allclose(y, x, atol=1e-4)

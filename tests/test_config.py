@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cunet.config import Config, ConfigError, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+PAPER = ["standard", "simple_dense", "complex_dense", "simple_cnn", "complex_cnn"]
+
+
+def test_all_configs_present_and_valid():
+    names = {p.stem for p in CONFIGS}
+    assert set(PAPER) | {"default", "tiny"} <= names
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert isinstance(cfg, Config)
+        assert cfg.name == path.stem
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_setup(name):
+    cfg = load_config(Path(CONFIGS[0]).parent / f"{name}.yaml")
+    a, m = cfg.audio, cfg.model
+    assert (a.sample_rate, a.n_channels, a.n_fft, a.hop_length, a.n_bins) == (8192, 1, 1024, 256, 512)
+    assert (m.n_frames, m.n_layers, m.kernel_size, m.first_filters) == (128, 6, 5, 16)
+    assert m.filters == (16, 32, 64, 128, 256, 512)
+    assert cfg.train.batch_size == 64 and cfg.train.learning_rate == 1e-3
+    if name != "standard":
+        film, control = name.split("_")
+        assert (m.film_type, m.control_type) == (film, control)
+
+
+def test_default_is_full_band_stereo():
+    cfg = load_config(Path(CONFIGS[0]).parent / "default.yaml")
+    assert cfg.audio.sample_rate == 44100 and cfg.audio.n_channels == 2
+    # The network sees up to ~21.5 kHz; the remaining bin (Nyquist) reuses the top mask.
+    assert cfg.audio.max_frequency > 21000
+    assert cfg.audio.n_fft // 2 + 1 - cfg.audio.n_bins <= 1
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="model.n_filterz"):
+        config_from_dict({"model": {"n_filterz": 3}})
+    with pytest.raises(ConfigError, match="'foo'"):
+        config_from_dict({"foo": 1})
+
+
+def test_invalid_values_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="audio.n_channels"):
+        config_from_dict({"audio": {"n_channels": 3}})
+    with pytest.raises(ConfigError, match="model.film_type"):
+        config_from_dict({"model": {"film_type": "medium"}})
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        config_from_dict({"train": {"batch_size": "big"}})
+    with pytest.raises(ConfigError, match="model.n_frames"):
+        config_from_dict({"model": {"n_frames": 100}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_frozen_and_round_trip():
+    cfg = load_config(Path(CONFIGS[0]).parent / "tiny.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.audio.sample_rate = 1  # type: ignore[misc]
+    assert config_from_dict(cfg.to_dict()) == cfg

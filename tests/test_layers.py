@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cunet.layers import CNNControl, DenseControl, FiLM, film_param_count
+
+
+def test_film_simple_matches_hand_computation():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 3, 5)).astype("float32")
+    gammas = rng.standard_normal((2, 3)).astype("float32")
+    betas = rng.standard_normal((2, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(FiLM("simple", offset=1, n_filters=5)([x, gammas, betas]))
+    expected = np.stack([x[b] * gammas[b, 1] + betas[b, 1] for b in range(2)])
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_film_complex_matches_hand_computation():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 3, 5)).astype("float32")
+    gammas = rng.standard_normal((2, 9)).astype("float32")
+    betas = rng.standard_normal((2, 9)).astype("float32")
+    out = keras.ops.convert_to_numpy(FiLM("complex", offset=2, n_filters=5)([x, gammas, betas]))
+    expected = np.empty_like(x)
+    for b in range(2):
+        for c in range(5):
+            expected[b, :, :, c] = x[b, :, :, c] * gammas[b, 2 + c] + betas[b, 2 + c]
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_film_rejects_unknown_type():
+    with pytest.raises(ValueError):
+        FiLM("medium", 0, 4)
+
+
+def test_param_counts():
+    assert film_param_count("simple", (16, 32, 64, 128, 256, 512)) == 6
+    assert film_param_count("complex", (16, 32, 64, 128, 256, 512)) == 1008
+
+
+@pytest.mark.parametrize("layer", [
+    DenseControl((16, 64, 256), n_params=6),
+    DenseControl((16, 256, 1024), n_params=1008),
+    CNNControl((16, 32, 64), n_params=6, n_instruments=4),
+    CNNControl((32, 64, 256), n_params=1008, n_instruments=4),
+])
+def test_control_shapes_and_config_round_trip(layer):
+    cond = np.eye(4, dtype="float32")
+    gammas, betas = layer(cond, training=False)
+    assert tuple(gammas.shape) == (4, layer.n_params) == tuple(betas.shape)
+    clone = type(layer).from_config(layer.get_config())
+    clone(cond)
+    clone.set_weights(layer.get_weights())
+    g2, b2 = clone(cond, training=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(g2), keras.ops.convert_to_numpy(gammas), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(b2), keras.ops.convert_to_numpy(betas), atol=1e-6)
+    # Different instruments get different FiLM parameters.
+    g = keras.ops.convert_to_numpy(gammas)
+    assert not np.allclose(g[0], g[1])
+
+
+def test_paper_control_sizes():
+    dense = DenseControl((16, 64, 256), n_params=6)
+    dense(np.zeros((1, 4), "float32"))
+    assert [layer[0].units for layer in dense.hidden] == [16, 64, 256]
+    cnn = CNNControl((16, 32, 64), n_params=6, n_instruments=4)
+    cnn(np.zeros((1, 4), "float32"))
+    assert [layer[0].filters for layer in cnn.hidden] == [16, 32, 64]

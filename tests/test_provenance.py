@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+import zipfile
+
+from cunet.provenance import (PROVENANCE_ENTRY, make_provenance, package_versions, read_provenance, save_model,
+                              write_json_atomic)
+
+
+def test_provenance_record_fields(tiny_config):
+    record = make_provenance(tiny_config.to_dict(), data={"tracks": ["a"]}, metrics={"sdr": 1.0})
+    for key in ("created", "git_commit", "packages", "config", "data", "metrics"):
+        assert key in record
+    assert record["packages"]["tensorflow"]
+    assert record["config"]["audio"]["sample_rate"] == tiny_config.audio.sample_rate
+    json.dumps(record)
+
+
+def test_save_model_embeds_provenance(tmp_path, tiny_config):
+    from cunet.models import build_model
+
+    path = save_model(build_model(tiny_config), tmp_path / "m.keras", make_provenance(tiny_config.to_dict()))
+    assert path.exists()
+    assert PROVENANCE_ENTRY in zipfile.ZipFile(path).namelist()
+    assert read_provenance(path)["config"] == tiny_config.to_dict()
+    assert not [p for p in tmp_path.iterdir() if p.name != "m.keras"]  # no temp files left
+
+
+def test_read_provenance_of_bad_files(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    assert read_provenance(bad) is None
+    assert read_provenance(tmp_path / "missing.keras") is None
+
+
+def test_write_json_atomic(tmp_path):
+    write_json_atomic(tmp_path / "x.json", {"a": 1})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+    assert package_versions()["python"]
