@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .config import AudioConfig, Config, TrainConfig
+from .config import AudioConfig, TrainConfig
 
 
 def track_key(name: str) -> str:

@@ -74,13 +74,33 @@ def save_model(model: Any, path: str | os.PathLike, provenance: dict[str, Any]) 
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
         model.save(tmp)
+        record = {**provenance, "weights_sha256": weights_digest(tmp)}
         with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(PROVENANCE_ENTRY, json.dumps(provenance, indent=2, sort_keys=True, default=str))
+            archive.writestr(PROVENANCE_ENTRY, json.dumps(record, indent=2, sort_keys=True, default=str))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def weights_digest(path: str | os.PathLike) -> str | None:
+    """SHA-256 of the weights inside a `.keras` archive (None if it has none); detects tampered weights."""
+    import hashlib
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".weights.h5")]
+            if not names:
+                return None
+            digest = hashlib.sha256()
+            for name in sorted(names):
+                with archive.open(name) as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+            return digest.hexdigest()
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError):
+        return None
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:

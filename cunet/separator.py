@@ -41,7 +41,7 @@ def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, An
     """
     import zipfile
 
-    from .provenance import read_provenance
+    from .provenance import read_provenance, weights_digest
 
     path = Path(path)
     if not path.is_file():
@@ -51,6 +51,9 @@ def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, An
     provenance = read_provenance(path)
     if not provenance or "config" not in provenance:
         raise ModelError(f"model file '{path}' carries no cunet provenance/config; was it saved by cunet?")
+    expected = provenance.get("weights_sha256")
+    if expected is not None and weights_digest(path) != expected:
+        raise ModelError(f"model file '{path}' has been modified: its weights do not match their recorded checksum")
     try:
         config = config_from_dict(provenance["config"])
     except ConfigError as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
@@ -58,3 +59,59 @@ def synth_mixture(seconds: float = 2.0, sample_rate: int = 44100, n_channels: in
 @pytest.fixture
 def synth():
     return synth_mixture
+
+
+# Real MUSDB18 names: musdb puts these in split "train" ...
+TRAIN_NAMES: tuple[str, ...] = ("A Classic Education - NightOwl", "Actions - Devil's Words", "Music Delta - Disco")
+# ... and these in split "valid" (listed in musdb's configs/mus.yaml "validation_tracks").
+VALID_NAMES: tuple[str, ...] = ("Actions - One Minute Smile", "Johnny Lokke - Promises & Lies")
+STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
+
+
+def musdb_validation_names() -> set[str]:
+    """musdb's built-in validation split (track names), read from the installed package."""
+    import musdb
+    import yaml
+
+    setup = yaml.safe_load((Path(musdb.__file__).parent / "configs" / "mus.yaml").read_text())
+    return set(setup["validation_tracks"])
+
+
+def synth_stems(seconds: float, sample_rate: int, seed: int) -> dict[str, np.ndarray]:
+    """Four distinguishable stereo stems, float32 [n_samples, 2], each peak below 0.25."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    f0 = 220.0 * (1 + 0.1 * seed)
+    vocals = 0.15 * np.sin(2 * np.pi * f0 * t + 3 * np.sin(2 * np.pi * 5 * t)) + 0.05 * np.sin(4 * np.pi * f0 * t)
+    envelope = np.exp(-30 * ((t * 2) % 1.0))
+    drums = 0.2 * envelope * rng.standard_normal(n)
+    bass = 0.2 * np.sin(2 * np.pi * (55 + 5 * seed) * t)
+    other = sum(0.06 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (330.0, 415.0, 494.0))
+    pans = {"vocals": 0.5, "drums": 0.3, "bass": 0.5, "other": 0.7}
+    out = {}
+    for name, mono in (("vocals", vocals), ("drums", drums), ("bass", bass), ("other", other)):
+        pan = pans[name]
+        out[name] = np.stack([mono * (1.0 - pan) * 2, mono * pan * 2], axis=1).astype(np.float32) * 0.5
+    return out
+
+
+def make_synthetic_musdb(root: Path, train_names: Sequence[str] = TRAIN_NAMES,
+                         valid_names: Sequence[str] = VALID_NAMES, seconds: float = 3.5,
+                         sample_rate: int = 44100) -> Path:
+    """Write a MUSDB18 root in the wav layout: root/train/<track>/{mixture,drums,bass,other,vocals}.wav."""
+    import soundfile as sf
+
+    for seed, name in enumerate([*train_names, *valid_names]):
+        folder = root / "train" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        stems = synth_stems(seconds, sample_rate, seed)
+        for stem, audio in stems.items():
+            sf.write(folder / f"{stem}.wav", audio, sample_rate, subtype="PCM_16")
+        sf.write(folder / "mixture.wav", np.clip(sum(stems.values()), -1, 1), sample_rate, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture(scope="session")
+def musdb_root(tmp_path_factory) -> Path:
+    return make_synthetic_musdb(tmp_path_factory.mktemp("musdb"))

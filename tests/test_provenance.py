@@ -37,3 +37,23 @@ def test_write_json_atomic(tmp_path):
     write_json_atomic(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
     assert package_versions()["python"]
+
+
+def test_tampered_weights_are_rejected(tmp_path, tiny_model_path):
+    import zipfile
+
+    import pytest
+
+    from cunet.separator import ModelError, load_keras_model
+
+    tampered = tmp_path / "tampered.keras"
+    with zipfile.ZipFile(tiny_model_path) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith(".weights.h5"):
+                data = data[:-64] + bytes(b ^ 0xFF for b in data[-64:])  # flip bits in the last weights
+            dst.writestr(item, data)
+    with pytest.raises(ModelError, match="modified"):
+        load_keras_model(tampered)
+    model, config, provenance = load_keras_model(tiny_model_path)
+    assert provenance["weights_sha256"]

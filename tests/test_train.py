@@ -2,9 +2,9 @@
 tracks never reach training, tf.distribute over two logical CPUs, and resuming a
 killed run loses no epoch and repeats none.
 
-All data is synthesized (see `make_synthetic_musdb` in test_data.py). The CLI
-runs (MirroredStrategy over two logical CPUs, SIGKILL and resume) are marked
-slow: run them with `pytest -m slow tests/test_train.py`.
+All data is synthesized (see `make_synthetic_musdb` in conftest.py). The CLI
+runs (MirroredStrategy over two logical CPUs, SIGKILL and resume) run in
+subprocesses and take about a minute each.
 """
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_data is a sibling module, not a package
-from test_data import TRAIN_NAMES, VALID_NAMES, make_synthetic_musdb, musdb_validation_names  # noqa: E402
+from conftest import TRAIN_NAMES, VALID_NAMES, make_synthetic_musdb, musdb_validation_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,7 +224,6 @@ def test_resume_after_crash_at_epoch_boundary(tmp_path, musdb_root, cache_dir, t
     assert_every_epoch_once(out, 3)
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_config):
     """`cunet train` killed with SIGKILL during an epoch; the same command resumes and finishes."""
     epochs = 4
@@ -275,7 +273,6 @@ def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_co
 # --------------------------------------------------------------------------- tf.distribute
 
 
-@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, musdb_root, cache_dir, tiny_config):
     cfg = small_config(tiny_config, steps_per_epoch=2, epochs=2)
     config_path = write_config(tmp_path / "mirrored.yaml", cfg)

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-from typing import Iterator
 
 from ..config import INSTRUMENTS
-from ..errors import UserError, quiet_tensorflow
+from ..errors import UserError, native_stderr_muted, quiet_tensorflow
 
 EPILOG = ("Outputs go to OUTDIR/<input name>/<instrument>.<format>; with --residual also "
           "OUTDIR/<input name>/no_<instrument>.<format> (the mixture minus the estimate). "
@@ -71,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         # TensorFlow is imported inside, only once the model file passed the cheap checks.
-        with _native_stderr_muted():
+        with native_stderr_muted():
             separator = Separator.from_pretrained(args.model, chunk_seconds=args.chunk_seconds,
                                                   overlap_seconds=args.overlap_seconds)
             if "tensorflow" in sys.modules:
@@ -98,27 +95,6 @@ def run(args: argparse.Namespace) -> int:
             folder = next(iter(written.values())).parent
             print(f"{path} -> {folder}/ ({', '.join(sorted(p.name for p in written.values()))})", file=sys.stderr)
     return 2 if failures else 0
-
-
-@contextlib.contextmanager
-def _native_stderr_muted() -> Iterator[None]:
-    """Send fd 2 to /dev/null meanwhile: TensorFlow's C++ start-up chatter ("I0000 ... oneDNN", "cuInit"
-    lines, which TF_CPP_MIN_LOG_LEVEL does not silence) would bury our one-line errors. Python exceptions
-    still propagate (and are reported after fd 2 is back); set CUNET_TF_LOGS=1 to see the chatter."""
-    if os.environ.get("CUNET_TF_LOGS"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _one_line(message: str, path: str) -> str:
