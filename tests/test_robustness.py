@@ -697,7 +697,7 @@ MODEL_ERRORS = {
     "empty": "not a valid .keras archive", "lambda_layer": "contains Python code",
     "unknown_class": "EvilLayer", "non_keras_module": "system", "no_provenance": "no cunet provenance",
     "invalid_provenance": "invalid config", "mismatched_provenance": "is not the cunet network",
-    "truncated_weights": "cannot load model",
+    "truncated_weights": "weights do not match their recorded checksum",
 }
 
 
