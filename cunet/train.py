@@ -64,17 +64,17 @@ def _callbacks(config: Config, out_dir: Path, provenance: dict[str, Any], max_mi
 
         def on_epoch_end(self, epoch: int, logs=None) -> None:
             logs = dict(logs or {})
-            logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
             self.epoch_times.append(time.monotonic() - self._epoch_start)
             history = provenance["metrics"].setdefault("history", [])
             history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+            provenance["metrics"]["epochs_done"] = epoch + 1
             val = float(logs.get("val_loss", float("inf")))
             if val < self.best:
                 self.best = val
                 provenance["metrics"].update(best_val_loss=val, best_epoch=epoch + 1)
                 save_model(self.model, out_dir / "best.keras", provenance)
                 write_json_atomic(out_dir / "best_val_loss.json", {"val_loss": val, "epoch": epoch + 1})
-            provenance["metrics"]["epochs_done"] = epoch + 1
             save_model(self.model, out_dir / "last.keras", provenance)
             write_json_atomic(out_dir / "provenance.json", provenance)
             if max_minutes > 0:
