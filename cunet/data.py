@@ -129,6 +129,11 @@ def _stft_function(audio: AudioConfig) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def _to_model_layout(spec: np.ndarray) -> np.ndarray:
+    """Complex [n_channels, n_frames, n_bins] -> magnitude float32 [n_bins, n_frames, n_channels]."""
+    return np.transpose(np.abs(spec), (2, 1, 0)).astype(np.float32)
+
+
 class PatchSampler:
     """Draws augmented training batches from cached STFTs; batch `index` is reproducible.
 
@@ -195,9 +200,7 @@ class PatchSampler:
             mix = stem if mix is None else mix + stem
         cond = self._condition(rng)
         target = sum(parts[i] * cond[i] for i in np.flatnonzero(cond)) if cond.any() else np.zeros_like(mix)
-        # [ch, frames, bins] -> [bins, frames, ch]
-        to_model = lambda x: np.transpose(np.abs(x), (2, 1, 0)).astype(np.float32)
-        return to_model(mix), cond, to_model(target)
+        return _to_model_layout(mix), cond, _to_model_layout(target)
 
     def batch(self, index: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
