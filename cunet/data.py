@@ -247,13 +247,13 @@ def validation_arrays(tracks: Sequence[CachedTrack], n_frames: int, n_instrument
         starts = np.linspace(0, spec.shape[2] - n_frames, num=min(n_patches, max_patches_per_track)).astype(int)
         for start in starts:
             stems = np.asarray(spec[:, :, start:start + n_frames, :])
-            mix = np.transpose(np.abs(stems.sum(axis=0)), (2, 1, 0))
+            mix = _to_model_layout(stems.sum(axis=0))
             for k in targets_idx:
                 cond = np.zeros(n_instruments, np.float32)
                 cond[k] = 1.0
                 mags.append(mix)
                 conds.append(cond)
-                targets.append(np.transpose(np.abs(stems[k]), (2, 1, 0)))
+                targets.append(_to_model_layout(stems[k]))
     inputs = {"magnitude": np.stack(mags).astype(np.float32)}
     if fixed_target is None:
         inputs["condition"] = np.stack(conds)
