@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 
 import tensorflow as tf
 
+from . import chunking
 from .config import AudioConfig, Config, ConfigError, config_from_dict
 from .provenance import PROVENANCE_ENTRY
 
@@ -91,7 +92,7 @@ def separate_waveform(waveform: tf.Tensor, condition: tf.Tensor, audio: AudioCon
     waveform: float32 [n_samples, n_in] at audio.sample_rate, n_in 1 or 2 (mono through a
         stereo model is duplicated and the output averaged; stereo through a mono model
         runs each channel on its own, exactly as `Separator` does).
-    condition: float32 [n_instruments]. chunk, overlap: samples (Separator._chunk_sizes).
+    condition: float32 [n_instruments]. chunk, overlap: samples (cunet.chunking.chunk_sizes).
     Returns float32 [n_samples, n_in]. Chunks run one at a time, so memory is bounded
     by the chunk length (plus the input and output signals).
     """
@@ -217,12 +218,7 @@ def chunk_sizes(config: Config, chunk_seconds: float, overlap_seconds: float) ->
     """(chunk, overlap) in samples, exactly as a `Separator` with these settings uses them."""
     if not chunk_seconds > 0 or not overlap_seconds >= 0 or overlap_seconds * 2 >= chunk_seconds:
         raise ExportError("need chunk_seconds > 0 and 0 <= overlap_seconds < chunk_seconds / 2")
-    from .separator import Separator
-
-    # A Separator with a no-op mask builds nothing heavy; it is the single source of the sizes.
-    probe = Separator(None, config, mask_fn=lambda mag, cond: mag, chunk_seconds=chunk_seconds,
-                      overlap_seconds=overlap_seconds)
-    return probe.chunk, probe.overlap
+    return chunking.chunk_sizes(config.audio, config.model.time_multiple, chunk_seconds, overlap_seconds)
 
 
 def export_saved_model(model: Any, config: Config, provenance: Mapping[str, Any] | None,

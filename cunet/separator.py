@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .audio import AtomicAudioWriter, AudioError, AudioReader, input_stem, remove_stale_partials
-from .chunking import overlap_add_stream, plan_chunks
+from .chunking import ChunkPlan, chunk_sizes, overlap_add_stream, plan_chunks
 from .config import AudioConfig, Config, ConfigError, config_from_dict
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "default.keras"
@@ -158,7 +158,8 @@ class Separator:
             mask_fn = (lambda mag, cond: masker({"magnitude": mag, "condition": cond}, training=False)) \
                 if self.conditioned else (lambda mag, cond: masker({"magnitude": mag}, training=False))
         self._mask_fn = mask_fn
-        self.chunk, self.overlap = self._chunk_sizes(chunk_seconds, overlap_seconds)
+        self.chunk, self.overlap = chunk_sizes(self.audio, config.model.time_multiple, chunk_seconds,
+                                               overlap_seconds)
         self._run_chunk = self._build_chunk_function(tf)
 
     @classmethod
@@ -178,16 +179,6 @@ class Separator:
         return self.audio.sample_rate
 
     # -- core -------------------------------------------------------------------------------------
-
-    def _chunk_sizes(self, chunk_seconds: float, overlap_seconds: float) -> tuple[int, int]:
-        """Chunk length chosen so its STFT has a whole multiple of 2**n_layers frames."""
-        a, m = self.audio, self.config.model.time_multiple
-        frames = max(m, int(round(chunk_seconds * a.sample_rate / a.hop_length / m)) * m)
-        extra = (a.n_fft - 2 * a.hop_length) // a.hop_length + 1  # frames added by the STFT padding
-        chunk = max(1, frames - extra) * a.hop_length
-        overlap = int(round(overlap_seconds * a.sample_rate))
-        overlap = min(overlap, (chunk - 1) // 2)
-        return chunk, overlap
 
     def _build_chunk_function(self, tf: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         # The same graph the SavedModel export runs per chunk, so both give identical results.
@@ -257,8 +248,7 @@ class Separator:
         cond = self.conditions_for(instruments)
         rate = self.audio.sample_rate
         resample = sample_rate != rate
-        n_model = int(math.ceil(n_samples * rate / sample_rate)) if resample else n_samples
-        plan = plan_chunks(n_model, self.chunk, self.overlap)
+        plan = self.plan(n_samples, sample_rate)
         source = _checked(blocks)
         if resample:
             source = _resample_stream(source, sample_rate, rate, n_channels)
@@ -268,10 +258,11 @@ class Separator:
             out = _resample_outputs(out, rate, sample_rate, n_channels, len(instruments))
         yield from _exact_length(out, n_samples, len(instruments), n_channels)
 
-    def n_chunks(self, n_samples: int, sample_rate: int) -> int:
+    def plan(self, n_samples: int, sample_rate: int) -> ChunkPlan:
+        """Chunk layout, at the model's rate, of an input of n_samples at sample_rate."""
         rate = self.audio.sample_rate
         n_model = int(math.ceil(n_samples * rate / sample_rate)) if sample_rate != rate else n_samples
-        return plan_chunks(n_model, self.chunk, self.overlap).n_chunks
+        return plan_chunks(n_model, self.chunk, self.overlap)
 
     # -- public API -----------------------------------------------------------------------------------
 
@@ -291,7 +282,7 @@ class Separator:
             raise AudioError(f"audio must be [n_samples, n_channels] with n_samples > 0, got shape {x.shape}")
         if sample_rate <= 0:
             raise AudioError(f"invalid sample rate {sample_rate}")
-        bar = _progress(self.n_chunks(x.shape[0], sample_rate), not progress, "separating")
+        bar = _progress(self.plan(x.shape[0], sample_rate).n_chunks, not progress, "separating")
         blocks = self.stream([x], x.shape[0], sample_rate, x.shape[1], names, on_chunk=bar.update)
         result = np.concatenate(list(blocks), axis=1)
         bar.close()
@@ -331,7 +322,7 @@ class Separator:
             _prepare_outdir(outdir, target_dir)
             remove_stale_partials(outdir)
             writers: dict[str, AtomicAudioWriter] = {}
-            bar = _progress(self.n_chunks(info.n_samples, info.sample_rate), not progress, path.name)
+            bar = _progress(self.plan(info.n_samples, info.sample_rate).n_chunks, not progress, path.name)
             try:
                 for key, p in outputs.items():  # inside try: a failure here must remove the partials made so far
                     writers[key] = AtomicAudioWriter(p, info.sample_rate, info.n_channels, fmt, float32=float32,

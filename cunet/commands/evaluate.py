@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"the model does not separate '{missing[0]}' (it separates: "
                             f"{', '.join(separator.instruments)})")
         if args.jobs == 1:
-            def factory():  # the separator loaded above, used in this process
-                return lambda mixture, rate: separator.separate(mixture, rate, instruments=instruments)
+            # The separator loaded above, used in this process.
+            factory = functools.partial(_loaded_separate_fn, separator, instruments)
         else:
             del separator
             threads = max(1, available_cpus() // min(args.jobs, len(tracks)))
@@ -133,3 +133,8 @@ def run(args: argparse.Namespace) -> int:
               f"{written['failures']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _loaded_separate_fn(separator, instruments):
+    """A separate_fn over an already loaded Separator (for --jobs 1)."""
+    return lambda mixture, rate: separator.separate(mixture, rate, instruments=instruments)
