@@ -3,10 +3,14 @@
 The input pipeline (`cunet.data.train_dataset` over an on-disk STFT cache:
 memory-mapped reads, remixing, gains, channel swaps, magnitudes) must keep
 the model fed: this script measures it alone, then the model's training
-steps alone (Keras `fit` on one batch held in memory, so no input work is
-counted), and prints both and their ratio, which should be at least 5.
+steps alone (`SeparationTrainer.fit` with the config's objective on one batch
+held in memory, so no input work is counted), and prints both and their
+ratio, which should be at least 5. A patch is one (mixture, condition) pair
+the network sees: `train.batch_size` per step (in joint training, batch_size /
+n_instruments mixtures, each with every condition).
 
     python benchmarks/train_speed.py                                  # default config, ../shared MUSDB18
+    python benchmarks/train_speed.py --data ~/stems --data ../mir1k,stem=vocals   # any `cunet train --data`
     python benchmarks/train_speed.py --config configs/tiny.yaml --synthetic --steps 10 --repeats 2
 
 Figures are medians over --repeats; every repeat times --steps batches after
@@ -22,7 +26,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,39 +34,53 @@ DEFAULT_MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7"
 
 def synthetic_tracks(n_tracks: int, seconds: float, sample_rate: int, n_channels: int,
                      instruments: Sequence[str], seed: int = 0) -> list[Any]:
-    """In-memory stand-ins for musdb tracks (`.name`, `.rate`, `.sources[name].audio`), noise-like stems."""
+    """In-memory tracks of one synthetic source (`cunet.data.Track`, readers return noise-like stems)."""
     import numpy as np
+
+    from cunet.data import Track
 
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
     t = np.arange(n) / sample_rate
     tracks = []
     for i in range(n_tracks):
-        sources = {}
+        stems = {}
         for j, name in enumerate(instruments):
             tone = np.sin(2 * np.pi * (55.0 * (j + 1) * (1 + 0.05 * i)) * t)
-            audio = 0.1 * tone[:, None] + 0.02 * rng.standard_normal((n, n_channels))
-            sources[name] = SimpleNamespace(audio=audio.astype(np.float32))
-        tracks.append(SimpleNamespace(name=f"synthetic-{i:02d}", rate=sample_rate, sources=sources))
+            audio = (0.1 * tone[:, None] + 0.02 * rng.standard_normal((n, n_channels))).astype(np.float32)
+            stems[name] = (lambda audio=audio: (audio, sample_rate))
+        tracks.append(Track(f"synthetic-{i:02d}", "synthetic", stems))
     return tracks
 
 
 def cached_training_tracks(args: argparse.Namespace, config: Any, cache_dir: Path) -> tuple[list[Any], str]:
     """The cached training tracks and a description of where they came from."""
-    from cunet.data import build_cache, open_musdb
+    from cunet.data import build_cache, open_sources, parse_data_spec
 
-    instruments = config.model.instruments
     if args.synthetic:
         tracks = synthetic_tracks(args.synthetic_tracks, args.synthetic_seconds, config.audio.sample_rate,
-                                  config.audio.n_channels, instruments)
+                                  config.audio.n_channels, config.model.instruments)
         source = f"synthetic ({args.synthetic_tracks} tracks x {args.synthetic_seconds:g} s)"
     else:
-        tracks = open_musdb(args.musdb_root, "train", "train", args.is_wav)[:args.track_limit]
-        source = f"MUSDB18 train split at {args.musdb_root} ({len(tracks)} tracks)"
+        texts = args.data or [args.musdb_root]
+        specs = [parse_data_spec(text, is_wav=args.is_wav) for text in texts]
+        tracks = open_sources(specs, config.train.seed)["train"][:args.track_limit]
+        source = f"train split of {', '.join(texts)} ({len(tracks)} tracks)"
     started = time.perf_counter()
-    cached = build_cache(tracks, cache_dir, config.audio, instruments, progress=False)
+    cached = build_cache(tracks, cache_dir, config.audio, progress=False)
     print(f"cache ready in {time.perf_counter() - started:.1f} s ({cache_dir})", flush=True)
     return cached, source
+
+
+def make_sampler(tracks: Sequence[Any], config: Any) -> Any:
+    """The PatchSampler `cunet train` would use for `config`."""
+    from cunet.data import PatchSampler
+
+    t = config.train
+    instruments = config.model.instruments
+    fixed = None if config.model.kind == "conditioned" else instruments.index(config.model.target)
+    return PatchSampler(tracks, config.model.n_frames, t, instruments, config.audio.n_bins, config.audio.n_channels,
+                        t.seed, fixed, joint=t.joint, with_complex=t.sdr_loss_weight > 0)
 
 
 def pipeline_throughput(sampler: Any, config: Any, steps: int, warmup: int, first_index: int) -> float:
@@ -71,8 +88,7 @@ def pipeline_throughput(sampler: Any, config: Any, steps: int, warmup: int, firs
     from cunet.data import train_dataset
 
     batch = config.train.batch_size
-    ds = train_dataset(sampler, batch, config.audio.n_bins, config.audio.n_channels,
-                       config.model.kind == "conditioned", first_index=first_index)
+    ds = train_dataset(sampler, batch // sampler.n_targets, first_index=first_index)
     iterator = iter(ds)
     for _ in range(warmup):
         next(iterator)
@@ -104,22 +120,22 @@ class _StepTimer:
 
 
 def training_throughput(config: Any, sampler: Any, steps: int, warmup: int, repeats: int) -> list[float]:
-    """Patches per second of `model.fit` steps on one in-memory batch (no input work), per repeat."""
+    """Patches per second of training steps (the config's objective) on one in-memory batch, per repeat."""
     import keras
     import tensorflow as tf
 
+    from cunet.data import split_inputs_targets
     from cunet.models import build_model
-    from cunet.train import select_strategy
+    from cunet.training.loop import select_strategy
+    from cunet.training.trainer import SeparationTrainer
 
     batch = config.train.batch_size
-    conditioned = config.model.kind == "conditioned"
-    mag, cond, target = sampler.batch(0, batch)
-    inputs = {"magnitude": mag, "condition": cond} if conditioned else {"magnitude": mag}
-    ds = tf.data.Dataset.from_tensors((inputs, target)).repeat()
+    inputs, targets = split_inputs_targets(sampler.batch(0, batch // sampler.n_targets))
+    ds = tf.data.Dataset.from_tensors((inputs, targets)).repeat()
     keras.utils.set_random_seed(config.train.seed)
     with select_strategy().scope():
-        model = build_model(config)
-        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss="mean_absolute_error")
+        model = SeparationTrainer(build_model(config), config)
+        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
     model.fit(ds, epochs=1, steps_per_epoch=max(2, warmup), verbose=0)  # trace and warm up
     rates = []
     for _ in range(repeats):
@@ -134,12 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"), help="YAML config")
     parser.add_argument("--musdb-root", default=str(DEFAULT_MUSDB), help="MUSDB18 root (default: %(default)s)")
     parser.add_argument("--is-wav", action="store_true", help="MUSDB18 in the wav layout")
+    parser.add_argument("--data", action="append", default=[], metavar="SPEC",
+                        help="data sources as `cunet train --data` takes them, repeatable (instead of --musdb-root)")
     parser.add_argument("--track-limit", type=int, default=None, help="use only the first N training tracks")
     parser.add_argument("--synthetic", action="store_true", help="synthesize a small cache instead of MUSDB18")
     parser.add_argument("--synthetic-tracks", type=int, default=8, help="tracks with --synthetic")
     parser.add_argument("--synthetic-seconds", type=float, default=10.0, help="track length with --synthetic")
     parser.add_argument("--cache-dir", default=None,
-                        help="STFT cache (default: ~/.cache/cunet for MUSDB18, a temporary folder with --synthetic)")
+                        help="STFT cache (default: ~/.cache/cunet, a temporary folder with --synthetic)")
     parser.add_argument("--steps", type=int, default=30, help="timed batches per repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches before timing")
     parser.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported")
@@ -150,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")
     from cunet.config import load_config
-    from cunet.data import PatchSampler
-    from cunet.train import default_cache_dir
+    from cunet.training.loop import default_cache_dir
 
     config = load_config(args.config)
     with tempfile.TemporaryDirectory(prefix="cunet-bench-") as tmp:
@@ -160,9 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             cache_dir = Path(tmp) / "cache" if args.synthetic else default_cache_dir()
         tracks, source = cached_training_tracks(args, config, cache_dir)
-        fixed = None if config.model.kind == "conditioned" else config.model.instruments.index(config.model.target)
-        sampler = PatchSampler(tracks, config.model.n_frames, config.train, len(config.model.instruments),
-                               config.train.seed, fixed)
+        sampler = make_sampler(tracks, config)
         pipeline = [pipeline_throughput(sampler, config, args.steps, args.warmup, first_index=r * 100_000)
                     for r in range(args.repeats)]
         training = training_throughput(config, sampler, args.steps, args.warmup, args.repeats)

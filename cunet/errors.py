@@ -35,3 +35,7 @@ def native_stderr_muted() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+class DataError(ValueError):
+    """Training or evaluation data is missing or unusable (one user-facing line)."""

@@ -160,3 +160,37 @@ class CNNControl(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": list(self.units), "n_params": self.n_params,
                 "n_instruments": self.n_instruments, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InputScaling(keras.layers.Layer):
+    """Log-compress magnitudes and standardise each frequency bin: (log1p(x) - mean[b]) * scale[b].
+
+    Input and output [batch, n_bins, n_frames, n_channels]. Linear STFT magnitudes span many decades
+    and differ by tens of dB between low and high bins; this gives every bin a comparable range.
+    mean and scale [n_bins] are trainable; `set_statistics` initialises them from training data.
+    """
+
+    def __init__(self, n_bins: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_bins = int(n_bins)
+
+    def build(self, input_shape: Any) -> None:
+        self.mean = self.add_weight(shape=(self.n_bins,), initializer="zeros", name="mean")
+        self.scale = self.add_weight(shape=(self.n_bins,), initializer="ones", name="scale")
+
+    def call(self, x: Any) -> Any:
+        mean = ops.reshape(self.mean, (self.n_bins, 1, 1))
+        scale = ops.reshape(self.scale, (self.n_bins, 1, 1))
+        return (ops.log1p(x) - mean) * scale
+
+    def set_statistics(self, mean: Any, std: Any) -> None:
+        """mean, std: per-bin statistics [n_bins] of log1p(magnitude) over training mixtures."""
+        self.mean.assign(ops.convert_to_tensor(mean, "float32"))
+        self.scale.assign(1.0 / ops.maximum(ops.convert_to_tensor(std, "float32"), 1e-3))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_bins": self.n_bins}

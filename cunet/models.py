@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from .config import Config, ModelConfig
-from .layers import CNNControl, DenseControl, FiLM, film_param_count
+from .layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
 
 
 def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
@@ -36,12 +36,14 @@ def build_model(config: Config) -> keras.Model:
 
     init = "he_uniform"
     x = magnitude
+    if cfg.input_scaling == "log":
+        x = InputScaling(config.audio.n_bins, name="input_scaling")(x)
     skips = []
     offset = 0
     for i, f in enumerate(filters):
         x = keras.layers.Conv2D(f, cfg.kernel_size, strides=2, padding="same", kernel_initializer=init,
                                 name=f"enc_conv_{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"enc_bn_{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"enc_bn_{i}")(x)
         if gammas is not None:
             film = FiLM(cfg.film_type, offset, f, name=f"enc_film_{i}")
             offset += film.n_params
@@ -54,7 +56,7 @@ def build_model(config: Config) -> keras.Model:
     for j, f in enumerate(reversed(filters[:-1])):
         x = keras.layers.Conv2DTranspose(f, cfg.kernel_size, strides=2, padding="same", kernel_initializer=init,
                                          name=f"dec_conv_{j}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"dec_bn_{j}")(x)
+        x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"dec_bn_{j}")(x)
         x = keras.layers.ReLU(name=f"dec_act_{j}")(x)
         if j < 3 and cfg.decoder_dropout > 0:
             x = keras.layers.Dropout(cfg.decoder_dropout, name=f"dec_dropout_{j}")(x)

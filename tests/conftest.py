@@ -115,3 +115,36 @@ def make_synthetic_musdb(root: Path, train_names: Sequence[str] = TRAIN_NAMES,
 @pytest.fixture(scope="session")
 def musdb_root(tmp_path_factory) -> Path:
     return make_synthetic_musdb(tmp_path_factory.mktemp("musdb"))
+
+
+def write_track(folder: Path, stems: dict[str, np.ndarray], sample_rate: int = 44100, ext: str = "wav",
+                mixture: np.ndarray | None = None) -> Path:
+    """Write one folder-dataset track: folder/<stem>.<ext> per stem (16-bit), and mixture.<ext> if given."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, audio in stems.items():
+        sf.write(folder / f"{name}.{ext}", audio, sample_rate, subtype="PCM_16")
+    if mixture is not None:
+        sf.write(folder / f"mixture.{ext}", np.clip(mixture, -1, 1), sample_rate, subtype="PCM_16")
+    return folder
+
+
+def make_folder_dataset(root: Path, train_names: Sequence[str], valid_names: Sequence[str] = (),
+                        seconds: float = 1.5, sample_rate: int = 44100, instruments: Sequence[str] = STEMS) -> Path:
+    """A folder dataset: root/train/<track>/<stem>.wav (and root/valid/<track>/... when valid_names)."""
+    for seed, (split, name) in enumerate([*(("train", n) for n in train_names), *(("valid", n) for n in valid_names)]):
+        stems = synth_stems(seconds, sample_rate, seed)
+        write_track(root / split / name, {k: v for k, v in stems.items() if k in instruments}, sample_rate)
+    return root
+
+
+@pytest.fixture(scope="session")
+def musdb_cache(tmp_path_factory, musdb_root, tiny_config):
+    """The synthetic MUSDB18 root cached once for the tiny config, shared by the data and training tests:
+    (cache_dir, {"train": [CachedTrack...], "valid": [...]}) with musdb's split."""
+    from cunet.data import build_cache, open_source, parse_data_spec
+
+    cache = tmp_path_factory.mktemp("musdb-cache")
+    splits = open_source(parse_data_spec(f"{musdb_root},wav"))
+    return cache, {s: build_cache(tracks, cache, tiny_config.audio, progress=False) for s, tracks in splits.items()}

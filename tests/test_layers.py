@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cunet.layers import CNNControl, DenseControl, FiLM, film_param_count
+from cunet.layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
 
 
 def test_film_simple_matches_hand_computation():
@@ -68,3 +68,20 @@ def test_paper_control_sizes():
     cnn = CNNControl((16, 32, 64), n_params=6, n_instruments=4)
     cnn(np.zeros((1, 4), "float32"))
     assert [layer[0].filters for layer in cnn.hidden] == [16, 32, 64]
+
+
+def test_input_scaling_matches_hand_computation():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 3, (2, 4, 3, 2)).astype("float32")  # [batch, n_bins, n_frames, n_channels]
+    layer = InputScaling(4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), np.log1p(x), rtol=1e-6)  # identity statistics
+    mean = np.array([0.1, 0.2, 0.3, 0.4], "float32")
+    std = np.array([0.5, 1.0, 2.0, 0.0], "float32")  # a constant bin: scale capped at 1 / 1e-3
+    layer.set_statistics(mean, std)
+    expected = (np.log1p(x) - mean[None, :, None, None]) / np.maximum(std, 1e-3)[None, :, None, None]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5)
+    assert [w.shape for w in layer.trainable_weights] == [(4,), (4,)]
+    clone = InputScaling.from_config(layer.get_config())
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), expected, rtol=1e-5)

@@ -69,3 +69,22 @@ def test_parameter_counts_match_paper():
     assert 9.5e6 < n < 10.5e6
     std = build_model(load_config(CONFIGS / "standard.yaml")).count_params()
     assert std < n  # no control network
+
+
+def test_keras_round_trip_with_log_input_scaling(tmp_path, tiny_config):
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, input_scaling="log"))
+    model = build_model(cfg)
+    layer = model.get_layer("input_scaling")
+    rng = np.random.default_rng(5)
+    layer.set_statistics(rng.uniform(0, 1, cfg.audio.n_bins), rng.uniform(0.5, 2, cfg.audio.n_bins))
+    inputs = _inputs(cfg)
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
+    assert model.count_params() == build_model(tiny_config).count_params() + 2 * cfg.audio.n_bins
+    path = tmp_path / "log.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), expected)
+    for a, b in zip(loaded.get_layer("input_scaling").get_weights(), layer.get_weights()):
+        np.testing.assert_array_equal(a, b)

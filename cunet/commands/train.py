@@ -1,20 +1,33 @@
-"""`cunet train`: train a model on MUSDB18."""
+"""`cunet train`: train a model on MUSDB18, folder datasets and clip folders."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from ..errors import UserError, quiet_tensorflow
+from ..errors import UserError, native_stderr_muted, quiet_tensorflow
+
+DATA_HELP = ("a data source, repeatable: a MUSDB18 root, a folder dataset (train/<track>/<stem>.wav, "
+             "valid/... optional) or a folder of one-stem clips; options after commas: stem=NAME (clip "
+             "folder), rename=OLD:NEW, weight=W, valid=N (hold out N tracks), wav (MUSDB18 wav layout). "
+             "E.g. --data ../musdb18 --data ../mir1k,stem=vocals,weight=0.3")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train a model on MUSDB18",
-                       description="Train a C-U-Net on MUSDB18 (musdb train split; valid split for selection). "
+    p = sub.add_parser("train", help="train a model on MUSDB18 or your own stems",
+                       description="Train a C-U-Net (train splits for fitting, valid splits for selection). "
                                    "Re-running the same command resumes an interrupted run.")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/default.yaml")
-    p.add_argument("--musdb-root", required=True, help="MUSDB18 root folder (holds train/)")
+    p.add_argument("--data", action="append", default=[], metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--musdb-root", action="append", default=[], metavar="DIR",
+                   help="a MUSDB18 root (same as --data DIR)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, provenance)")
-    p.add_argument("--cache-dir", default=None, help="decoded audio/STFT cache (default: ~/.cache/cunet)")
-    p.add_argument("--is-wav", action="store_true", help="MUSDB18 in the wav layout instead of .stem.mp4")
+    p.add_argument("--cache-dir", default=None, help="decoded STFT cache (default: ~/.cache/cunet)")
+    p.add_argument("--is-wav", action="store_true", help="MUSDB18 roots are in the wav layout")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from a trained model: 'default' (the shipped one), a .keras file or a run directory; "
+                        "same instruments fine-tune, more instruments (listed after the parent's) add conditions")
+    p.add_argument("--learning-rate", type=float, default=None, help="override train.learning_rate")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that reaches this time")
     p.add_argument("--devices", default=None,
                    help="comma list of devices for MirroredStrategy, e.g. /gpu:0,/gpu:1 "
@@ -28,20 +41,30 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
+    from ..data.sources import parse_data_spec
+    from ..errors import DataError
 
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("epochs", args.epochs)) if v is not None}
+        if overrides:
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides)).validate()
+        specs = [parse_data_spec(s, is_wav=args.is_wav) for s in [*args.musdb_root, *args.data]]
+    except (ConfigError, DataError) as exc:
         raise UserError(str(exc)) from None
+    if not specs:
+        raise UserError("no training data: give --data PATH (or --musdb-root DIR)")
     quiet_tensorflow()
-    from ..train import split_cpu, train
+    with native_stderr_muted():
+        import tensorflow  # noqa: F401  (start-up chatter muted here, once)
+    from ..training.loop import split_cpu, train
 
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
     devices = [d for d in args.devices.split(",") if d] if args.devices else None
     try:
-        train(config, args.musdb_root, args.out, cache_dir=args.cache_dir, is_wav=args.is_wav, devices=devices,
-              max_minutes=args.max_minutes, verbose=args.verbose, track_limit=args.track_limit)
-    except FileNotFoundError as exc:
+        train(config, specs, args.out, cache_dir=args.cache_dir, devices=devices, max_minutes=args.max_minutes,
+              verbose=args.verbose, track_limit=args.track_limit, init_from=args.init_from)
+    except (DataError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     return 0

@@ -1,0 +1,208 @@
+"""On-disk cache of every stem's complex STFT, written once and memory-mapped afterwards.
+
+Layout under `cache_dir`:
+
+    stft-sr{sr}-ch{ch}-fft{n_fft}-hop{hop}-bins{n_bins}/{source id}/{track}/{stem}.npy
+        complex64 [n_channels_stored, n_frames, n_bins_stored]
+    .../{track}/meta.json     written last: the track is complete
+
+A mono recording is stored with one channel (the sampler copies it to both sides of a stereo
+model), and audio recorded below the model's rate keeps only the bins below its own Nyquist
+frequency (the sampler fills the rest with zeros), so a large band-limited corpus costs little
+disk. All stems of a track are padded to the same length. The STFT is linear, so stems drawn
+from different tracks are remixed directly in the STFT domain.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..config import AudioConfig
+from ..errors import DataError
+from .sources import Track, track_key
+
+CACHE_VERSION = 2
+MIXTURE_MISMATCH_DB = -30.0  # a track's own mixture "differs" from its stems' sum above this residual energy
+
+
+def stft_key(audio: AudioConfig) -> str:
+    return (f"stft-sr{audio.sample_rate}-ch{audio.n_channels}-fft{audio.n_fft}"
+            f"-hop{audio.hop_length}-bins{audio.n_bins}")
+
+
+@dataclass(frozen=True)
+class CachedTrack:
+    """One track's cached stems.
+
+    stems: instruments with a cached STFT; silent: instruments the dataset marks silent;
+    n_frames: STFT frames of every stem; weight: the source's sampling weight.
+    """
+
+    name: str
+    folder: Path
+    stems: tuple[str, ...]
+    silent: frozenset[str]
+    n_frames: int
+    weight: float = 1.0
+
+    def load(self, instrument: str) -> np.ndarray:
+        """complex64 [n_channels_stored, n_frames, n_bins_stored], memory-mapped."""
+        return np.load(self.folder / f"{track_key(instrument)}.npy", mmap_mode="r")
+
+    def has(self, instrument: str) -> bool:
+        """True when the track holds the instrument (or the dataset marks it silent)."""
+        return instrument in self.stems or instrument in self.silent
+
+    def mixture(self, n_bins: int, n_channels: int) -> np.ndarray:
+        """Sum of all stems: complex64 [n_channels, n_frames, n_bins] (read fully)."""
+        total = np.zeros((n_channels, self.n_frames, n_bins), np.complex64)
+        for stem in self.stems:
+            spec = self.load(stem)
+            total[:, :, :spec.shape[2]] += spec
+        return total
+
+
+def save_array_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)
+
+
+def conform_rate_and_channels(audio: np.ndarray, rate: int, target: AudioConfig) -> np.ndarray:
+    """Resample float audio [n_samples, n_channels] to the config's rate; down-mix for a mono model.
+
+    Mono stays mono (one channel) whatever the model: callers broadcast it.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    if audio.shape[1] > 2:
+        raise DataError(f"{audio.shape[1]} channels are not supported in training data (mono or stereo)")
+    if rate != target.sample_rate:
+        import soxr
+
+        audio = soxr.resample(audio, rate, target.sample_rate, quality="HQ").astype(np.float32).reshape(
+            -1, audio.shape[1])
+    if target.n_channels == 1 and audio.shape[1] != 1:
+        audio = audio.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(audio)
+
+
+def stored_bins(rate: int, audio: AudioConfig) -> int:
+    """Bins worth storing for audio recorded at `rate` Hz: those below its Nyquist frequency (+2)."""
+    if rate >= audio.sample_rate:
+        return audio.n_bins
+    return min(audio.n_bins, int(math.ceil((rate / 2) / (audio.sample_rate / audio.n_fft))) + 2)
+
+
+def _stft(waveform: np.ndarray, audio: AudioConfig) -> np.ndarray:
+    """float32 [n_channels, n_samples] -> complex64 [n_channels, n_frames, n_fft // 2 + 1]."""
+    import tensorflow as tf
+
+    from ..spectral import stft
+
+    return stft(tf.constant(waveform, tf.float32), audio.n_fft, audio.hop_length).numpy()
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("version") == CACHE_VERSION else None
+
+
+def mixture_residual_db(mixture: np.ndarray, stems: Sequence[np.ndarray]) -> float:
+    """Energy of (mixture - sum of stems) relative to the mixture's, in dB, within [-200, 200].
+
+    Arrays are float [n_samples, n_channels]; shorter ones are zero-padded, mono broadcast to stereo.
+    """
+    arrays = [mixture, *stems]
+    n = max(a.shape[0] for a in arrays)
+    ch = max(a.shape[1] for a in arrays)
+    padded = [np.broadcast_to(np.pad(a, [(0, n - a.shape[0]), (0, 0)]), (n, ch)).astype(np.float64) for a in arrays]
+    residual = padded[0] - sum(padded[1:], np.zeros((n, ch)))
+    energy, error = float(np.sum(padded[0] ** 2)), float(np.sum(residual ** 2))
+    if error == 0 or energy == 0:
+        return -200.0 if error == 0 else 200.0
+    return min(200.0, max(-200.0, 10 * math.log10(error / energy)))
+
+
+def _cache_track(track: Track, folder: Path, audio: AudioConfig) -> tuple[CachedTrack, dict]:
+    """`cache_track` and the track's meta record."""
+    meta_path = folder / "meta.json"
+    meta = _read_meta(meta_path)
+    if meta is None or set(meta["stems"]) != set(track.stems) or meta.get("fingerprint", "") != track.fingerprint:
+        decoded = {}
+        for stem, reader in track.stems.items():
+            wave, rate = reader()
+            decoded[stem] = (conform_rate_and_channels(wave, rate, audio), stored_bins(rate, audio))
+        residual_db = None
+        if track.check_mixture and track.mixture is not None:  # checked while decoding anyway: once per track
+            wave, rate = track.mixture()
+            residual_db = mixture_residual_db(conform_rate_and_channels(wave, rate, audio),
+                                              [w for w, _ in decoded.values()])
+        n_samples = max(w.shape[0] for w, _ in decoded.values())
+        n_frames = 0
+        for stem, (wave, bins) in decoded.items():
+            wave = np.pad(wave, [(0, n_samples - wave.shape[0]), (0, 0)])
+            spec = _stft(np.ascontiguousarray(wave.T), audio)[..., :bins].astype(np.complex64)
+            n_frames = spec.shape[1]
+            save_array_atomic(folder / f"{track_key(stem)}.npy", spec)
+        meta = {"version": CACHE_VERSION, "name": track.name, "stems": sorted(track.stems),
+                "n_frames": int(n_frames), "mixture_residual_db": residual_db, "fingerprint": track.fingerprint}
+        tmp = meta_path.with_name(f".meta.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, meta_path)
+    cached = CachedTrack(track.name, folder, tuple(sorted(track.stems)), track.silent, int(meta["n_frames"]),
+                         track.weight)
+    return cached, meta
+
+
+def cache_track(track: Track, folder: Path, audio: AudioConfig) -> CachedTrack:
+    """Decode, conform and transform one track's stems into `folder` (reused when complete)."""
+    return _cache_track(track, folder, audio)[0]
+
+
+def mixture_notes(tracks: Sequence[Track], residuals_db: Sequence[float | None]) -> list[str]:
+    """One note per source whose tracks' own mixtures differ from the sum of their stems."""
+    by_source: dict[str, list[tuple[Track, float | None]]] = {}
+    for track, residual in zip(tracks, residuals_db):
+        by_source.setdefault(track.source_id, []).append((track, residual))
+    notes = []
+    for entries in by_source.values():
+        differ = [t for t, r in entries if r is not None and r > MIXTURE_MISMATCH_DB]
+        if differ:
+            root = entries[0][0].origin or entries[0][0].source_id
+            notes.append(f"note: {len(differ)} of {len(entries)} tracks in '{root}' have a mixture that differs "
+                         f"from the sum of their stems (e.g. '{differ[0].name}'); training uses the sum of the stems")
+    return notes
+
+
+def build_cache(tracks: Sequence[Track], cache_dir: str | os.PathLike, audio: AudioConfig,
+                progress: bool = True) -> list[CachedTrack]:
+    """Cache every track's stems (decoding each track once, ever); returns the cached tracks in order.
+
+    Prints one note on stderr per source whose tracks carry their own mixture file and it differs
+    from the sum of their stems (checked when the track is decoded, remembered in its meta.json).
+    """
+    from tqdm import tqdm
+
+    root = Path(cache_dir) / stft_key(audio)
+    cached, residuals = [], []
+    for track in tqdm(tracks, desc="caching tracks", disable=not progress, unit="track"):
+        entry, meta = _cache_track(track, root / track.source_id / track_key(track.name), audio)
+        cached.append(entry)
+        residuals.append(meta.get("mixture_residual_db"))
+    for note in mixture_notes(tracks, residuals):
+        print(note, file=sys.stderr, flush=True)
+    return cached

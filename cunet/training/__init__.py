@@ -1,0 +1,1 @@
+"""Training: the objective (`trainer`), validation SDR (`validation`), callbacks and the run loop."""
