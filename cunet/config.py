@@ -5,15 +5,21 @@ Only scripts and the CLI read YAML files; everything else receives these objects
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import ConfigError
+
 INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
-
-
-class ConfigError(ValueError):
-    """A configuration file or mapping is invalid; the message names the key."""
+# Limits for config files from strangers: read at most this many bytes, build at most this many YAML nodes
+# (aliases counted once per use, so "billion laughs" documents are refused before they are expanded).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000
+MAX_CHUNK_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,16 @@ class ModelConfig:
         """Frame counts must be a multiple of this (total stride in time)."""
         return 2**self.n_layers
 
+    @property
+    def conditioned(self) -> bool:
+        """True for a C-U-Net (takes a "condition" input), False for a plain U-Net."""
+        return self.kind == "conditioned"
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The instruments the model separates: all of `instruments` if conditioned, else `target` only."""
+        return self.instruments if self.conditioned else (self.target,)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -156,6 +172,47 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), suitable for YAML/JSON."""
         return _to_plain(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How long signals are cut for processing (see `cunet.chunking`), in seconds.
+
+    chunk_seconds: length of one processing chunk (memory grows with it), in (0, MAX_CHUNK_SECONDS].
+    overlap_seconds: linear cross-fade between neighbouring chunks, in [0, chunk_seconds / 2).
+    """
+
+    chunk_seconds: float = 12.0
+    overlap_seconds: float = 1.0
+
+    def validate(self) -> "ChunkSettings":
+        """Self, or ConfigError (NaN, infinite, out of range) naming the CLI option and the argument."""
+        c, o = self.chunk_seconds, self.overlap_seconds
+        if not _is_number(c) or not 0 < c <= MAX_CHUNK_SECONDS:
+            raise ConfigError(f"chunk length (--chunk-seconds, chunk_seconds) must be a number of seconds in "
+                              f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}")
+        if not _is_number(o) or not 0 <= o < c / 2:
+            raise ConfigError(f"overlap (--overlap-seconds, overlap_seconds) must be a number of seconds in "
+                              f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}")
+        return self
+
+    def samples(self, audio: AudioConfig, time_multiple: int) -> tuple[int, int]:
+        """(chunk, overlap) in samples for a model with `audio` settings (validates first).
+
+        The chunk is chosen so its STFT (`cunet.dsp.stft`) has a whole multiple of `time_multiple`
+        frames; the overlap is capped below half a chunk.
+        """
+        self.validate()
+        m = time_multiple
+        frames = max(m, int(round(self.chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m)
+        extra = (audio.n_fft - 2 * audio.hop_length) // audio.hop_length + 1  # frames added by the STFT padding
+        chunk = max(1, frames - extra) * audio.hop_length
+        overlap = min(int(round(self.overlap_seconds * audio.sample_rate)), (chunk - 1) // 2)
+        return chunk, overlap
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -228,16 +285,81 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a YAML config file into a validated, frozen Config."""
+    """Read a YAML config file into a validated, frozen Config (ConfigError naming file and line if bad)."""
+    return config_from_dict(read_yaml(path) or {})
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The document of a small YAML file, parsed safely (no tags that build Python objects).
+
+    Refuses, with a one-line ConfigError naming the file (and line for syntax errors): files that are
+    not regular files or exceed MAX_CONFIG_BYTES, and documents that nest too deeply or whose aliases
+    would expand to more than MAX_CONFIG_NODES nodes (checked before anything is built).
+    """
     import yaml
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"config file '{path}' is not a regular file")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file '{path}' is larger than {MAX_CONFIG_BYTES >> 20} MiB; not a cunet config")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {exc.start})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, path) > MAX_CONFIG_NODES:
+            raise ConfigError(f"config file '{path}' expands to more than {MAX_CONFIG_NODES} values "
+                              "(aliases used too often); not a cunet config")
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        if "constructor for the tag" in problem:
+            problem += " (tags that create Python objects are not allowed)"
+        raise ConfigError(f"config file '{path}' is not valid YAML: {where}{problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
-    return config_from_dict(data or {})
+        raise ConfigError(f"config file '{path}' is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' is nested too deeply; not a cunet config") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: Any, path: Path) -> int:
+    """Number of nodes of a composed YAML document once every alias is expanded, without expanding it
+    (each distinct node is visited once); ConfigError for a recursive alias. Capped above MAX_CONFIG_NODES."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if finished:
+            on_path.discard(key)
+            size[key] = min(MAX_CONFIG_NODES + 1, 1 + sum(size[id(c)] for c in children))
+        elif key not in size:
+            if key in on_path:
+                raise ConfigError(f"config file '{path}' refers to itself (a recursive alias); not a cunet config")
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
+    return size[id(root)]
+
+
+def _yaml_children(node: Any) -> list[Any]:
+    value = getattr(node, "value", None)
+    if not isinstance(value, list):
+        return []                                   # a scalar
+    return [n for item in value for n in (item if isinstance(item, tuple) else (item,))]
