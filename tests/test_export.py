@@ -125,8 +125,7 @@ def test_client_without_cunet_matches_separator(export_dir, reference, tmp_path)
     assert _max_diff(got["mono"][:, 0], mono) < TOLERANCE
     assert np.abs(got["vocals"]).max() > 1e-3 and not np.allclose(got["vocals"], got["bass"])
     # The comparison can tell chunk layouts apart: a slightly different overlap fails it.
-    other = Separator(reference.model, reference.config, chunk_seconds=CHUNK_SECONDS,
-                      overlap_seconds=OVERLAP_SECONDS * 1.2)
+    other = Separator(reference.engine, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS * 1.2)
     assert _max_diff(got["vocals"], other.separate(x, 44100, ["vocals"])["vocals"]) > TOLERANCE
 
 
@@ -158,8 +157,8 @@ def test_spectrogram_signature_matches_keras(loaded, reference, tiny_config):
     cond = np.eye(len(tiny_config.model.instruments), dtype=np.float32)[[0, 2]]
     out = loaded.signatures["spectrogram"](magnitude=tf.constant(mag), condition=tf.constant(cond))
     inputs = {"magnitude": mag, "condition": cond}
-    masked = reference.model(inputs, training=False).numpy()
-    mask = mask_model(reference.model)(inputs, training=False).numpy()
+    masked = reference.engine.model(inputs, training=False).numpy()
+    mask = mask_model(reference.engine.model)(inputs, training=False).numpy()
     assert _max_diff(out["magnitude"].numpy(), masked) < 1e-5
     assert _max_diff(out["mask"].numpy(), mask) < 1e-5
 
@@ -204,16 +203,17 @@ def test_separate_cli_accepts_export(export_dir, reference, tmp_path):
 
 
 def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, reference, tiny_config, tmp_path):
-    from cunet.export import load_exported
+    from cunet.engine import SavedModelEngine
+    from cunet.modelio import load_exported, load_keras_model
     from cunet.provenance import read_provenance, save_model
-    from cunet.separator import Separator, load_keras_model
+    from cunet.separator import Separator
 
     model, _, provenance = load_keras_model(tiny_model_path)
     resaved = save_model(model, tmp_path / "again.keras", provenance)
     settings = {"chunk_seconds": CHUNK_SECONDS, "overlap_seconds": OVERLAP_SECONDS}
     from_keras = Separator.from_pretrained(resaved, **settings)
     from_export = Separator.from_pretrained(export_dir, **settings)
-    assert from_export.model is None and from_export.instruments == reference.instruments
+    assert isinstance(from_export.engine, SavedModelEngine) and from_export.instruments == reference.instruments
     x = synth_mixture(2.0, seed=7)
     want = reference.separate(x, 44100)
     for sep in (from_keras, from_export):
@@ -229,8 +229,9 @@ def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, re
 
 
 def test_bad_exports_raise_model_error(export_dir, tmp_path):
-    from cunet.export import load_exported
-    from cunet.separator import ModelError, Separator
+    from cunet.errors import ModelError
+    from cunet.modelio import load_exported
+    from cunet.separator import Separator
 
     with pytest.raises(ModelError, match="no saved_model.pb"):
         load_exported(tmp_path)

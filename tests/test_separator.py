@@ -3,16 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-import tensorflow as tf
-
-from cunet.separator import DEFAULT_MODEL, ModelError, Separator, resolve_model_path
-from conftest import synth_mixture
+from cunet.modelio import DEFAULT_MODEL
+from cunet.separator import Separator
+from conftest import OnesEngine, synth_mixture
 
 
 def _identity_separator(tiny_separator, **kwargs):
     """Same STFT/chunking path, mask of ones: output must reproduce the input."""
-    return Separator(tiny_separator.model, tiny_separator.config,
-                     mask_fn=lambda mag, cond: tf.ones_like(mag), **kwargs)
+    return Separator(OnesEngine(tiny_separator.config), **kwargs)
 
 
 @pytest.mark.parametrize("rate,n_channels", [(44100, 2), (44100, 1), (48000, 2), (22050, 1)])
@@ -79,17 +77,6 @@ def test_separate_file_layout_and_residual(tiny_separator, tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
-def test_model_resolution_errors(tmp_path):
-    with pytest.raises(ModelError, match="does not exist"):
-        resolve_model_path(tmp_path / "nope.keras")
-    with pytest.raises(ModelError, match="neither"):
-        resolve_model_path(tmp_path)
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "best.keras").write_bytes(b"")
-    assert resolve_model_path(run) == run / "best.keras"
-
-
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="shipped model not built yet")
 def test_shipped_model_keeps_full_band():
     sep = Separator.from_pretrained()
@@ -110,3 +97,19 @@ def test_shipped_model_keeps_full_band():
 
     # Content above 8 kHz survives in the sum of the four stems (no 4/11 kHz cut-off).
     assert band_energy(total) > 0.1 * band_energy(x)
+
+
+def test_from_keras_model_and_chunk_settings(tiny_separator):
+    sep = Separator.from_keras_model(tiny_separator.engine.model, tiny_separator.config, chunk_seconds=0.5,
+                                     overlap_seconds=0.1)
+    assert sep.instruments == tiny_separator.instruments and (sep.chunk, sep.overlap) != (
+        tiny_separator.chunk, tiny_separator.overlap)
+    x = synth_mixture(0.8)
+    for name, y in sep.separate(x, 44100, ["bass"]).items():
+        assert y.shape == x.shape and np.isfinite(y).all()
+    for bad in (float("nan"), float("inf"), 0.0, -1.0, 1e9):
+        with pytest.raises(ValueError, match="chunk_seconds"):
+            Separator(tiny_separator.engine, chunk_seconds=bad)
+    for bad in (float("nan"), float("inf"), -1.0, 1.0):
+        with pytest.raises(ValueError, match="overlap_seconds"):
+            Separator(tiny_separator.engine, chunk_seconds=2.0, overlap_seconds=bad)

@@ -105,7 +105,7 @@ def test_tiny_config_loss_decreases_on_a_fixed_batch(cache_dir, musdb_root, tiny
 
 def test_train_end_to_end(tmp_path, musdb_root, cache_dir, tiny_config, capsys):
     from cunet.provenance import read_provenance
-    from cunet.separator import load_keras_model
+    from cunet.modelio import load_keras_model
     from cunet.train import train
 
     cfg = small_config(tiny_config, steps_per_epoch=3, epochs=2)
