@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from ..config import INSTRUMENTS
-from ..errors import UserError, quiet_tensorflow
+from ..errors import DataError, UserError
+from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 
 # Mirrors cunet.evaluate.BASELINES / PROTOCOLS (kept here so `--help` imports no numpy).
 BASELINE_CHOICES = ("mixture", "IRM1", "IRM2", "IBM")
@@ -75,13 +76,10 @@ def run(args: argparse.Namespace) -> int:
                             open_musdb_tracks, write_reports)
 
     baselines = tuple(dict.fromkeys(args.baselines or BASELINE_CHOICES)) if args.baselines is not None else ()
-    try:
-        tracks = open_musdb_tracks(args.musdb_root, args.subsets, args.split, args.is_wav, args.track_limit)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    tracks = open_musdb_tracks(args.musdb_root, args.subsets, args.split, args.is_wav, args.track_limit)
     if not tracks:
         layout = "wav folders" if args.is_wav else ".stem.mp4 files"
-        raise UserError(f"no MUSDB18 tracks ({layout}) in '{Path(args.musdb_root) / args.subsets}'"
+        raise DataError(f"no MUSDB18 tracks ({layout}) in '{Path(args.musdb_root) / args.subsets}'"
                         + ("" if args.is_wav else " (use --is-wav for the wav layout)"))
 
     instruments = tuple(dict.fromkeys(args.instruments)) if args.instruments else None
@@ -89,20 +87,15 @@ def run(args: argparse.Namespace) -> int:
     extra = {"musdb_root": str(args.musdb_root), "subsets": args.subsets, "split": args.split,
              "jobs": args.jobs, "model": None}
     if not args.no_model:
-        from ..separator import ModelError, Separator, resolve_model_path
+        from ..modelio import resolve_model_path
+        from ..separator import Separator
 
         # Loaded here once even with --jobs > 1: bad paths and instruments fail fast, before any worker starts.
-        try:
-            extra["model"] = str(resolve_model_path(args.model))
+        extra["model"] = str(resolve_model_path(args.model))
+        with native_stderr_muted():
             separator = Separator.from_pretrained(args.model)
-        except (ModelError, OSError) as exc:
-            raise UserError(str(exc)) from None
-        if instruments is None:
-            instruments = tuple(separator.instruments)
-        missing = [i for i in instruments if i not in separator.instruments]
-        if missing:
-            raise UserError(f"the model does not separate '{missing[0]}' (it separates: "
-                            f"{', '.join(separator.instruments)})")
+        probe_devices()
+        instruments = tuple(separator.check_instruments(instruments))
         if args.jobs == 1:
             # The separator loaded above, used in this process.
             factory = functools.partial(_loaded_separate_fn, separator, instruments)

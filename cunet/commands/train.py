@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError, quiet_tensorflow
+from ..errors import DataError
+from ..tflog import import_tensorflow, probe_devices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,21 +28,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_config
+    from ..config import load_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    quiet_tensorflow()
+    config = load_config(args.config)
+    import_tensorflow(muted=True)  # start-up lines muted; training's own progress is not
     from ..train import split_cpu, train
 
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
+    probe_devices()
     devices = [d for d in args.devices.split(",") if d] if args.devices else None
     try:
         train(config, args.musdb_root, args.out, cache_dir=args.cache_dir, is_wav=args.is_wav, devices=devices,
               max_minutes=args.max_minutes, verbose=args.verbose, track_limit=args.track_limit)
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
+    except FileNotFoundError as exc:  # data.open_musdb's missing root (until it raises DataError itself)
+        raise DataError(str(exc)) from None
     return 0
