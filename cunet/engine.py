@@ -20,6 +20,7 @@ import numpy as np
 from . import dsp
 from .config import Config
 from .errors import AudioError, ModelError
+from .tflog import import_tensorflow
 
 # mask_postprocess(masks, mixture) -> masks: masks float32 [n_cond, n_groups, n_channels, n_frames, n_freq]
 # (every frequency bin, all conditions of the chunk together), mixture complex64 [n_groups, n_channels,
@@ -62,12 +63,18 @@ def batch_conditions(magnitude: np.ndarray, conditions: np.ndarray) -> tuple[np.
     return np.tile(magnitude, (n_cond, 1, 1, 1)), np.repeat(conditions, n_groups, axis=0)
 
 
+def check_channels(n_channels: int, prefix: str = "") -> None:
+    """AudioError unless the input is mono or stereo (what the channel mapping supports)."""
+    if n_channels not in (1, 2):
+        raise AudioError(f"{prefix}{n_channels} channels are not supported; only mono and stereo "
+                         "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)")
+
+
 class KerasEngine(MaskEngine):
     """Masks from a cunet Keras model's "mask" layer, run as one tf.function (shapes relaxed)."""
 
     def __init__(self, model: Any, config: Config) -> None:
-        from .models import mask_model
-        from .tflog import import_tensorflow
+        from .models import mask_model  # Keras: loaded only when a Keras engine is built
 
         tf = import_tensorflow()
         self.model = model
@@ -100,8 +107,6 @@ class SavedModelEngine(MaskEngine):
     """Masks from the `spectrogram` signature of a loaded `cunet export` SavedModel."""
 
     def __init__(self, loaded: Any, config: Config) -> None:
-        from .tflog import import_tensorflow
-
         self._tf = import_tensorflow()
         self.loaded = loaded  # keeps the variables alive
         self.config = config
@@ -151,9 +156,7 @@ class ChunkSeparator:
         each channel as its own group. ModelError if the model produces NaN or infinite values.
         """
         model_ch, n_in = self.audio.n_channels, chunk.shape[1]
-        if n_in not in (1, 2):
-            raise AudioError(f"{n_in} channels are not supported; only mono and stereo "
-                             "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)")
+        check_channels(n_in)
         if model_ch == n_in:
             groups = chunk[None]
         elif model_ch == 2:

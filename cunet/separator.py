@@ -20,7 +20,7 @@ from .audio import AtomicAudioWriter, AudioReader, input_stem
 from .atomic import remove_stale_partials
 from .chunking import ChunkPlan, overlap_add_stream, plan_chunks
 from .config import AudioConfig, ChunkSettings, Config
-from .engine import ChunkSeparator, KerasEngine, MaskEngine, MaskPostprocess
+from .engine import ChunkSeparator, KerasEngine, MaskEngine, MaskPostprocess, check_channels
 from .errors import AudioError, UserError
 from .modelio import load_engine
 
@@ -107,7 +107,7 @@ class Separator:
         lengths sum to n_samples. Memory is bounded by the chunk size.
         """
         names = self.check_instruments(instruments)
-        _check_channels(n_channels)
+        check_channels(n_channels)
         return self._stream(blocks, self.plan(n_samples, sample_rate), n_samples, sample_rate, n_channels,
                             names, on_chunk)
 
@@ -142,7 +142,7 @@ class Separator:
             raise AudioError(f"audio must be [n_samples, n_channels] with n_samples > 0, got shape {x.shape}")
         if sample_rate <= 0:
             raise AudioError(f"invalid sample rate {sample_rate}")
-        _check_channels(x.shape[1])
+        check_channels(x.shape[1])
         plan = self.plan(x.shape[0], sample_rate)
         bar = _progress(plan.n_chunks, not progress, "separating")
         blocks = self._stream([x], plan, x.shape[0], sample_rate, x.shape[1], names, on_chunk=bar.update)
@@ -171,7 +171,7 @@ class Separator:
         _check_outputs(path, outputs.values(), force)
         with AudioReader(path) as reader:
             info = reader.info
-            _check_channels(info.n_channels, f"{path}: ")
+            check_channels(info.n_channels, f"{path}: ")
             _prepare_outdir(outdir, target_dir)
             remove_stale_partials(outdir)
             writers: dict[str, AtomicAudioWriter] = {}
@@ -211,12 +211,6 @@ class Separator:
                 raise
             finally:
                 bar.close()
-
-
-def _check_channels(n_channels: int, prefix: str = "") -> None:
-    if n_channels not in (1, 2):
-        raise AudioError(f"{prefix}{n_channels} channels are not supported; only mono and stereo "
-                         "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)")
 
 
 def _check_outputs(path: Path, outputs: Iterable[Path], force: bool) -> None:
