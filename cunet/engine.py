@@ -146,8 +146,10 @@ class ChunkSeparator:
         masks = dsp.expand_mask_bins(masks, a.n_fft)                                   # [C, G, ch, F, freq]
         if self.mask_postprocess is not None:
             masks = self.mask_postprocess(masks, spec)
-        stems = dsp.istft(masks * spec, n_samples, a.n_fft, a.hop_length)              # [C, G, ch, n]
-        return np.transpose(stems, (0, 1, 3, 2))
+        stems = np.empty((masks.shape[0], waveform.shape[0], n_samples, waveform.shape[2]), np.float32)
+        for c, mask in enumerate(masks):  # one condition at a time bounds the inverse STFT's buffers
+            stems[c] = np.transpose(dsp.istft(mask * spec, n_samples, a.n_fft, a.hop_length), (0, 2, 1))
+        return stems                                                                   # [C, G, n, ch]
 
     def __call__(self, chunk: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """chunk float32 [n_samples, n_in] (n_in 1 or 2, any model) -> float32 [n_cond, n_samples, n_in].
