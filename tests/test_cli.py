@@ -38,3 +38,39 @@ def test_user_errors_are_one_line(capsys, tmp_path):
     assert main(["train", "--config", str(bad), "--musdb-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.n_filterz" in err[0]
+
+
+def test_termination_signals_unwind_like_ctrl_c():
+    import os
+    import signal
+
+    from cunet.cli import termination_raises
+    from cunet.errors import Interrupted
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as info:
+        with termination_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+    assert info.value.name == "SIGTERM" and signal.getsignal(signal.SIGTERM) is before
+    # A signal the parent ignores (nohup: SIGHUP) stays ignored.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with termination_raises():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_main_reports_any_cunet_error_on_one_line(capsys, monkeypatch):
+    import cunet.commands.separate as separate
+    from cunet.cli import separate_main
+    from cunet.errors import DataError
+
+    def fail(args):
+        raise DataError("bad\ndata \x1b[31m in 'x'")
+
+    monkeypatch.setattr(separate, "run", fail)
+    assert separate_main(["song.wav"]) == 2
+    assert capsys.readouterr().err == "error: bad\\ndata \\x1b[31m in 'x'\n"
