@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(worker(args.model, args.input, instruments, args.outdir)))
         return 0
 
-    from cunet.separator import DEFAULT_MODEL
+    from cunet.modelio import DEFAULT_MODEL
 
     with tempfile.TemporaryDirectory(prefix="cunet-sepbench-") as tmp:
         tmp_dir = Path(tmp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from typing import Iterator
 
 import numpy as np
 
+from .atomic import PARTIAL_SUFFIX, StagedFile, remove_stale_partials
+from .errors import AudioError
+
+__all__ = ["AudioError", "AudioInfo", "AudioReader", "AtomicAudioWriter", "OUTPUT_FORMATS", "PARTIAL_SUFFIX",
+           "ffmpeg_available", "input_stem", "load_audio", "remove_stale_partials", "write_audio"]
+
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".snd", ".w64", ".caf"}
 OUTPUT_FORMATS = ("wav", "flac", "mp3")
-PARTIAL_SUFFIX = ".cunet-partial"
-
-
-class AudioError(ValueError):
-    """The audio cannot be read or written; the message is one user-facing line."""
 
 
 def input_stem(path: str | os.PathLike) -> str:
@@ -64,15 +66,25 @@ class AudioReader:
         self.path = Path(path)
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._file = None
-        if not self.path.exists():
-            raise AudioError(f"{self.path}: no such file")
-        if self.path.is_dir():
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise AudioError(f"{self.path}: no such file") from None
+        except OSError as exc:
+            raise AudioError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(st.st_mode):
             raise AudioError(f"{self.path}: is a directory, not an audio file")
-        if self.path.stat().st_size == 0:
+        if not stat.S_ISREG(st.st_mode):  # FIFO, device, socket: reading could block or never end
+            raise AudioError(f"{self.path}: not a regular file (a pipe, device or socket); give an audio file")
+        if st.st_size == 0:
             raise AudioError(f"{self.path}: file is empty")
         source = self.path
         if self.path.suffix.lower() not in SOUNDFILE_EXTENSIONS:
-            source = self._decode_with_ffmpeg()
+            try:
+                source = self._decode_with_ffmpeg()
+            except BaseException:
+                self.close()
+                raise
         import soundfile as sf
 
         try:
@@ -107,7 +119,9 @@ class AudioReader:
         out = Path(self._tmpdir.name) / "decoded.wav"
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(self.path), "-map", "0:a:0", "-vn",
                "-c:a", "pcm_f32le", "-f", "wav", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if "matches no streams" in proc.stderr:
+            raise AudioError(f"{self.path}: no audio stream (a video-only or data file?)")
         if proc.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
             message = (proc.stderr.strip().splitlines() or ["no audio stream"])[-1]
             raise AudioError(f"{self.path}: cannot decode audio ({message})")
@@ -161,9 +175,8 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 class AtomicAudioWriter:
-    """Writes audio blocks to a hidden partial file next to `path`; `commit()` renames it into place.
-
-    If the process dies or `abort()` is called, no file ever appears at `path`.
+    """Writes audio blocks to a hidden partial file (`cunet.atomic.StagedFile`); `commit()` renames it
+    into place. If the process dies or `abort()` is called, no file ever appears at `path`.
     mp3 is encoded by ffmpeg from a temporary wav at commit time.
     """
 
@@ -177,9 +190,7 @@ class AtomicAudioWriter:
             raise AudioError("writing mp3 needs ffmpeg, which is not installed")
         self.path = Path(path)
         self.fmt = fmt
-        self.sample_rate = sample_rate
-        staging = Path(staging_dir) if staging_dir else self.path.parent
-        self.partial = staging / f".{self.path.name}.{os.getpid()}.{id(self):x}{PARTIAL_SUFFIX}"
+        self._staged = StagedFile(self.path, staging_dir or None)
         self.clip = not (fmt == "wav" and float32)
         file_format = "WAV" if fmt in ("wav", "mp3") else "FLAC"
         subtype = "FLOAT" if (fmt == "mp3" or (fmt == "wav" and float32)) else "PCM_16"
@@ -187,9 +198,16 @@ class AtomicAudioWriter:
             self._file = sf.SoundFile(str(self.partial), "w", samplerate=sample_rate, channels=n_channels,
                                       format=file_format, subtype=subtype)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise AudioError(f"cannot write to '{staging}': {_short(exc)}") from None
+            self._staged.abort()  # e.g. a full disk: the file may exist with 0 bytes
+            reason = _short(exc).replace(f"Error opening '{self.partial}': ", "")
+            raise AudioError(f"cannot write '{self.path}' (disk full or not writable?): {reason}") from None
         self.n_written = 0
         self._finished = False
+
+    @property
+    def partial(self) -> Path:
+        """The hidden file being written."""
+        return self._staged.partial
 
     def write(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
@@ -210,53 +228,36 @@ class AtomicAudioWriter:
         except (RuntimeError, OSError) as exc:
             raise AudioError(f"cannot write '{self.path}': {_short(exc)}") from None
         if self.fmt == "mp3":
-            encoded = self.partial.with_name(self.partial.name + ".mp3")
-            cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(self.partial), "-c:a", "libmp3lame",
+            wav = self._staged.partial
+            encoded = wav.with_name(wav.name + ".mp3")
+            cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
                    "-b:a", "320k", "-f", "mp3", str(encoded)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            self.partial.unlink(missing_ok=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            wav.unlink(missing_ok=True)
+            self._staged.partial = encoded
             if proc.returncode != 0:
-                encoded.unlink(missing_ok=True)
+                self._staged.abort()
                 raise AudioError(f"cannot encode mp3: {(proc.stderr.strip().splitlines() or ['ffmpeg failed'])[-1]}")
-            self.partial = encoded
         self._finished = True
 
-    def commit(self) -> Path:
-        """Finish the file and rename it to `path` (atomic within one file system)."""
+    def commit(self, overwrite: bool = True) -> Path:
+        """Finish the file and rename it to `path` (atomic within one file system).
+
+        overwrite=False: AudioError if `path` exists, even if another process created it meanwhile.
+        """
         self.finish()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.partial, self.path)
-        return self.path
+        try:
+            return self._staged.commit(overwrite)
+        except FileExistsError:
+            raise AudioError(f"output '{self.path}' exists (written meanwhile by another process?); "
+                             "use --force to overwrite") from None
 
     def abort(self) -> None:
         try:
             self._file.close()
         except Exception:  # noqa: BLE001 - best effort while already failing
             pass
-        self.partial.unlink(missing_ok=True)
-
-
-def remove_stale_partials(directory: str | os.PathLike) -> None:
-    """Delete partial files left in `directory` by processes that no longer run (e.g. killed ones)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return
-    for path in directory.glob(f".*{PARTIAL_SUFFIX}*"):
-        parts = path.name.split(".")
-        pid = next((int(p) for p in parts if p.isdigit()), None)
-        if pid is None or pid == os.getpid() or _pid_alive(pid):
-            continue
-        path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        self._staged.abort()
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt: str | None = None) -> Path:

@@ -7,22 +7,22 @@ with hop = chunk - overlap. Each processed chunk is weighted by a window
 that ramps linearly up over its first `overlap` samples and down over its
 last `overlap`, so neighbouring windows sum to one; the result is
 padded_output[overlap : overlap + n_samples]. Inputs shorter than a chunk
-are processed as one chunk of n_samples + 2 * overlap.
+are processed as one chunk of n_samples + 2 * overlap. Chunk and overlap
+lengths in samples come from `cunet.config.ChunkSettings.samples`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .config import AudioConfig
 
 
 @dataclass(frozen=True)
 class ChunkPlan:
+    """Chunk layout of a signal; all lengths in samples (see the module docstring)."""
+
     n_samples: int
     chunk: int
     overlap: int
@@ -38,21 +38,6 @@ class ChunkPlan:
     @property
     def padded_length(self) -> int:
         return (self.n_chunks - 1) * self.hop + self.chunk
-
-
-def chunk_sizes(audio: "AudioConfig", time_multiple: int, chunk_seconds: float, overlap_seconds: float
-                ) -> tuple[int, int]:
-    """(chunk, overlap) in samples for a model with `audio` settings.
-
-    The chunk length is chosen so its STFT (see `cunet.spectral.stft`) has a whole
-    multiple of `time_multiple` frames; the overlap is capped below half a chunk.
-    """
-    m = time_multiple
-    frames = max(m, int(round(chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m)
-    extra = (audio.n_fft - 2 * audio.hop_length) // audio.hop_length + 1  # frames added by the STFT padding
-    chunk = max(1, frames - extra) * audio.hop_length
-    overlap = min(int(round(overlap_seconds * audio.sample_rate)), (chunk - 1) // 2)
-    return chunk, overlap
 
 
 def plan_chunks(n_samples: int, chunk: int, overlap: int) -> ChunkPlan:

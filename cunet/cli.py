@@ -1,25 +1,30 @@
-"""Command-line interface: `cunet {separate,train,evaluate,export}` and the `separate` shortcut.
+"""Command-line interface: `cunet {separate,train,evaluate,export}`, and `separate` (= `cunet separate`).
 
-TensorFlow is imported only inside command handlers so `--help` is instant.
-Errors the user can fix are reported as one line on stderr with exit code 2.
+Command modules import heavy modules (TensorFlow, the model code) only inside their handlers, so
+`--help` is instant. `main` is the one place errors reach the user: any `CunetError` is printed as one
+`error: ...` line (control characters escaped) with exit code 2; Ctrl-C, SIGTERM and SIGHUP unwind
+the work (partial outputs are removed) and exit with 128 + the signal number.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
-from .errors import UserError
+from .errors import CunetError, Interrupted, one_line
 
 EXIT_USAGE = 2
-
 # Each command module defines `add_parser(subparsers)`; heavy imports happen in its handler.
 _COMMAND_MODULES = ("separate", "train", "evaluate", "export")
+# Termination signals handled like Ctrl-C (unless the parent set them to be ignored, e.g. nohup).
+TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _add_commands(sub: argparse._SubParsersAction) -> None:
-    import importlib
-
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(f"cunet.commands.{name}")
@@ -38,17 +43,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+@contextlib.contextmanager
+def termination_raises() -> Iterator[None]:
+    """Meanwhile SIGTERM and SIGHUP raise `Interrupted` (a KeyboardInterrupt) in the main thread, so they
+    unwind like Ctrl-C and the atomic writers remove their partial files. A second signal terminates at
+    once. Signals the parent set to be ignored stay ignored; outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_DFL)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
+    previous = {sig: old for sig, old in previous.items() if old is not signal.SIG_IGN}
+    for sig in previous:
+        signal.signal(sig, handler)
     try:
-        return int(args.handler(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; returns the exit code (0 ok, 1 partial failure (evaluate), 2 error, 128+N signal N)."""
+    args = build_parser().parse_args(argv)
+    try:
+        with termination_raises():
+            return int(args.handler(args) or 0)
+    except CunetError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum, name = (exc.signum, exc.name) if isinstance(exc, Interrupted) else (signal.SIGINT, "SIGINT")
+        print(f"error: interrupted ({name})", file=sys.stderr)
+        return 128 + int(signum)
+
+
+def separate_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `separate` console script: `cunet separate ARGS`."""
+    return main(["separate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

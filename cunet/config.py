@@ -5,18 +5,19 @@ Only scripts and the CLI read YAML files; everything else receives these objects
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from .errors import ConfigError
+from .safeyaml import read_yaml
 
 INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 INPUT_SCALINGS: tuple[str, ...] = ("none", "log")
 POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
-
-
-class ConfigError(ValueError):
-    """A configuration file or mapping is invalid; the message names the key."""
+MAX_CHUNK_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,16 @@ class ModelConfig:
         """Frame counts must be a multiple of this (total stride in time)."""
         return 2**self.n_layers
 
+    @property
+    def conditioned(self) -> bool:
+        """True for a C-U-Net (takes a "condition" input), False for a plain U-Net."""
+        return self.kind == "conditioned"
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The instruments the model separates: all of `instruments` if conditioned, else `target` only."""
+        return self.instruments if self.conditioned else (self.target,)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -215,6 +226,47 @@ class Config:
         return _to_plain(dataclasses.asdict(self))
 
 
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How long signals are cut for processing (see `cunet.chunking`), in seconds.
+
+    chunk_seconds: length of one processing chunk (memory grows with it), in (0, MAX_CHUNK_SECONDS].
+    overlap_seconds: linear cross-fade between neighbouring chunks, in [0, chunk_seconds / 2).
+    """
+
+    chunk_seconds: float = 12.0
+    overlap_seconds: float = 1.0
+
+    def validate(self) -> "ChunkSettings":
+        """Self, or ConfigError (NaN, infinite, out of range) naming the CLI option and the argument."""
+        c, o = self.chunk_seconds, self.overlap_seconds
+        if not _is_number(c) or not 0 < c <= MAX_CHUNK_SECONDS:
+            raise ConfigError(f"chunk length (--chunk-seconds, chunk_seconds) must be a number of seconds in "
+                              f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}")
+        if not _is_number(o) or not 0 <= o < c / 2:
+            raise ConfigError(f"overlap (--overlap-seconds, overlap_seconds) must be a number of seconds in "
+                              f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}")
+        return self
+
+    def samples(self, audio: AudioConfig, time_multiple: int) -> tuple[int, int]:
+        """(chunk, overlap) in samples for a model with `audio` settings (validates first).
+
+        The chunk is chosen so its STFT (`cunet.dsp.stft`) has a whole multiple of `time_multiple`
+        frames; the overlap is capped below half a chunk.
+        """
+        self.validate()
+        m = time_multiple
+        frames = max(m, int(round(self.chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m)
+        extra = (audio.n_fft - 2 * audio.hop_length) // audio.hop_length + 1  # frames added by the STFT padding
+        chunk = max(1, frames - extra) * audio.hop_length
+        overlap = min(int(round(self.overlap_seconds * audio.sample_rate)), (chunk - 1) // 2)
+        return chunk, overlap
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"invalid value for '{key}': {message}")
@@ -285,16 +337,5 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a YAML config file into a validated, frozen Config."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
-    return config_from_dict(data or {})
+    """Read a YAML config file into a validated, frozen Config (ConfigError naming file and line if bad)."""
+    return config_from_dict(read_yaml(path) or {})

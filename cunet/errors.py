@@ -1,41 +1,76 @@
-"""Errors shown to users, and process-level helpers shared by the commands."""
+"""The errors cunet shows to users: one family, caught once by `cunet.cli.main`.
+
+Every user-facing error derives from `CunetError`; its message is one line that
+names the file or setting at fault. The CLI prints it as `error: <message>`
+(through `one_line`, so no name can break the line) and exits with code 2.
+Subclasses that were ValueErrors before the family existed still are.
+"""
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from typing import Iterator
+import signal
+import unicodedata
 
 
-class UserError(Exception):
-    """An error caused by input the user gave; the CLI prints it as one line and exits with code 2."""
+class CunetError(Exception):
+    """Base of every error caused by input, files or settings the user gave (not by a bug in cunet)."""
 
 
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up logging (must run before TensorFlow is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+class UserError(CunetError, ValueError):
+    """Bad command-line arguments or API arguments (unknown instrument, empty output directory, ...)."""
 
 
-@contextlib.contextmanager
-def native_stderr_muted() -> Iterator[None]:
-    """Send fd 2 to /dev/null meanwhile: TensorFlow's C++ start-up chatter ("I0000 ... oneDNN", "cuInit"
-    lines, which TF_CPP_MIN_LOG_LEVEL does not silence) would bury our one-line errors. Python exceptions
-    still propagate (and are reported after fd 2 is back); set CUNET_TF_LOGS=1 to see the chatter."""
-    if os.environ.get("CUNET_TF_LOGS"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+class ConfigError(CunetError, ValueError):
+    """A configuration file, mapping or setting is invalid; the message names the key or file and line."""
 
 
-class DataError(ValueError):
-    """Training or evaluation data is missing or unusable (one user-facing line)."""
+class AudioError(CunetError, ValueError):
+    """Audio cannot be read or written."""
+
+
+class ModelError(CunetError, ValueError):
+    """A model file or directory is missing, corrupt, too large or not a cunet model."""
+
+
+class ExportError(CunetError, ValueError):
+    """An export cannot be written (bad settings, output in the way, write failure)."""
+
+
+class DataError(CunetError, ValueError):
+    """A dataset (MUSDB18 root, track, cache) is missing, empty or unreadable."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP) arrived: unwinds like Ctrl-C, so partial outputs are removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        """The signal's name, e.g. "SIGTERM"."""
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """`text` safe to print as one terminal line: control characters, line separators and undecodable
+    bytes (surrogate escapes) become visible escapes such as `\\n`, `\\x1b`; at most `limit` characters."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            code = ord(ch)
+            if 0xDC80 <= code <= 0xDCFF:       # a byte os.fsdecode could not decode
+                code -= 0xDC00
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    line = "".join(out)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -58,12 +58,12 @@ def film_param_count(film_type: str, filters: Sequence[int]) -> int:
     return len(filters) if film_type == "simple" else int(sum(filters))
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class DenseControl(keras.layers.Layer):
-    """Dense control network: condition [batch, n_instruments] -> (gammas, betas), each [batch, n_params].
+class ControlNetwork(keras.layers.Layer):
+    """Base of the control networks: condition [batch, n_instruments] -> (gammas, betas), each [batch, n_params].
 
-    Hidden layers are ReLU; every hidden layer after the first has dropout and
-    batch normalisation, as in the paper. Output layers are linear.
+    Hidden layers are ReLU; every hidden layer after the first has dropout and batch normalisation,
+    as in the paper. The gamma and beta output layers are linear. Subclasses set their own attributes,
+    then call `_make_layers`, and define the hidden layer and the input/output reshaping.
     """
 
     def __init__(self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any) -> None:
@@ -71,10 +71,12 @@ class DenseControl(keras.layers.Layer):
         self.units = tuple(int(u) for u in units)
         self.n_params = int(n_params)
         self.dropout = float(dropout)
+
+    def _make_layers(self) -> None:
         init = keras.initializers.RandomNormal(stddev=0.02)
         self.hidden = []
         for i, u in enumerate(self.units):
-            block = [keras.layers.Dense(u, activation="relu", kernel_initializer=init, name=f"dense_{i}")]
+            block = [self._hidden_layer(i, u, init)]
             if i > 0:
                 block += [keras.layers.Dropout(self.dropout, name=f"dropout_{i}"),
                           keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")]
@@ -82,20 +84,38 @@ class DenseControl(keras.layers.Layer):
         self.gamma_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="gammas")
         self.beta_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="betas")
 
+    def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
+        raise NotImplementedError
+
+    def _hidden_input_shape(self, input_shape: Any) -> tuple:
+        """Shape entering the first hidden layer, from the condition's shape."""
+        return tuple(input_shape)
+
+    def _to_hidden(self, condition: Any) -> Any:
+        return condition
+
+    def _from_hidden(self, x: Any) -> Any:
+        return x
+
+    def _from_hidden_shape(self, shape: tuple) -> tuple:
+        return shape
+
     def build(self, input_shape: Any) -> None:
-        shape = tuple(input_shape)
+        shape = self._hidden_input_shape(input_shape)
         for block in self.hidden:
             for layer in block:
                 layer.build(shape)
                 shape = layer.compute_output_shape(shape)
+        shape = self._from_hidden_shape(shape)
         self.gamma_layer.build(shape)
         self.beta_layer.build(shape)
 
     def call(self, condition: Any, training: bool | None = None) -> tuple[Any, Any]:
-        x = condition
+        x = self._to_hidden(condition)
         for block in self.hidden:
-            for layer in block:
-                x = layer(x, training=training) if not isinstance(layer, keras.layers.Dense) else layer(x)
+            for j, layer in enumerate(block):  # the first is the Dense/Conv1D; dropout and BN need `training`
+                x = layer(x, training=training) if j else layer(x)
+        x = self._from_hidden(x)
         return self.gamma_layer(x), self.beta_layer(x)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, Any]:
@@ -107,8 +127,20 @@ class DenseControl(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class CNNControl(keras.layers.Layer):
-    """Conv1D control network: condition [batch, n_instruments] -> (gammas, betas), each [batch, n_params].
+class DenseControl(ControlNetwork):
+    """Dense control network (see `ControlNetwork`): hidden Dense layers of `units` neurons."""
+
+    def __init__(self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(units, n_params, dropout, **kwargs)
+        self._make_layers()
+
+    def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
+        return keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"dense_{index}")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CNNControl(ControlNetwork):
+    """Conv1D control network (see `ControlNetwork`).
 
     The condition is read as a sequence of n_instruments steps with one
     channel; Conv1D layers with kernel n_instruments ("same", "same", then
@@ -117,49 +149,30 @@ class CNNControl(keras.layers.Layer):
 
     def __init__(self, units: Sequence[int], n_params: int, n_instruments: int, dropout: float = 0.5,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.units = tuple(int(u) for u in units)
-        self.n_params = int(n_params)
+        super().__init__(units, n_params, dropout, **kwargs)
         self.n_instruments = int(n_instruments)
-        self.dropout = float(dropout)
-        init = keras.initializers.RandomNormal(stddev=0.02)
-        self.hidden = []
-        for i, u in enumerate(self.units):
-            padding = "valid" if i == len(self.units) - 1 else "same"
-            block = [keras.layers.Conv1D(u, self.n_instruments, padding=padding, activation="relu",
-                                         kernel_initializer=init, name=f"conv_{i}")]
-            if i > 0:
-                block += [keras.layers.Dropout(self.dropout, name=f"dropout_{i}"),
-                          keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")]
-            self.hidden.append(block)
+        self._make_layers()
         self.flatten = keras.layers.Flatten(name="flatten")
-        self.gamma_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="gammas")
-        self.beta_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="betas")
 
-    def build(self, input_shape: Any) -> None:
-        shape = (input_shape[0], self.n_instruments, 1)
-        for block in self.hidden:
-            for layer in block:
-                layer.build(shape)
-                shape = layer.compute_output_shape(shape)
-        shape = self.flatten.compute_output_shape(shape)
-        self.gamma_layer.build(shape)
-        self.beta_layer.build(shape)
+    def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
+        padding = "valid" if index == len(self.units) - 1 else "same"
+        return keras.layers.Conv1D(units, self.n_instruments, padding=padding, activation="relu",
+                                   kernel_initializer=init, name=f"conv_{index}")
 
-    def call(self, condition: Any, training: bool | None = None) -> tuple[Any, Any]:
-        x = ops.expand_dims(condition, -1)
-        for block in self.hidden:
-            for layer in block:
-                x = layer(x, training=training) if not isinstance(layer, keras.layers.Conv1D) else layer(x)
-        x = self.flatten(x)
-        return self.gamma_layer(x), self.beta_layer(x)
+    def _hidden_input_shape(self, input_shape: Any) -> tuple:
+        return (input_shape[0], self.n_instruments, 1)
 
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, Any]:
-        return (input_shape[0], self.n_params), (input_shape[0], self.n_params)
+    def _to_hidden(self, condition: Any) -> Any:
+        return ops.expand_dims(condition, -1)
+
+    def _from_hidden(self, x: Any) -> Any:
+        return self.flatten(x)
+
+    def _from_hidden_shape(self, shape: tuple) -> tuple:
+        return self.flatten.compute_output_shape(shape)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": list(self.units), "n_params": self.n_params,
-                "n_instruments": self.n_instruments, "dropout": self.dropout}
+        return {**super().get_config(), "n_instruments": self.n_instruments}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

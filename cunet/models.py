@@ -29,7 +29,7 @@ def build_model(config: Config) -> keras.Model:
     magnitude = keras.Input((config.audio.n_bins, None, n_channels), name="magnitude")
     inputs: dict[str, keras.KerasTensor] = {"magnitude": magnitude}
     gammas = betas = None
-    if cfg.kind == "conditioned":
+    if cfg.conditioned:
         condition = keras.Input((len(cfg.instruments),), name="condition")
         inputs["condition"] = condition
         gammas, betas = _control(cfg, film_param_count(cfg.film_type, filters))(condition)
@@ -64,7 +64,7 @@ def build_model(config: Config) -> keras.Model:
     mask = keras.layers.Conv2DTranspose(n_channels, cfg.kernel_size, strides=2, padding="same",
                                         activation="sigmoid", kernel_initializer=init, name="mask")(x)
     output = keras.layers.Multiply(name="masked_magnitude")([mask, magnitude])
-    kind = "cunet" if cfg.kind == "conditioned" else "unet"
+    kind = "cunet" if cfg.conditioned else "unet"
     return keras.Model(inputs, output, name=f"{kind}_{config.name}")
 
 

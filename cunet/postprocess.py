@@ -1,18 +1,79 @@
-"""Combining the masks of all instruments at inference (NumPy only).
+"""Combining the masks of all instruments into estimates at inference (NumPy only).
 
-masks: float32 [n_instruments, ...] in [0, 1], one mask per instrument of the model, for the
-same mixture. "ratio" rescales them to sum to one over the instruments, so the estimates add up
-to the mixture (mixture consistency); "none" leaves each mask as the network gave it.
+A conditioned model gives one mask per instrument, each computed on its own. Modes:
+- "none": each estimate is its own mask times the mixture STFT;
+- "ratio": the masks raised to `power` are normalised to sum to one over the instruments, so the
+  estimates add up to the mixture (mixture consistency; what joint training optimises);
+- "wiener": a multichannel Wiener filter (sigsep's `norbert`, `iterations` EM steps) from the
+  magnitude estimates, which also uses the stereo image.
+"ratio" and "wiener" need every instrument's mask of the same chunk.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
+from .errors import UserError
+
 MASK_EPS = 1e-6  # keeps normalised masks finite where every mask is zero
+MODES: tuple[str, ...] = ("none", "ratio", "wiener")
 
 
-def ratio_masks(masks: np.ndarray, axis: int = 0) -> np.ndarray:
-    """masks / their sum over `axis` (the instrument axis); same shape, float32."""
+def ratio_masks(masks: np.ndarray, axis: int = 0, power: float = 1.0) -> np.ndarray:
+    """masks**power / their sum over `axis` (the instrument axis); same shape, float32."""
     masks = np.asarray(masks, np.float32)
+    if power != 1.0:
+        masks = masks ** np.float32(power)
     total = masks.sum(axis=axis, keepdims=True) + MASK_EPS * masks.shape[axis]
     return (masks + MASK_EPS) / total
+
+
+def wiener_estimates(masks: np.ndarray, mixture: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Multichannel Wiener filtering (norbert) of a mixture with the masks' magnitude estimates.
+
+    masks: float [n_instruments, n_groups, n_channels, n_frames, n_freq]; mixture: complex
+    [n_groups, n_channels, n_frames, n_freq]. Returns complex64 estimates shaped like masks.
+    """
+    import norbert
+
+    out = np.empty(masks.shape, np.complex64)
+    for g in range(mixture.shape[0]):
+        x = np.transpose(mixture[g], (1, 2, 0)).astype(np.complex128)                  # [F, freq, ch]
+        v = np.transpose(masks[:, g] * np.abs(mixture[g])[None], (2, 3, 1, 0))         # [F, freq, ch, I]
+        y = norbert.wiener(v.astype(np.float64), x, iterations, use_softmask=False)   # [F, freq, ch, I]
+        out[:, g] = np.transpose(y, (3, 2, 0, 1))
+    return out
+
+
+@dataclass(frozen=True)
+class Postprocess:
+    """How a chunk's masks become estimates: `mode` (MODES), `power` (ratio), `iterations` (wiener)."""
+
+    mode: str = "none"
+    power: float = 1.0
+    iterations: int = 1
+
+    def validate(self) -> "Postprocess":
+        if self.mode not in MODES:
+            raise UserError(f"unknown post-processing '{self.mode}' (valid: {', '.join(MODES)})")
+        if not (math.isfinite(self.power) and 0 < self.power <= 4):
+            raise UserError(f"ratio power must be in (0, 4], got {self.power}")
+        if not 0 <= self.iterations <= 10:
+            raise UserError(f"Wiener iterations must be in [0, 10], got {self.iterations}")
+        return self
+
+    @property
+    def joint(self) -> bool:
+        """True when every instrument's mask is needed (the estimates depend on each other)."""
+        return self.mode != "none"
+
+    def __call__(self, masks: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+        """masks float32 [n_cond, n_groups, ch, F, n_freq], mixture complex64 [n_groups, ch, F, n_freq]
+        -> complex64 estimates [n_cond, n_groups, ch, F, n_freq]."""
+        if self.mode == "ratio":
+            masks = ratio_masks(masks, axis=0, power=self.power)
+        elif self.mode == "wiener":
+            return wiener_estimates(masks, mixture, self.iterations)
+        return masks * mixture[None]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,23 @@ def test_frozen_and_round_trip():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.audio.sample_rate = 1  # type: ignore[misc]
     assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_chunk_settings_are_validated_once(tiny_config):
+    from cunet.config import ChunkSettings
+
+    assert ChunkSettings().validate() == ChunkSettings(12.0, 1.0)
+    chunk, overlap = ChunkSettings(1.0, 0.25).samples(tiny_config.audio, tiny_config.model.time_multiple)
+    assert overlap == round(0.25 * 44100) and 0 < 2 * overlap < chunk
+    for bad in ([math.nan, 1.0], [math.inf, 1.0], [0.0, 0.0], [-1.0, 0.0], [601.0, 1.0], [True, 0.0]):
+        with pytest.raises(ConfigError, match="--chunk-seconds"):
+            ChunkSettings(*bad).validate()
+    for bad in ([1.0, math.nan], [1.0, math.inf], [1.0, -0.5], [1.0, 0.5]):
+        with pytest.raises(ConfigError, match="--overlap-seconds"):
+            ChunkSettings(*bad).validate()
+
+
+def test_model_kind_says_conditioned_and_outputs():
+    standard = config_from_dict({"model": {"kind": "standard", "target": "bass"}})
+    assert not standard.model.conditioned and standard.model.outputs == ("bass",)
+    assert Config().model.conditioned and Config().model.outputs == ("vocals", "drums", "bass", "other")

@@ -251,6 +251,21 @@ def test_aggregation_median_frames_then_tracks():
     assert means.loc[("A", "bass"), "SDR"] == pytest.approx((0.5 + 3.0 - 2.0) / 3)
 
 
+def test_share_of_the_oracle_gain_over_the_mixture():
+    """(method - mixture) / (IRM1 - mixture) of the aggregate SDR, as `cunet evaluate --baselines` prints it."""
+    from cunet.evaluate.reports import oracle_share, oracle_share_section
+
+    rows = [{"time": 0.0, "target": t, "metric": "SDR", "score": v, "track": "t1", "method": m}
+            for (m, t), v in {("cunet", "vocals"): 4.0, ("mixture", "vocals"): -4.0, ("IRM1", "vocals"): 8.0,
+                              ("cunet", "bass"): 1.0, ("mixture", "bass"): -5.0}.items()]
+    table = aggregate_scores(pd.DataFrame(rows))
+    assert oracle_share(table, "cunet", "vocals") == pytest.approx(8.0 / 12.0)
+    assert math.isnan(oracle_share(table, "cunet", "bass"))  # no IRM1 score for bass
+    lines = oracle_share_section(table, ["cunet", "mixture", "IRM1"], ["vocals", "bass"])
+    assert "| cunet | 67% | – |" in lines
+    assert oracle_share_section(aggregate_scores(pd.DataFrame(rows[:1])), ["cunet"], ["vocals"]) == []
+
+
 # -- parallel workers and failures ---------------------------------------------------------------------------
 
 
@@ -302,6 +317,8 @@ def _check_outputs(out: Path, methods: list[str]) -> pd.DataFrame:
         assert table.loc[("IRM1", name), "SDR"] > table.loc[("mixture", name), "SDR"]
     markdown = (out / "aggregate.md").read_text()
     assert "## SDR" in markdown and "| IRM1 |" in markdown
+    if "mixture" in methods:
+        assert "Share of the IRM1 gain over the mixture" in markdown
     # museval's own tools read the results folder back
     store = museval.MethodStore()
     for method in methods:

@@ -125,8 +125,7 @@ def test_client_without_cunet_matches_separator(export_dir, reference, tmp_path)
     assert _max_diff(got["mono"][:, 0], mono) < TOLERANCE
     assert np.abs(got["vocals"]).max() > 1e-3 and not np.allclose(got["vocals"], got["bass"])
     # The comparison can tell chunk layouts apart: a slightly different overlap fails it.
-    other = Separator(reference.model, reference.config, chunk_seconds=CHUNK_SECONDS,
-                      overlap_seconds=OVERLAP_SECONDS * 1.2)
+    other = Separator(reference.engine, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS * 1.2)
     assert _max_diff(got["vocals"], other.separate(x, 44100, ["vocals"])["vocals"]) > TOLERANCE
 
 
@@ -158,8 +157,8 @@ def test_spectrogram_signature_matches_keras(loaded, reference, tiny_config):
     cond = np.eye(len(tiny_config.model.instruments), dtype=np.float32)[[0, 2]]
     out = loaded.signatures["spectrogram"](magnitude=tf.constant(mag), condition=tf.constant(cond))
     inputs = {"magnitude": mag, "condition": cond}
-    masked = reference.model(inputs, training=False).numpy()
-    mask = mask_model(reference.model)(inputs, training=False).numpy()
+    masked = reference.engine.model(inputs, training=False).numpy()
+    mask = mask_model(reference.engine.model)(inputs, training=False).numpy()
     assert _max_diff(out["magnitude"].numpy(), masked) < 1e-5
     assert _max_diff(out["mask"].numpy(), mask) < 1e-5
 
@@ -204,16 +203,17 @@ def test_separate_cli_accepts_export(export_dir, reference, tmp_path):
 
 
 def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, reference, tiny_config, tmp_path):
-    from cunet.export import load_exported
+    from cunet.engine import SavedModelEngine
+    from cunet.modelio import load_exported, load_keras_model
     from cunet.provenance import read_provenance, save_model
-    from cunet.separator import Separator, load_keras_model
+    from cunet.separator import Separator
 
     model, _, provenance = load_keras_model(tiny_model_path)
     resaved = save_model(model, tmp_path / "again.keras", provenance)
     settings = {"chunk_seconds": CHUNK_SECONDS, "overlap_seconds": OVERLAP_SECONDS}
     from_keras = Separator.from_pretrained(resaved, **settings)
     from_export = Separator.from_pretrained(export_dir, **settings)
-    assert from_export.model is None and from_export.instruments == reference.instruments
+    assert isinstance(from_export.engine, SavedModelEngine) and from_export.instruments == reference.instruments
     x = synth_mixture(2.0, seed=7)
     want = reference.separate(x, 44100)
     for sep in (from_keras, from_export):
@@ -229,8 +229,9 @@ def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, re
 
 
 def test_bad_exports_raise_model_error(export_dir, tmp_path):
-    from cunet.export import load_exported
-    from cunet.separator import ModelError, Separator
+    from cunet.errors import ModelError
+    from cunet.modelio import load_exported
+    from cunet.separator import Separator
 
     with pytest.raises(ModelError, match="no saved_model.pb"):
         load_exported(tmp_path)
@@ -266,3 +267,40 @@ def test_export_cli_refuses_bad_outputs(tiny_model_path, export_dir, tmp_path, c
     assert "already a SavedModel" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "y"), "--chunk-seconds", "1", "--overlap-seconds", "0.5"]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_ratio_export_matches_the_ratio_separator(tiny_model_path, tmp_path):
+    """--postprocess ratio: the waveform signatures normalise every instrument's mask as the Separator does,
+    and the export's config says so (a Separator over the export combines masks the same way)."""
+    import tensorflow as tf
+
+    from cunet.cli import main
+    from cunet.separator import Separator
+
+    out = tmp_path / "ratio" / "1"
+    assert main(["export", "--model", str(tiny_model_path), "--out", str(out), "-q", "--postprocess", "ratio",
+                 "--chunk-seconds", str(CHUNK_SECONDS), "--overlap-seconds", str(OVERLAP_SECONDS)]) == 0
+    x = synth_mixture(2.0, seed=9)
+    ours = Separator.from_pretrained(tiny_model_path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS,
+                                     postprocess="ratio").separate(x, 44100)
+    served = tf.saved_model.load(str(out)).signatures["serving_default"]
+    for name in ("vocals", "other"):
+        got = served(waveform=tf.constant(x), instrument=tf.constant(name))["waveform"].numpy()
+        assert _max_diff(got, ours[name]) < 1e-5
+    again = Separator.from_pretrained(out)
+    assert again.postprocess.mode == "ratio"
+    assert _max_diff(again.separate(x, 44100, ["bass"])["bass"], ours["bass"]) < 1e-5
+
+
+def test_wiener_export_is_refused(tiny_model_path, tmp_path, capsys):
+    from cunet.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses the choice
+        main(["export", "--model", str(tiny_model_path), "--out", str(tmp_path / "w"), "--postprocess", "wiener"])
+    assert exit_info.value.code == 2 and "invalid choice: 'wiener'" in capsys.readouterr().err
+    from cunet.errors import ExportError
+    from cunet.export import export_model_file
+
+    with pytest.raises(ExportError, match="not 'wiener'"):
+        export_model_file(tiny_model_path, tmp_path / "w2", postprocess="wiener")
+    assert not (tmp_path / "w2").exists()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -85,3 +87,32 @@ def test_input_scaling_matches_hand_computation():
     clone(x)
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), expected, rtol=1e-5)
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("kind", ["dense", "cnn"])
+def test_files_saved_before_the_shared_base_load_bit_identically(kind):
+    """tests/data holds control networks saved (with non-trivial batch-norm statistics) by the code before
+    DenseControl and CNNControl shared a base class, with their outputs: loading gives the same bits."""
+    golden = np.load(DATA / "legacy_control_outputs.npz")
+    model = keras.saving.load_model(DATA / f"legacy_{kind}_control.keras", safe_mode=True)
+    layer = model.get_layer("control")
+    assert type(layer) is (DenseControl if kind == "dense" else CNNControl)
+    assert set(layer.get_config()) >= {"units", "n_params", "dropout"}
+    gammas, betas = model(np.eye(4, dtype="float32"), training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(gammas), golden[f"{kind}_gammas"])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(betas), golden[f"{kind}_betas"])
+
+
+def test_shipped_model_control_is_unchanged():
+    from cunet.modelio import DEFAULT_MODEL, load_keras_model
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("shipped model not built yet")
+    golden = np.load(DATA / "legacy_control_outputs.npz")
+    model, _, _ = load_keras_model(DEFAULT_MODEL)
+    gammas, betas = model.get_layer("control")(np.eye(4, dtype="float32"), training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(gammas), golden["shipped_gammas"])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(betas), golden["shipped_betas"])

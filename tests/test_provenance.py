@@ -44,7 +44,8 @@ def test_tampered_weights_are_rejected(tmp_path, tiny_model_path):
 
     import pytest
 
-    from cunet.separator import ModelError, load_keras_model
+    from cunet.errors import ModelError
+    from cunet.modelio import load_keras_model
 
     tampered = tmp_path / "tampered.keras"
     with zipfile.ZipFile(tiny_model_path) as src, zipfile.ZipFile(tampered, "w") as dst:

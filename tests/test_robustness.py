@@ -32,7 +32,7 @@ import soundfile as sf
 from cunet.audio import PARTIAL_SUFFIX, AudioError, AudioReader, ffmpeg_available, input_stem
 
 INSTRUMENTS = ("vocals", "drums", "bass", "other")
-CLI = [sys.executable, "-m", "cunet.commands.separate"]
+CLI = [sys.executable, "-m", "cunet.cli", "separate"]
 FAST = ["--chunk-seconds", "1", "--overlap-seconds", "0.25", "--quiet"]
 RATE = 44100
 # Root ignores permission bits; without these capabilities (kept by nothing else we need) it obeys them.
@@ -404,7 +404,7 @@ def test_readonly_output_directory(tmp_path: Path, tiny_model_path: Path) -> Non
 
 def test_outdir_is_an_existing_file(tmp_path: Path, tiny_model_path: Path, capsys) -> None:
     """Through the CLI's main() in-process: every input reports it; the file is untouched."""
-    from cunet.commands.separate import main
+    from cunet.cli import separate_main as main
 
     sf.write(tmp_path / "a.wav", tone(0.3), RATE)
     (tmp_path / "target").write_bytes(b"keep me")
@@ -421,7 +421,7 @@ def test_outdir_is_an_existing_file(tmp_path: Path, tiny_model_path: Path, capsy
 def test_output_that_is_the_input_is_refused_even_with_force(tmp_path: Path, tiny_model_path: Path,
                                                              capsys) -> None:
     """`separate DIR/vocals/vocals.wav -o DIR --force` would replace its own input with the vocals stem."""
-    from cunet.commands.separate import main
+    from cunet.cli import separate_main as main
 
     song = tmp_path / "vocals" / "vocals.wav"
     song.parent.mkdir()
@@ -565,7 +565,7 @@ def test_api_failure_creating_writers_leaves_no_partials(tiny_separator, tmp_pat
 def test_api_failure_late_leaves_no_output_set(tiny_separator, tmp_path: Path, monkeypatch, stage: str) -> None:
     """Encoding the 2nd stem fails (finish), or Ctrl-C arrives mid-file (chunk): no stem is published."""
     from cunet.audio import AtomicAudioWriter
-    from cunet.separator import Separator
+    from cunet.engine import ChunkSeparator
 
     calls = [0]
     if stage == "finish":
@@ -578,13 +578,13 @@ def test_api_failure_late_leaves_no_output_set(tiny_separator, tmp_path: Path, m
         monkeypatch.setattr(AtomicAudioWriter, "finish", finish)
         expected: type[BaseException] = AudioError
     else:
-        real_chunk = Separator._process_chunk
+        real_chunk = ChunkSeparator.separate_chunk
         tick = _fail_on(calls, 2, KeyboardInterrupt())
 
         def process(self, *args):
             tick()
             return real_chunk(self, *args)
-        monkeypatch.setattr(Separator, "_process_chunk", process)
+        monkeypatch.setattr(ChunkSeparator, "separate_chunk", process)
         expected = KeyboardInterrupt
     sf.write(tmp_path / "x.wav", tone(2.0), RATE)
     before = digest(tmp_path)
@@ -680,8 +680,8 @@ def bad_models(tmp_path_factory, tiny_model_path: Path) -> BadModels:
         paths[name] = _rewrite_zip(tiny_model_path, root / f"{name}.keras", {"cunet.json": json.dumps(prov)})
     paths["truncated_weights"] = _rewrite_zip(tiny_model_path, root / "truncated_weights.keras",
                                               {"model.weights.h5": weights[: len(weights) // 2]})
+    from cunet.modelio import load_keras_model
     from cunet.provenance import save_model
-    from cunet.separator import load_keras_model
 
     model, _, _ = load_keras_model(tiny_model_path)
     mask = model.get_layer("mask")
@@ -703,7 +703,8 @@ MODEL_ERRORS = {
 
 @pytest.mark.parametrize("name", list(MODEL_ERRORS))
 def test_api_rejects_tampered_model(bad_models: BadModels, name: str) -> None:
-    from cunet.separator import ModelError, Separator
+    from cunet.errors import ModelError
+    from cunet.separator import Separator
 
     path = bad_models.paths[name]
     with pytest.raises(ModelError) as err:
@@ -717,7 +718,8 @@ def test_api_rejects_tampered_model(bad_models: BadModels, name: str) -> None:
 
 
 def test_api_model_with_nan_weights_fails_cleanly(bad_models: BadModels, tmp_path: Path) -> None:
-    from cunet.separator import ModelError, Separator
+    from cunet.errors import ModelError
+    from cunet.separator import Separator
 
     sep = Separator.from_pretrained(bad_models.paths["nan_weights"], chunk_seconds=1.0, overlap_seconds=0.25)
     sf.write(tmp_path / "x.wav", tone(0.5), RATE)
@@ -753,7 +755,8 @@ def test_loading_never_runs_code_from_the_model_file(bad_models: BadModels) -> N
     import keras
     from keras.src.backend.common import global_state
 
-    from cunet.separator import ModelError, Separator
+    from cunet.errors import ModelError
+    from cunet.separator import Separator
 
     path = bad_models.paths["lambda_layer"]
     previous = global_state.get_global_attribute("safe_mode_saving")

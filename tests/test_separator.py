@@ -3,16 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-import tensorflow as tf
-
-from cunet.separator import DEFAULT_MODEL, ModelError, Separator, resolve_model_path
-from conftest import synth_mixture
+from cunet.modelio import DEFAULT_MODEL
+from cunet.separator import Separator
+from conftest import OnesEngine, synth_mixture
 
 
 def _identity_separator(tiny_separator, **kwargs):
     """Same STFT/chunking path, mask of ones: output must reproduce the input."""
-    return Separator(tiny_separator.model, tiny_separator.config,
-                     mask_fn=lambda mag, cond: tf.ones_like(mag), **kwargs)
+    return Separator(OnesEngine(tiny_separator.config), **kwargs)
 
 
 @pytest.mark.parametrize("rate,n_channels", [(44100, 2), (44100, 1), (48000, 2), (22050, 1)])
@@ -79,17 +77,6 @@ def test_separate_file_layout_and_residual(tiny_separator, tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
-def test_model_resolution_errors(tmp_path):
-    with pytest.raises(ModelError, match="does not exist"):
-        resolve_model_path(tmp_path / "nope.keras")
-    with pytest.raises(ModelError, match="neither"):
-        resolve_model_path(tmp_path)
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "best.keras").write_bytes(b"")
-    assert resolve_model_path(run) == run / "best.keras"
-
-
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="shipped model not built yet")
 def test_shipped_model_keeps_full_band():
     sep = Separator.from_pretrained()
@@ -110,3 +97,49 @@ def test_shipped_model_keeps_full_band():
 
     # Content above 8 kHz survives in the sum of the four stems (no 4/11 kHz cut-off).
     assert band_energy(total) > 0.1 * band_energy(x)
+
+
+def test_from_keras_model_and_chunk_settings(tiny_separator):
+    sep = Separator.from_keras_model(tiny_separator.engine.model, tiny_separator.config, chunk_seconds=0.5,
+                                     overlap_seconds=0.1)
+    assert sep.instruments == tiny_separator.instruments and (sep.chunk, sep.overlap) != (
+        tiny_separator.chunk, tiny_separator.overlap)
+    x = synth_mixture(0.8)
+    for name, y in sep.separate(x, 44100, ["bass"]).items():
+        assert y.shape == x.shape and np.isfinite(y).all()
+    for bad in (float("nan"), float("inf"), 0.0, -1.0, 1e9):
+        with pytest.raises(ValueError, match="chunk_seconds"):
+            Separator(tiny_separator.engine, chunk_seconds=bad)
+    for bad in (float("nan"), float("inf"), -1.0, 1.0):
+        with pytest.raises(ValueError, match="overlap_seconds"):
+            Separator(tiny_separator.engine, chunk_seconds=2.0, overlap_seconds=bad)
+
+
+def test_postprocess_default_is_the_models_and_ratio_stems_add_up(tiny_separator, tiny_model_path):
+    assert tiny_separator.postprocess.mode == tiny_separator.config.model.postprocess == "none"
+    ratio = Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25, postprocess="ratio")
+    x = synth_mixture(2.5, seed=5)
+    stems = ratio.separate(x, 44100)
+    np.testing.assert_allclose(sum(stems.values()), x, atol=1e-4)  # mixture consistency, across chunks too
+    alone = ratio.separate(x, 44100, ["bass"])["bass"]  # every mask is computed anyway: same estimate
+    np.testing.assert_allclose(alone, stems["bass"], atol=1e-6)
+    plain = tiny_separator.separate(x, 44100)
+    assert not np.allclose(plain["bass"], stems["bass"], atol=1e-4)
+    wiener = Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25,
+                                       postprocess="wiener").separate(x[:22050], 44100, ["vocals", "drums"])
+    assert set(wiener) == {"vocals", "drums"} and all(np.isfinite(v).all() for v in wiener.values())
+
+
+def test_joint_postprocess_needs_a_conditioned_model(tmp_path, tiny_config):
+    import dataclasses
+
+    from cunet.errors import UserError
+    from cunet.models import build_model
+    from cunet.provenance import make_provenance, save_model
+
+    config = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, kind="standard"))
+    path = save_model(build_model(config), tmp_path / "unet.keras", make_provenance(config.to_dict()))
+    with pytest.raises(UserError, match="combines the masks of several instruments"):
+        Separator.from_pretrained(path, postprocess="ratio")
+    with pytest.raises(UserError, match="unknown post-processing"):
+        Separator.from_pretrained(path, postprocess="loudest")

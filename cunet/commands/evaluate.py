@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from ..config import INSTRUMENTS
-from ..errors import UserError, quiet_tensorflow
+from ..errors import DataError, UserError
+from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 
 # Mirrors cunet.evaluate.BASELINES / PROTOCOLS (kept here so `--help` imports no numpy).
 BASELINE_CHOICES = ("mixture", "IRM1", "IRM2", "IBM")
@@ -41,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="tracks scored in parallel processes (default 1)")
     p.add_argument("--oracle-stft", type=int, nargs=2, default=None, metavar=("N_FFT", "HOP"),
                    help="STFT of the oracle masks in samples (default: 4096 1024; paper protocol: 1024 256)")
+    p.add_argument("--postprocess", default=None, choices=("none", "ratio", "wiener"),
+                   help="how the model's instrument masks are combined (default: the model's own; see separate)")
+    p.add_argument("--ratio-power", type=float, default=1.0, help="exponent of the ratio normalisation (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
     return p
@@ -75,13 +79,10 @@ def run(args: argparse.Namespace) -> int:
                             open_musdb_tracks, write_reports)
 
     baselines = tuple(dict.fromkeys(args.baselines or BASELINE_CHOICES)) if args.baselines is not None else ()
-    try:
-        tracks = open_musdb_tracks(args.musdb_root, args.subsets, args.split, args.is_wav, args.track_limit)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    tracks = open_musdb_tracks(args.musdb_root, args.subsets, args.split, args.is_wav, args.track_limit)
     if not tracks:
         layout = "wav folders" if args.is_wav else ".stem.mp4 files"
-        raise UserError(f"no MUSDB18 tracks ({layout}) in '{Path(args.musdb_root) / args.subsets}'"
+        raise DataError(f"no MUSDB18 tracks ({layout}) in '{Path(args.musdb_root) / args.subsets}'"
                         + ("" if args.is_wav else " (use --is-wav for the wav layout)"))
 
     instruments = tuple(dict.fromkeys(args.instruments)) if args.instruments else None
@@ -89,27 +90,27 @@ def run(args: argparse.Namespace) -> int:
     extra = {"musdb_root": str(args.musdb_root), "subsets": args.subsets, "split": args.split,
              "jobs": args.jobs, "model": None}
     if not args.no_model:
-        from ..separator import ModelError, Separator, resolve_model_path
+        from ..modelio import resolve_model_path
+        from ..separator import Separator
 
         # Loaded here once even with --jobs > 1: bad paths and instruments fail fast, before any worker starts.
-        try:
-            extra["model"] = str(resolve_model_path(args.model))
-            separator = Separator.from_pretrained(args.model)
-        except (ModelError, OSError) as exc:
-            raise UserError(str(exc)) from None
-        if instruments is None:
-            instruments = tuple(separator.instruments)
-        missing = [i for i in instruments if i not in separator.instruments]
-        if missing:
-            raise UserError(f"the model does not separate '{missing[0]}' (it separates: "
-                            f"{', '.join(separator.instruments)})")
+        extra["model"] = str(resolve_model_path(args.model))
+        from ..postprocess import Postprocess
+
+        postprocess = Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
+        extra["postprocess"] = args.postprocess
+        with native_stderr_muted():
+            separator = Separator.from_pretrained(args.model, postprocess=postprocess)
+        extra["postprocess"] = separator.postprocess.mode
+        probe_devices()
+        instruments = tuple(separator.check_instruments(instruments))
         if args.jobs == 1:
             # The separator loaded above, used in this process.
             factory = functools.partial(_loaded_separate_fn, separator, instruments)
         else:
             del separator
             threads = max(1, available_cpus() // min(args.jobs, len(tracks)))
-            factory = functools.partial(model_separate_fn, args.model, instruments, threads)
+            factory = functools.partial(model_separate_fn, args.model, instruments, threads, postprocess)
     settings = EvaluationSettings(out_dir=Path(args.out), protocol=args.protocol,
                                   instruments=instruments or INSTRUMENTS, baselines=baselines,
                                   model_name=args.name,

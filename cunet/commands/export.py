@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UserError, quiet_tensorflow
+from ..config import ChunkSettings
+from ..errors import UserError
+from ..tflog import import_tensorflow, probe_devices
 
+_DEFAULT = ChunkSettings()
 EPILOG = ("The export holds the signatures serving_default (waveform [n_samples, n_channels] at the "
           "model's sample rate + instrument name), separate_condition (waveform + condition vector) and "
           "spectrogram (magnitude patches + conditions -> magnitude, mask); STFT, chunking and inverse STFT "
@@ -20,10 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", default=None,
                    help="a .keras file or a training run directory (default: the model shipped with cunet)")
     p.add_argument("-o", "--out", required=True, help="SavedModel directory to write, e.g. models/cunet/1")
-    p.add_argument("--chunk-seconds", type=float, default=12.0,
-                   help="in-graph processing chunk length, as for `separate` (default: 12)")
-    p.add_argument("--overlap-seconds", type=float, default=1.0,
-                   help="cross-fade between chunks, as for `separate` (default: 1)")
+    p.add_argument("--chunk-seconds", type=float, default=_DEFAULT.chunk_seconds,
+                   help=f"in-graph processing chunk length, as for `separate` (default: {_DEFAULT.chunk_seconds:g})")
+    p.add_argument("--overlap-seconds", type=float, default=_DEFAULT.overlap_seconds,
+                   help=f"cross-fade between chunks, as for `separate` (default: {_DEFAULT.overlap_seconds:g})")
+    p.add_argument("--postprocess", default=None, choices=("none", "ratio"),
+                   help="how the waveform signatures combine the instruments' masks (default: the model's own)")
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=run)
@@ -31,20 +36,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.chunk_seconds > 0 or not args.overlap_seconds >= 0 \
-            or args.overlap_seconds * 2 >= args.chunk_seconds:
-        raise UserError("need --chunk-seconds > 0 and 0 <= --overlap-seconds < chunk/2")
-    quiet_tensorflow()
-    from ..export import SIGNATURES, ExportError, export_model_file
-    from ..separator import ModelError
+    if not args.out:
+        raise UserError("empty output directory (-o ''); give one, e.g. -o models/cunet/1")
+    ChunkSettings(args.chunk_seconds, args.overlap_seconds).validate()  # before loading TensorFlow
+    import_tensorflow(muted=True)
+    probe_devices()
+    from ..export import SIGNATURES, export_model_file
 
-    try:
-        out = export_model_file(args.model, args.out, chunk_seconds=args.chunk_seconds,
-                                overlap_seconds=args.overlap_seconds, overwrite=args.force)
-    except (ModelError, ExportError) as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:
-        raise UserError(f"cannot write '{args.out}': {exc.strerror or exc}") from None
+    out = export_model_file(args.model, args.out, chunk_seconds=args.chunk_seconds,
+                            overlap_seconds=args.overlap_seconds, overwrite=args.force,
+                            postprocess=args.postprocess)
     if not args.quiet:
         print(f"exported {args.model or 'the shipped model'} -> {out}/ (signatures: {', '.join(SIGNATURES)})",
               file=sys.stderr)

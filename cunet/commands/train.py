@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..errors import UserError, native_stderr_muted, quiet_tensorflow
+from ..errors import DataError, UserError
+from ..tflog import import_tensorflow, probe_devices
 
 DATA_HELP = ("a data source, repeatable: a MUSDB18 root, a folder dataset (train/<track>/<stem>.wav, "
              "valid/... optional) or a folder of one-stem clips; options after commas: stem=NAME (clip "
@@ -40,31 +41,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_config
+    from ..config import load_config
     from ..data.sources import parse_data_spec
-    from ..errors import DataError
 
-    try:
-        config = load_config(args.config)
-        overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("epochs", args.epochs)) if v is not None}
-        if overrides:
-            config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides)).validate()
-        specs = [parse_data_spec(s, is_wav=args.is_wav) for s in [*args.musdb_root, *args.data]]
-    except (ConfigError, DataError) as exc:
-        raise UserError(str(exc)) from None
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("epochs", args.epochs)) if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides)).validate()
+    specs = [parse_data_spec(s, is_wav=args.is_wav) for s in [*args.musdb_root, *args.data]]
     if not specs:
         raise UserError("no training data: give --data PATH (or --musdb-root DIR)")
-    quiet_tensorflow()
-    with native_stderr_muted():
-        import tensorflow  # noqa: F401  (start-up chatter muted here, once)
+    import_tensorflow(muted=True)  # start-up lines muted; training's own progress is not
     from ..training.loop import split_cpu, train
 
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
+    probe_devices()
     devices = [d for d in args.devices.split(",") if d] if args.devices else None
     try:
         train(config, specs, args.out, cache_dir=args.cache_dir, devices=devices, max_minutes=args.max_minutes,
               verbose=args.verbose, track_limit=args.track_limit, init_from=args.init_from)
-    except (DataError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
+    except FileNotFoundError as exc:  # a file vanished between listing and decoding
+        raise DataError(str(exc)) from None
     return 0

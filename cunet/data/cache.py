@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json_atomic
 from ..config import AudioConfig
 from ..errors import DataError
 from .sources import Track, track_key
@@ -70,11 +71,8 @@ class CachedTrack:
 
 
 def save_array_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
-    os.replace(tmp, path)
 
 
 def conform_rate_and_channels(audio: np.ndarray, rate: int, target: AudioConfig) -> np.ndarray:
@@ -160,9 +158,7 @@ def _cache_track(track: Track, folder: Path, audio: AudioConfig) -> tuple[Cached
             save_array_atomic(folder / f"{track_key(stem)}.npy", spec)
         meta = {"version": CACHE_VERSION, "name": track.name, "stems": sorted(track.stems),
                 "n_frames": int(n_frames), "mixture_residual_db": residual_db, "fingerprint": track.fingerprint}
-        tmp = meta_path.with_name(f".meta.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, meta_path)
+        write_json_atomic(meta_path, meta)
     cached = CachedTrack(track.name, folder, tuple(sorted(track.stems)), track.silent, int(meta["n_frames"]),
                          track.weight)
     return cached, meta

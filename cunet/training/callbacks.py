@@ -11,7 +11,8 @@ from typing import Any
 import keras
 
 from ..config import Config
-from ..provenance import save_model, write_json_atomic
+from ..atomic import write_json_atomic, write_text_atomic
+from ..provenance import save_model
 
 BEST_FILE = "best.json"
 
@@ -129,6 +130,4 @@ def truncate_history(path: Path, n_epochs: int) -> None:
     if not kept:
         path.unlink()
     elif len(kept) != len(rows):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(lines[:1] + kept), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, "".join(lines[:1] + kept))

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from ..config import Config
 from ..data.sources import DataSpec
 from ..errors import DataError
-from ..provenance import make_provenance, write_json_atomic
+from ..atomic import write_json_atomic
+from ..provenance import make_provenance
 
 
 def default_cache_dir() -> Path:
@@ -99,8 +100,7 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
     cached_train, cached_valid = cached[:len(splits["train"])], cached[len(splits["train"]):]
 
     instruments = cfg.model.instruments
-    conditioned = cfg.model.kind == "conditioned"
-    fixed = None if conditioned else instruments.index(cfg.model.target)
+    fixed = None if cfg.model.conditioned else instruments.index(cfg.model.target)
     t = cfg.train
     sampler = PatchSampler(cached_train, cfg.model.n_frames, t, instruments, cfg.audio.n_bins, cfg.audio.n_channels,
                            t.seed, fixed, joint=t.joint, with_complex=t.sdr_loss_weight > 0)
@@ -161,7 +161,8 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
 
 def _load_parent(init_from: str | os.PathLike, config: Config) -> tuple[Any, Config, dict[str, Any], Path]:
     """(keras model, its Config, its provenance, its path) of the model to start from, checked against config."""
-    from ..separator import ModelError, load_keras_model, resolve_model_path
+    from ..errors import ModelError
+    from ..modelio import load_keras_model, resolve_model_path
     from .finetune import check_compatible
 
     try:

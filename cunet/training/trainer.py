@@ -59,7 +59,7 @@ class SeparationTrainer(keras.Model):
         self.network = network
         self.masker = mask_model(network)
         self.config = config
-        self.conditioned = config.model.kind == "conditioned"
+        self.conditioned = config.model.conditioned
         self.joint = config.train.joint
         self.n_instruments = len(config.model.instruments)
 

@@ -41,7 +41,7 @@ def separate_track_masks(masker: keras.Model, mixture: np.ndarray, config: Confi
     padded = int(math.ceil(frames / multiple)) * multiple
     magnitude = np.transpose(np.abs(mixture), (2, 1, 0))[None]             # [1, n_bins, F, ch]
     magnitude = np.pad(magnitude, [(0, 0), (0, 0), (0, padded - frames), (0, 0)])
-    if config.model.kind == "conditioned":
+    if config.model.conditioned:
         n = len(config.model.instruments)
         feed = {"magnitude": np.repeat(magnitude, n, axis=0), "condition": np.eye(n, dtype=np.float32)}
     else:
@@ -56,7 +56,7 @@ def separate_track_masks(masker: keras.Model, mixture: np.ndarray, config: Confi
 def validation_sdr(masker: keras.Model, tracks: Sequence[CachedTrack], config: Config) -> dict[str, float]:
     """{"val_sdr": mean over instruments, "val_sdr_<instrument>": median over tracks} in dB."""
     a = config.audio
-    names = config.model.instruments if config.model.kind == "conditioned" else (config.model.target,)
+    names = config.model.outputs
     segment = max(1, round(a.sample_rate / a.hop_length))
     scores: dict[str, list[float]] = {n: [] for n in names}
     for track in tracks:

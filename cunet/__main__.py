@@ -1,0 +1,6 @@
+"""`python -m cunet ...`: the `cunet` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Evaluation on MUSDB18 with museval, reported the SiSEC way.
+
+Protocols
+---------
+"musdb" (SiSEC 2018): every track is scored at its own rate and channel count
+    with BSSEval v4 (`museval.evaluate`: distortion filters fitted on the whole
+    track, metrics on 1 s windows with 1 s hops). The instruments are scored
+    jointly, exactly as `museval.eval_mus_track` does. When only some
+    instruments are scored, the sum of the others is added as one more
+    reference (and the method's complement as its estimate), so the references
+    always add up to the mixture; such scores are not comparable with SiSEC's
+    four-instrument ones (SIR is measured against a different interference set).
+"paper": as the original C-U-Net code (gabolsgabs/cunet, evaluation/results.py):
+    mixture and stems down-mixed to mono and resampled to 8192 Hz; each
+    instrument j is scored on its own as a two-source problem
+    [s_j, sum_{k != j} s_k] against [estimate_j, complement_j] with BSSEval v3
+    `bss_eval_sources` on the whole track (one "frame"; ISR is undefined: NaN).
+    Differences from the original, on purpose: references are the stems
+    themselves (not an STFT/iSTFT round trip of them), and estimates are not
+    min-max rescaled to the reference's range (that used the reference; BSSEval
+    sources scores are gain-invariant anyway).
+
+Scores are stored per track in museval's JSON format (`museval.TrackStore`,
+validated against museval's `musdb.schema.json`), one folder per method:
+`out/<method>/<subset>/<track>.json`, which `museval.EvalStore.add_eval_dir`
+and `museval.MethodStore.add_eval_dir` read (they look for `test/`).
+Aggregation is museval's: median over frames, then median over tracks.
+
+Methods: the model (any `separate_fn(mixture, rate) -> {instrument: estimate}`)
+and the baselines "mixture" (the mixture as every estimate) and the oracle
+masks "IRM1" (magnitude ratio), "IRM2" (power ratio) and "IBM" (binary), as in
+sigsep's oracle methods, all scored on the same tracks by the same scorer.
+
+Tracks are scored in parallel worker processes ('spawn' context, safe with
+TensorFlow); the model is built once per worker by a picklable factory.
+
+Modules, one concern each: `tracks` (decoded audio of MUSDB18 or in-memory
+tracks), `scoring` (protocols and the museval scorer), `oracle` (oracle mask
+baselines), `runner` (one track: separate, score, write its JSON), `pool`
+(many tracks in worker processes), `reports` (aggregation, tables, plot).
+"""
+from __future__ import annotations
+
+from .oracle import BASELINES, ORACLE_STFT, ORACLES, oracle_estimates
+from .pool import Evaluation, Failure, available_cpus, evaluate_tracks, limit_threads
+from .reports import aggregate_scores, markdown_table, plot_boxplot, track_scores, write_reports
+from .runner import EvaluationSettings, SeparateFn, TrackResult, model_separate_fn, score_one_track
+from .scoring import (HOP_SECONDS, METRICS, PAPER_SAMPLE_RATE, PROTOCOLS, WINDOW_SECONDS, conform_to_protocol,
+                      describe_protocol, score_track, to_paper_domain)
+from .tracks import ArrayTrack, EvalTrack, MusdbTrack, TrackAudio, open_musdb_tracks
+
+__all__ = ["ArrayTrack", "BASELINES", "EvalTrack", "Evaluation", "EvaluationSettings", "Failure", "HOP_SECONDS",
+           "METRICS", "MusdbTrack", "ORACLES", "ORACLE_STFT", "PAPER_SAMPLE_RATE", "PROTOCOLS", "SeparateFn",
+           "TrackAudio", "TrackResult", "WINDOW_SECONDS", "aggregate_scores", "available_cpus",
+           "conform_to_protocol", "describe_protocol", "evaluate_tracks", "limit_threads", "markdown_table",
+           "model_separate_fn", "open_musdb_tracks", "oracle_estimates", "plot_boxplot", "score_one_track",
+           "score_track", "to_paper_domain", "track_scores", "write_reports"]

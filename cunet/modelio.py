@@ -1,0 +1,211 @@
+"""All model loading: `--model` paths, safe `.keras` loading, SavedModel exports, and the engines over them.
+
+A model is either a `.keras` file written by cunet (`provenance.save_model`: the Keras archive plus a
+`cunet.json` provenance record holding the Config) or a SavedModel directory written by `cunet export`
+(the same record as `assets/cunet.json`). Both are checked before TensorFlow sees them: archive sizes
+(no zip bombs), the record's JSON types, the config, the weights' checksum; Keras then loads in safe
+mode (no code from the file runs) and the network must match its config. Every failure is one
+`ModelError` line naming the file. TensorFlow is imported only once the cheap checks passed.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, config_from_dict
+from .engine import KerasEngine, MaskEngine, SavedModelEngine
+from .errors import ModelError
+from .provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record, read_record_entry, weights_digest
+from .tflog import import_tensorflow
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "default.keras"
+ASSET_DIR = "assets"  # where a SavedModel export keeps its provenance record (PROVENANCE_ENTRY)
+# A .keras archive from a stranger is refused unread when its members' declared sizes add up to more
+# than MAX_UNPACKED_BYTES or EXPANSION_LIMIT times the file's size (zip bombs). cunet's own archives
+# are stored uncompressed (ratio 1); zipfile never inflates a member beyond its declared size.
+MAX_UNPACKED_BYTES = 1 << 30
+EXPANSION_LIMIT = 50
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """Map --model values to a file or SavedModel directory: None -> shipped default;
+    a training run directory -> its best.keras (or last.keras)."""
+    if path is None:
+        if not DEFAULT_MODEL.exists():
+            raise ModelError(f"the shipped default model is missing at '{DEFAULT_MODEL}'")
+        return DEFAULT_MODEL
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            return path
+        for name in ("best.keras", "last.keras"):
+            if (path / name).exists():
+                return path / name
+        raise ModelError(f"'{path}' is neither a training run directory (best.keras) nor a SavedModel export")
+    if not path.exists():
+        raise ModelError(f"model '{path}' does not exist")
+    return path
+
+
+def load_engine(path: str | os.PathLike | None = None) -> tuple[MaskEngine, Config, dict[str, Any]]:
+    """(engine, Config, provenance record) for a `.keras` file, a training run directory, a SavedModel
+    export, or (None) the shipped model."""
+    resolved = resolve_model_path(path)
+    if resolved.is_dir():
+        return load_exported(resolved)
+    model, config, provenance = load_keras_model(resolved)
+    return KerasEngine(model, config), config, provenance
+
+
+# -- .keras ---------------------------------------------------------------------------------------------
+
+
+def read_keras_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked provenance record of a `.keras` file, read without TensorFlow; ModelError if the file
+    is missing, not a zip, a zip bomb, or carries no valid record."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file '{path}' does not exist")
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+            if declared > min(MAX_UNPACKED_BYTES, EXPANSION_LIMIT * size):
+                raise ModelError(f"model file '{path}' would unpack to {declared} bytes from {size} "
+                                 f"(limits: {MAX_UNPACKED_BYTES >> 30} GiB and {EXPANSION_LIMIT}x the file); "
+                                 "refusing it")
+            record = read_record_entry(archive, f"model file '{path}': {PROVENANCE_ENTRY}")
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError):
+        raise ModelError(f"model file '{path}' is not a valid .keras archive (truncated or corrupt)") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file '{path}': {exc.strerror or exc}") from None
+    if record is None:
+        raise ModelError(f"model file '{path}' carries no cunet provenance/config; was it saved by cunet?")
+    return record
+
+
+def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, Any]]:
+    """Load a `.keras` model written by cunet, safely (no code from the file is run).
+
+    Returns (keras model, its Config, its provenance record).
+    """
+    path = Path(path)
+    provenance = read_keras_provenance(path)
+    expected = provenance.get("weights_sha256")
+    if expected is not None and weights_digest(path) != expected:
+        raise ModelError(f"model file '{path}' has been modified: its weights do not match their recorded checksum")
+    config = _config_of(provenance, f"model file '{path}'")
+    import_tensorflow()
+    import keras
+
+    from . import layers  # noqa: F401  (registers the custom layers)
+
+    try:
+        # keras' safe_mode argument is overridden by a process-wide keras.config.enable_unsafe_deserialization();
+        # the explicit scope keeps cunet's loads safe whatever other code in the process did.
+        with _safe_mode_scope():
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
+        raise ModelError(f"cannot load model '{path}': {_load_failure(exc)}") from None
+    _check_model_matches(model, config, path)
+    return model, config, provenance
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Keras wraps the real cause ("Could not locate class ...") in generic errors: the innermost, one line."""
+    root: BaseException = exc
+    for _ in range(20):
+        inner = root.__cause__ or root.__context__
+        if inner is None:
+            break
+        root = inner
+    text = str(root).strip() or str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    if "safe_mode" in message or "arbitrary code" in message:
+        return "it contains Python code (e.g. a Lambda layer), which cunet never runs"
+    if message.startswith("Could not locate"):
+        return message.split(". Make sure")[0] + " (not a layer cunet knows; modified or foreign file)"
+    return message[:300]
+
+
+def _safe_mode_scope() -> Any:
+    """A keras scope forcing safe deserialization (no lambdas / pickled code), if this keras has one."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # pragma: no cover - other keras layouts: rely on safe_mode=True alone
+        return contextlib.nullcontext()
+    return SafeModeScope(True)
+
+
+def _check_model_matches(model: Any, config: Config, path: Path) -> None:
+    """Raise ModelError unless the model has cunet's inputs (as its config says) and a "mask" layer."""
+    shapes = {getattr(t, "name", ""): tuple(t.shape) for t in model.inputs}
+    mag = shapes.get("magnitude")
+    ok = mag is not None and len(mag) == 4 and mag[1] == config.audio.n_bins and mag[3] == config.audio.n_channels
+    if config.model.conditioned:
+        cond = shapes.get("condition")
+        ok = ok and cond is not None and cond[-1] == len(config.model.instruments)
+    ok = ok and any(layer.name == "mask" for layer in model.layers)
+    if not ok:
+        raise ModelError(f"model file '{path}' is not the cunet network its embedded config describes "
+                         f"(inputs {shapes}); it was modified or not saved by cunet")
+
+
+def _config_of(record: dict[str, Any], source: str) -> Config:
+    try:
+        return config_from_dict(record["config"])
+    except ConfigError as exc:
+        raise ModelError(f"{source} has an invalid config: {exc}") from None
+
+
+# -- SavedModel exports ------------------------------------------------------------------------------------
+
+
+def read_export_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance record stored in an export (assets/cunet.json); ModelError if absent or invalid."""
+    path = Path(path)
+    if not (path / "saved_model.pb").is_file():
+        raise ModelError(f"'{path}' is not a SavedModel export (no saved_model.pb)")
+    asset = path / ASSET_DIR / PROVENANCE_ENTRY
+    source = f"SavedModel '{path}': {ASSET_DIR}/{PROVENANCE_ENTRY}"
+    try:
+        if asset.stat().st_size > MAX_RECORD_BYTES:
+            raise ModelError(f"{source} is larger than a provenance record can be")
+        data = asset.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"SavedModel '{path}' has no {ASSET_DIR}/{PROVENANCE_ENTRY}; "
+                         "was it written by `cunet export`?") from None
+    except OSError as exc:
+        raise ModelError(f"{source} is unreadable: {exc.strerror or exc}") from None
+    return parse_record(data, source)
+
+
+def load_exported(path: str | os.PathLike) -> tuple[SavedModelEngine, Config, dict[str, Any]]:
+    """Load a `cunet export` SavedModel: (engine over its `spectrogram` signature, Config, provenance).
+
+    Raises ModelError (one line) for a missing, corrupt or mismatched export.
+    """
+    path = Path(path)
+    record = read_export_provenance(path)
+    config = _config_of(record, f"SavedModel '{path}'")
+    tf = import_tensorflow()
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad export
+        text = str(exc).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
+        raise ModelError(f"cannot load SavedModel '{path}': {message[:300]}") from None
+    if "spectrogram" not in loaded.signatures:
+        raise ModelError(f"SavedModel '{path}' has no 'spectrogram' signature; re-export it with `cunet export`")
+    # The stored config must describe the exported network, or the STFT would not fit it.
+    specs = loaded.signatures["spectrogram"].structured_input_signature[1]
+    mag, cond = specs.get("magnitude"), specs.get("condition")
+    if mag is None or cond is None or mag.shape.as_list() != [None, config.audio.n_bins, None,
+                                                             config.audio.n_channels] \
+            or cond.shape.as_list() != [None, len(config.model.instruments)]:
+        raise ModelError(f"SavedModel '{path}': its {ASSET_DIR}/{PROVENANCE_ENTRY} config does not match "
+                         "the exported network; it was modified or not written by `cunet export`")
+    return SavedModelEngine(loaded, config), config, record

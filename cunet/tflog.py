@@ -1,0 +1,54 @@
+"""TensorFlow's start-up logging kept off the user's terminal, and the one place TensorFlow is imported from
+outside the TF-only modules (so the environment is set before the import)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any, Iterator
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up logging (must run before TensorFlow is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_stderr_muted() -> Iterator[None]:
+    """Send fd 2 to /dev/null meanwhile: TensorFlow's C++ start-up chatter ("I0000 ... oneDNN", "cuInit"
+    lines, which TF_CPP_MIN_LOG_LEVEL does not silence) would bury our one-line errors. Python exceptions
+    still propagate (and are reported after fd 2 is back); set CUNET_TF_LOGS=1 to see the chatter."""
+    if os.environ.get("CUNET_TF_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow(muted: bool = False) -> Any:
+    """The tensorflow module, imported with its logging quietened; `muted`: also with fd 2 muted
+    during the import (for commands whose stderr must hold only `error:` lines)."""
+    quiet_tensorflow()
+    if muted and "tensorflow" not in sys.modules:
+        with native_stderr_muted():
+            import tensorflow as tf
+        return tf
+    import tensorflow as tf
+
+    return tf
+
+
+def probe_devices() -> None:
+    """Let TensorFlow find its devices now, muted: it logs (e.g. "failed call to cuInit") the first time."""
+    if "tensorflow" in sys.modules:
+        with native_stderr_muted():
+            sys.modules["tensorflow"].config.list_physical_devices()
