@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from cunet.data.sources import open_sources, parse_data_spec
 from conftest import make_folder_dataset, synth_stems, write_track
 
 FIVE = ("vocals", "drums", "bass", "other", "guitar")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def guitar_track(folder: Path, seed: int, seconds: float = 1.5, drop: str | None = None) -> None:
@@ -205,7 +209,13 @@ def test_bad_data_specs_and_names(guitar_data, tmp_path, capsys):
         assert message in one_error_line(capsys), argv
 
 
-def test_bad_names_against_the_model(guitar_data, five_model_path, capsys):
+@pytest.mark.parametrize("recorded", [True, False])
+def test_bad_names_against_the_model(guitar_data, five_model_path, capsys, monkeypatch, recorded):
+    """Checked against the outputs in the model's record before TensorFlow loads, else after loading it."""
+    from cunet.commands import evaluate as command
+
+    if not recorded:
+        monkeypatch.setattr(command, "_recorded_outputs", lambda model: None)
     model = ["--data", str(guitar_data), "--model", str(five_model_path)]
     for argv, message in [
         (["--map", "guitar=piano"], "--map guitar=piano: the model has no 'piano' output (outputs: vocals, drums, "
@@ -215,6 +225,20 @@ def test_bad_names_against_the_model(guitar_data, five_model_path, capsys):
     ]:
         assert evaluate(*model, *argv) == 2, argv
         assert message in one_error_line(capsys), argv
+
+
+def test_name_errors_come_before_tensorflow(guitar_data, tiny_model_path):
+    code = ("import sys\n"
+            "from cunet.cli import main\n"
+            f"rc = main(['evaluate', '--data', {str(guitar_data)!r}, '--model', {str(tiny_model_path)!r}, "
+            "'--instruments', 'guitar'])\n"
+            "assert rc == 2 and 'tensorflow' not in sys.modules, (rc, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == ["error: the model has no 'guitar' output (outputs: vocals, drums, "
+                                                "bass, other); score another output as 'guitar' with "
+                                                "--map guitar=OUTPUT"]
 
 
 def test_parser_is_light_and_mirrors_the_library():

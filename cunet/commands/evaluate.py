@@ -159,14 +159,17 @@ def run(args: argparse.Namespace) -> int:
     data_stems = stem_union(tracks)
     extra.update(jobs=args.jobs, model=None)
     separator, postprocess = None, None
+    model = None if args.model == "default" else args.model  # as `cunet train --init-from default`
     if not args.no_model:
         from ..modelio import resolve_model_path
         from ..postprocess import Postprocess
         from ..separator import Separator
 
-        # Loaded here once even with --jobs > 1: bad paths and instruments fail fast, before any worker starts.
-        model = None if args.model == "default" else args.model  # as `cunet train --init-from default`
         extra["model"] = str(resolve_model_path(model))
+        recorded = _recorded_outputs(model)
+        if recorded is not None:  # bad names fail here, before TensorFlow loads
+            resolve_targets(args.instruments, data_stems, recorded, mapping)
+        # Loaded here once even with --jobs > 1: a bad model fails fast, before any worker starts.
         postprocess = Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
         with native_stderr_muted():
             separator = Separator.from_pretrained(model, postprocess=postprocess)
@@ -211,6 +214,21 @@ def run(args: argparse.Namespace) -> int:
               f"{written['failures']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _recorded_outputs(model: str | None) -> tuple[str, ...] | None:
+    """The model's outputs as its provenance record says, read without TensorFlow; None when the record
+    cannot be read that way (loading the model then reports why, or finds the outputs)."""
+    from ..config import config_from_dict
+    from ..errors import CunetError
+    from ..modelio import read_export_provenance, read_keras_provenance, resolve_model_path
+
+    try:
+        path = resolve_model_path(model)
+        record = read_export_provenance(path) if path.is_dir() else read_keras_provenance(path)
+        return tuple(config_from_dict(record["config"]).model.outputs)
+    except (CunetError, KeyError, TypeError):
+        return None
 
 
 def _loaded_separate_fn(separator: Any, instruments: tuple[str, ...]) -> Any:
