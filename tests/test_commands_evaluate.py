@@ -199,6 +199,7 @@ def test_bad_data_specs_and_names(guitar_data, tmp_path, capsys):
         (["--musdb-root", str(guitar_data), "--seed", "3", *base], "--seed applies to --data"),
         (["--data", str(lone), *base], "no valid tracks to evaluate"),
         (["--data", str(guitar_data), "--data", str(twin), *base], "two tracks named 'd'"),
+        (["--data", f"{guitar_data},rename=guitar:drums", *base], "has two files for stem 'drums'"),
         (["--data", str(guitar_data), "--map", "guitar"], "bad --map 'guitar' (expected REFERENCE=OUTPUT"),
         (["--data", str(guitar_data), "--map", "guitar=other", *base], "--map needs a model"),
         (["--data", str(guitar_data), "--instruments", "piano", *base],
