@@ -166,7 +166,7 @@ def test_a_track_without_any_scored_stem_is_skipped(guitar_data, tmp_path, capsy
     assert evaluate("--data", str(silent), "--no-model", "--baselines", "IRM1", "--instruments", "guitar",
                     "--protocol", "paper", "--out", str(tmp_path / "quiet")) == 1
     err = capsys.readouterr().err
-    assert "'quiet': the scored stems it holds (guitar) are silent" in err
+    assert "'quiet': its scored stems are silent (guitar)" in err
     assert "error: no track could be scored (0 failures, 1 not scored; see " in err
 
 

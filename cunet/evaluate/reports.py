@@ -101,7 +101,8 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
         else {},
         "n_tracks": evaluation.n_tracks, "n_tracks_scored": int(n_scored), "seconds": round(evaluation.seconds, 1),
         "failures": [vars(f) for f in evaluation.failures],
-        "skipped": [{"track": t, "reason": r} for t, r in evaluation.skipped], "versions": package_versions(REPORT_PACKAGES), **dict(extra or {}),
+        "skipped": [{"track": t, "reason": r} for t, r in evaluation.skipped],
+        "versions": package_versions(REPORT_PACKAGES), **dict(extra or {}),
     }
     written["settings"] = write_text_atomic(out / "settings.json", json.dumps(record, indent=2, default=str) + "\n")
     failures_path = out / "failures.tsv"

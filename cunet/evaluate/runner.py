@@ -101,14 +101,17 @@ def score_one_track(track: EvalTrack, settings: EvaluationSettings, separate_fn:
         result.skipped = f"holds none of the scored stems ({scored})"
         return result
     try:
-        audio = conform_to_protocol(track.load().without_silent_stems(), settings.protocol)
+        loaded = track.load()
+        audio = conform_to_protocol(loaded.without_silent_stems(), settings.protocol)
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the other tracks go on
         result.errors["load"] = failure_message(exc)
         result.seconds = time.perf_counter() - start
         return result
     targets = [t for t in settings.instruments if t in audio.stems]
     if not targets:
-        result.skipped = f"the scored stems it holds ({scored}) are silent"
+        silent = [t for t in settings.instruments if t in loaded.stems]
+        result.skipped = (f"its scored stems are silent ({', '.join(silent)})" if silent
+                          else f"holds none of the scored stems ({scored})")
         result.seconds = time.perf_counter() - start
         return result
 
