@@ -230,6 +230,22 @@ def test_folder_track_contents(tmp_path):
     assert rate == 44100 and mixture.shape == (8820, 2)
 
 
+
+def test_tracks_pickle_with_their_readers(tmp_path, musdb_root):
+    """Evaluation sends tracks to worker processes: folder and MUSDB18 tracks survive pickling, readers too."""
+    import pickle
+
+    root = make_folder_dataset(tmp_path / "ds", ["a"], ["b"], seconds=0.2)
+    write_track(root / "valid" / "b", {}, mixture=noise(0.2))
+    folder = open_source(parse_data_spec(str(root)))["valid"][0]
+    musdb = open_source(parse_data_spec(f"{musdb_root},wav"))["valid"][0]
+    for track in (folder, musdb):
+        copy = pickle.loads(pickle.dumps(track))
+        assert copy.name == track.name and set(copy.stems) == set(track.stems)
+        for stem, reader in track.stems.items():
+            np.testing.assert_array_equal(copy.stems[stem]()[0], reader()[0])
+        np.testing.assert_array_equal(copy.mixture()[0], track.mixture()[0])
+
 def test_silent_marker_is_renamed(tmp_path):
     folder = tmp_path / "ds" / "song"
     write_track(folder, {"vocals": noise(0.05)})

@@ -26,7 +26,7 @@ from cunet.cli import main
 from cunet.config import INSTRUMENTS
 from cunet.evaluate import (BASELINES, PAPER_SAMPLE_RATE, PROTOCOLS, ArrayTrack, EvaluationSettings,
                             aggregate_scores, evaluate_tracks, open_musdb_tracks, oracle_estimates,
-                            score_track, to_paper_domain, track_scores)
+                            score_track, to_paper_domain, track_scores, write_reports)
 
 stempeg = pytest.importorskip("stempeg")
 jsonschema = pytest.importorskip("jsonschema")
@@ -144,6 +144,22 @@ def test_oracle_rejects_unknown_method():
     with pytest.raises(ValueError, match="unknown oracle"):
         oracle_estimates(stems["bass"], stems, ("IRM3",))
 
+
+
+def test_oracles_for_any_set_of_stems():
+    """Five stems with a guitar, or just two: ratio masks still add up to the mixture."""
+    stems = _synthetic_stems(1.0)
+    stems["guitar"] = 0.2 * np.roll(stems["vocals"], 300, axis=0) + 0.05 * stems["other"]
+    mixture = np.sum(list(stems.values()), axis=0)
+    for subset in (list(stems), ["guitar", "bass"]):
+        chosen = {k: stems[k] for k in subset}
+        mix = np.sum(list(chosen.values()), axis=0)
+        out = oracle_estimates(mix, chosen, ("IRM1", "IBM"), ["guitar"], n_fft=512, hop=128)
+        assert list(out["IRM1"]) == ["guitar"] and out["IBM"]["guitar"].shape == mix.shape
+        full = oracle_estimates(mix, chosen, ("IRM1",), n_fft=512, hop=128)["IRM1"]
+        np.testing.assert_allclose(np.sum(list(full.values()), axis=0), mix, atol=1e-4)
+    with pytest.raises(ValueError, match="no reference stem 'piano' for the oracle masks"):
+        oracle_estimates(mixture, stems, ("IRM1",), ["piano"])
 
 # -- scoring ---------------------------------------------------------------------------------------------------
 
@@ -288,11 +304,69 @@ def test_failing_track_is_reported_and_others_scored(tmp_path):
     assert not list(tmp_path.glob("*/test/broken.json"))
 
 
+def guitar_from_other_factory():
+    """A fake four-instrument model (vocals, drums, bass, other; no guitar): each output a quarter of the mixture."""
+
+    def separate(mixture: np.ndarray, rate: int) -> dict[str, np.ndarray]:
+        return {"vocals": mixture / 4, "drums": mixture / 4, "bass": mixture / 4, "other": mixture / 4}
+
+    return separate
+
+
+def test_tracks_scored_for_the_stems_they_hold(tmp_path):
+    """Any stem names; a track lacking a stem, or with a silent one, is scored for the others; a track with
+    none of the scored stems is skipped without being decoded; --map's estimate_from picks the output."""
+    base = _synthetic_stems(3.0, seed=5)
+    full = dict(base, guitar=base.pop("other"))  # vocals, drums, bass, guitar
+    lacking = {k: v for k, v in full.items() if k != "drums"}
+    silent = dict(full, vocals=np.zeros_like(full["vocals"]))
+    tracks = [ArrayTrack("full", np.sum(list(full.values()), axis=0), full, 8000),
+              ArrayTrack("no drums", np.sum(list(lacking.values()), axis=0), lacking, 8000),
+              ArrayTrack("silent vocals", np.sum(list(silent.values()), axis=0), silent, 8000),
+              BrokenTrack("piano only")]
+    tracks[-1].stem_names = ("piano",)  # known without decoding: never loaded
+    settings = EvaluationSettings(out_dir=tmp_path, protocol="paper", instruments=("vocals", "drums", "guitar"),
+                                  baselines=("mixture", "IRM1"), model_name="fake",
+                                  estimate_from=(("guitar", "other"),))
+    evaluation = evaluate_tracks(tracks, settings, guitar_from_other_factory)
+    assert not evaluation.failures
+    assert evaluation.skipped == [("piano only", "holds none of the scored stems (vocals, drums, guitar)")]
+    scored = evaluation.scores.groupby("track")["target"].unique()
+    assert sorted(scored["full"]) == ["drums", "guitar", "vocals"]
+    assert sorted(scored["no drums"]) == ["guitar", "vocals"]
+    assert sorted(scored["silent vocals"]) == ["drums", "guitar"]
+    table = aggregate_scores(evaluation.scores)
+    assert table.loc[("IRM1", "guitar"), "SDR"] > table.loc[("mixture", "guitar"), "SDR"] + 3
+    assert np.isfinite(table.loc[("fake", "guitar"), "SDR"])
+    written = write_reports(evaluation)
+    markdown = Path(written["aggregate_md"]).read_text()
+    assert "Model estimates (`--map`): fake scores `guitar` from its `other` output." in markdown
+    assert "Tracks scored per instrument" in markdown and "vocals 2, drums 2, guitar 3." in markdown
+    assert "Not scored: 1 track(s)" in markdown
+    record = json.loads(Path(written["settings"]).read_text())
+    assert record["estimate_from"] == {"vocals": "vocals", "drums": "drums", "guitar": "other"}
+    assert record["skipped"] == [{"track": "piano only", "reason": evaluation.skipped[0][1]}]
+    # a model that lacks the mapped output is a failure of that method, not of the track
+    missing = evaluate_tracks(tracks[:1], EvaluationSettings(out_dir=tmp_path / "m", protocol="paper",
+                                                             instruments=("guitar",), model_name="fake",
+                                                             estimate_from=(("guitar", "piano"),)),
+                              guitar_from_other_factory)
+    (failure,) = missing.failures
+    assert failure.method == "fake" and "the model returned no 'piano' estimate" in failure.message
+
+
 def test_settings_validation(tmp_path):
     with pytest.raises(ValueError, match="baseline"):
         EvaluationSettings(out_dir=tmp_path, baselines=("IRM3",))
-    with pytest.raises(ValueError, match="instrument"):
-        EvaluationSettings(out_dir=tmp_path, instruments=("piano",))
+    for bad in ((), ("vocals", "vocals"), ("",)):  # any names, but distinct and not empty
+        with pytest.raises(ValueError, match="instruments"):
+            EvaluationSettings(out_dir=tmp_path, instruments=bad)
+    with pytest.raises(ValueError, match="estimate_from"):
+        EvaluationSettings(out_dir=tmp_path, estimate_from=(("guitar", "other"), ("guitar", "bass")))
+    piano = EvaluationSettings(out_dir=tmp_path, instruments=("piano", "guitar", "bass"),
+                               estimate_from=(("piano", "other"), ("guitar", "other")))
+    assert piano.output_for("piano") == "other" and piano.output_for("bass") == "bass"
+    assert piano.model_outputs == ("other", "bass")
     with pytest.raises(ValueError, match="protocol"):
         EvaluationSettings(out_dir=tmp_path, protocol="sisec08")
     with pytest.raises(ValueError, match="method name"):

@@ -17,6 +17,7 @@ marks it silent with an empty file `<stem>.silent` in the track folder.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -124,12 +125,20 @@ def fingerprint(paths: Sequence[Path]) -> str:
     return hashlib.sha1(repr(stats).encode()).hexdigest()[:16]
 
 
+# Readers are functools.partial objects over module-level functions, not lambdas, so tracks can be
+# pickled (evaluation sends them to worker processes).
 def _file_reader(path: Path) -> Callable[[], tuple[np.ndarray, int]]:
-    return lambda: load_audio(path)
+    return functools.partial(load_audio, path)
 
 
-def _musdb_reader(track: Any, stem: str) -> Callable[[], tuple[np.ndarray, int]]:
-    return lambda: (np.asarray(track.sources[stem].audio, np.float32), int(track.rate))
+def _read_musdb(track: Any, stem: str | None) -> tuple[np.ndarray, int]:
+    """One source of a `musdb` track (or its mixture when stem is None): (float32 [n, ch], rate)."""
+    audio = track.audio if stem is None else track.sources[stem].audio
+    return np.asarray(audio, np.float32), int(track.rate)
+
+
+def _musdb_reader(track: Any, stem: str | None) -> Callable[[], tuple[np.ndarray, int]]:
+    return functools.partial(_read_musdb, track, stem)
 
 
 def open_musdb(root: str | Path, subsets: str = "train", split: str | None = "train",
@@ -153,7 +162,7 @@ def _musdb_tracks(spec: DataSpec, split: str) -> list[Track]:
     tracks = []
     for t in listed:
         stems = {spec.renamed(s): _musdb_reader(t, s) for s in t.sources}
-        mixture = (lambda t=t: (np.asarray(t.audio, np.float32), int(t.rate)))
+        mixture = _musdb_reader(t, None)
         files = [Path(t.path)] if not spec.is_wav else [p for p in Path(t.path).parent.iterdir() if p.is_file()]
         tracks.append(Track(t.name, spec.source_id, stems, weight=spec.weight, mixture=mixture, origin=str(spec.path),
                             fingerprint=fingerprint(files)))

@@ -1,4 +1,4 @@
-"""Evaluation on MUSDB18 with museval, reported the SiSEC way.
+"""Evaluation on MUSDB18 or any training data source with museval, reported the SiSEC way.
 
 Protocols
 ---------
@@ -26,7 +26,13 @@ validated against museval's `musdb.schema.json`), one folder per method:
 and `museval.MethodStore.add_eval_dir` read (they look for `test/`).
 Aggregation is museval's: median over frames, then median over tracks.
 
-Methods: the model (any `separate_fn(mixture, rate) -> {instrument: estimate}`)
+Data: MUSDB18 (`open_musdb_tracks`, the test or train subset) or any source `cunet train --data`
+accepts (`open_data_tracks`: MUSDB18 roots and folder datasets, any stems, the same train/valid
+splits and seeded hold-out as training). A track is scored for the stems it holds.
+
+Methods: the model (any `separate_fn(mixture, rate) -> {instrument: estimate}`; by default a
+reference stem is estimated by the model output of the same name, `targets.resolve_targets` and
+`EvaluationSettings.estimate_from` let another output estimate it, e.g. `guitar` from `other`)
 and the baselines "mixture" (the mixture as every estimate) and the oracle
 masks "IRM1" (magnitude ratio), "IRM2" (power ratio) and "IBM" (binary), as in
 sigsep's oracle methods, all scored on the same tracks by the same scorer.
@@ -35,23 +41,27 @@ Tracks are scored in parallel worker processes ('spawn' context, safe with
 TensorFlow); the model is built once per worker by a picklable factory.
 
 Modules, one concern each: `tracks` (decoded audio of MUSDB18 or in-memory
-tracks), `scoring` (protocols and the museval scorer), `oracle` (oracle mask
+tracks), `datasets` (tracks of training data sources), `targets` (which stems are scored, and by
+which model output), `scoring` (protocols and the museval scorer), `oracle` (oracle mask
 baselines), `runner` (one track: separate, score, write its JSON), `pool`
 (many tracks in worker processes), `reports` (aggregation, tables, plot).
 """
 from __future__ import annotations
 
+from .datasets import DataTrack, describe_tracks, open_data_tracks, stem_union
 from .oracle import BASELINES, ORACLE_STFT, ORACLES, oracle_estimates
 from .pool import Evaluation, Failure, available_cpus, evaluate_tracks, limit_threads
 from .reports import aggregate_scores, markdown_table, plot_boxplot, track_scores, write_reports
 from .runner import EvaluationSettings, SeparateFn, TrackResult, model_separate_fn, score_one_track
 from .scoring import (HOP_SECONDS, METRICS, PAPER_SAMPLE_RATE, PROTOCOLS, WINDOW_SECONDS, conform_to_protocol,
                       describe_protocol, score_track, to_paper_domain)
+from .targets import parse_map, resolve_targets
 from .tracks import ArrayTrack, EvalTrack, MusdbTrack, TrackAudio, open_musdb_tracks
 
-__all__ = ["ArrayTrack", "BASELINES", "EvalTrack", "Evaluation", "EvaluationSettings", "Failure", "HOP_SECONDS",
-           "METRICS", "MusdbTrack", "ORACLES", "ORACLE_STFT", "PAPER_SAMPLE_RATE", "PROTOCOLS", "SeparateFn",
-           "TrackAudio", "TrackResult", "WINDOW_SECONDS", "aggregate_scores", "available_cpus",
-           "conform_to_protocol", "describe_protocol", "evaluate_tracks", "limit_threads", "markdown_table",
-           "model_separate_fn", "open_musdb_tracks", "oracle_estimates", "plot_boxplot", "score_one_track",
-           "score_track", "to_paper_domain", "track_scores", "write_reports"]
+__all__ = ["ArrayTrack", "BASELINES", "DataTrack", "EvalTrack", "Evaluation", "EvaluationSettings", "Failure",
+           "HOP_SECONDS", "METRICS", "MusdbTrack", "ORACLES", "ORACLE_STFT", "PAPER_SAMPLE_RATE", "PROTOCOLS",
+           "SeparateFn", "TrackAudio", "TrackResult", "WINDOW_SECONDS", "aggregate_scores", "available_cpus",
+           "conform_to_protocol", "describe_protocol", "describe_tracks", "evaluate_tracks", "limit_threads",
+           "markdown_table", "model_separate_fn", "open_data_tracks", "open_musdb_tracks", "oracle_estimates",
+           "parse_map", "plot_boxplot", "resolve_targets", "score_one_track", "score_track", "stem_union",
+           "to_paper_domain", "track_scores", "write_reports"]

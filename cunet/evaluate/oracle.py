@@ -21,7 +21,8 @@ def oracle_estimates(mixture: np.ndarray, stems: Mapping[str, np.ndarray],
                      n_fft: int = 4096, hop: int = 1024, theta: float = 0.5) -> dict[str, dict[str, np.ndarray]]:
     """Oracle time-frequency masks from the true stems, applied to the mixture STFT per channel.
 
-    mixture: float [n_samples, n_channels]; stems: every true source {name: [n_samples, n_channels]}.
+    mixture: float [n_samples, n_channels]; stems: every true source the track holds, any names and
+    any number of them, {name: [n_samples, n_channels]}; targets: the stems to estimate (default: all).
     IRM1: |S_j| / sum_k |S_k|; IRM2: |S_j|^2 / sum_k |S_k|^2 (sums over all stems);
     IBM: 1 where |S_j| / |X| >= theta (the source makes at least half the mixture's
     magnitude, sigsep's "majority vote" with theta = 0.5), else 0.
@@ -38,6 +39,10 @@ def oracle_estimates(mixture: np.ndarray, stems: Mapping[str, np.ndarray],
     mixture = as_2d(mixture)
     n_samples, n_channels = mixture.shape
     targets = list(targets if targets is not None else stems)
+    missing = [t for t in targets if t not in stems]
+    if missing or not stems:
+        raise ValueError(f"no reference stem '{missing[0] if missing else ''}' for the oracle masks "
+                         f"(stems: {', '.join(stems) or 'none'})")
     out = {m: {t: np.zeros((n_samples, n_channels), np.float32) for t in targets} for m in methods}
     spec = functools.partial(stft, nperseg=n_fft, noverlap=n_fft - hop, window="hann")
     inverse = functools.partial(istft, nperseg=n_fft, noverlap=n_fft - hop, window="hann")

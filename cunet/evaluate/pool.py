@@ -7,7 +7,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .runner import EvaluationSettings, SeparateFn, TrackResult, failure_message, score_one_track
@@ -28,6 +28,7 @@ class Evaluation:
     scores: long DataFrame in museval's MethodStore layout, one row per frame and
         metric: columns time (s), target, metric, score (dB, NaN for silent frames),
         track, method.
+    skipped: (track, reason) for tracks that were not scored although nothing failed.
     """
 
     settings: EvaluationSettings
@@ -36,6 +37,7 @@ class Evaluation:
     failures: list[Failure]
     n_tracks: int
     seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 # Per-worker-process state, set once by the pool initializer (each worker is its
@@ -96,12 +98,15 @@ def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
     start = time.perf_counter()
     results: list[TrackResult] = []
     failures: list[Failure] = []
+    skipped: list[tuple[str, str]] = []
     from tqdm import tqdm
 
     bar = tqdm(total=len(tracks), desc="evaluating", unit="track", file=sys.stderr, disable=not progress)
 
     def collect(result: TrackResult) -> None:
         results.append(result)
+        if result.skipped:
+            skipped.append((result.track, result.skipped))
         for method, message in result.errors.items():
             failures.append(Failure(result.track, method, message))
             if log is not None:
@@ -144,7 +149,8 @@ def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
         columns=["time", "target", "metric", "score", "track", "method"])
     order = {t.name if hasattr(t, "name") else str(t): i for i, t in enumerate(tracks)}
     failures.sort(key=lambda f: (order.get(f.track, len(order)), f.method))
-    return Evaluation(settings, methods, scores, failures, len(tracks), time.perf_counter() - start)
+    skipped.sort(key=lambda s: order.get(s[0], len(order)))
+    return Evaluation(settings, methods, scores, failures, len(tracks), time.perf_counter() - start, skipped)
 
 
 def _json_to_frame(text: str, track: str, method: str) -> Any:

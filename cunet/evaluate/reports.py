@@ -97,8 +97,12 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
     record = {
         "protocol": settings.protocol, "protocol_description": describe_protocol(settings.protocol),
         "instruments": targets, "methods": list(evaluation.methods), "oracle_stft": list(settings.stft),
+        "estimate_from": {t: settings.output_for(t) for t in targets} if settings.model_name in evaluation.methods
+        else {},
         "n_tracks": evaluation.n_tracks, "n_tracks_scored": int(n_scored), "seconds": round(evaluation.seconds, 1),
-        "failures": [vars(f) for f in evaluation.failures], "versions": package_versions(REPORT_PACKAGES), **dict(extra or {}),
+        "failures": [vars(f) for f in evaluation.failures],
+        "skipped": [{"track": t, "reason": r} for t, r in evaluation.skipped],
+        "versions": package_versions(REPORT_PACKAGES), **dict(extra or {}),
     }
     written["settings"] = write_text_atomic(out / "settings.json", json.dumps(record, indent=2, default=str) + "\n")
     failures_path = out / "failures.tsv"
@@ -139,8 +143,7 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
         parts = [f"# Evaluation ({settings.protocol} protocol)", "",
                  f"Scorer: {describe_protocol(settings.protocol)}.",
                  f"Aggregation: {per}, then {agg} over {n_scored} tracks; values in dB.", ""]
-        if evaluation.failures:
-            parts += [f"Failures: {len(evaluation.failures)} (see failures.tsv).", ""]
+        parts += header_notes(evaluation, targets, int(n_scored))
         for metric in METRICS:
             if settings.protocol == "paper" and metric == "ISR":
                 continue
@@ -151,6 +154,29 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
 
     written["boxplot"] = plot_boxplot(per_track, out / "boxplot_sdr.png", methods, targets, metric="SDR")
     return written
+
+
+def header_notes(evaluation: Evaluation, targets: Sequence[str], n_scored: int) -> list[str]:
+    """Markdown lines under the title: mapped model outputs, tracks per instrument when a track lacks
+    some stems, tracks not scored, failures."""
+    settings = evaluation.settings
+    lines = []
+    mapped = [(t, settings.output_for(t)) for t in targets if settings.output_for(t) != t]
+    if mapped and settings.model_name in evaluation.methods:
+        pairs = ", ".join(f"`{t}` from its `{o}` output" for t, o in mapped)
+        lines += [f"Model estimates (`--map`): {settings.model_name} scores {pairs}.", ""]
+    scores = evaluation.scores
+    per_target = scores.groupby("target")["track"].nunique() if len(scores) else {}
+    counts = {t: int(per_target.get(t, 0)) for t in targets}
+    if any(n != n_scored for n in counts.values()):
+        lines += ["Tracks scored per instrument (a track is scored for the stems it holds, silent ones excepted): "
+                  + ", ".join(f"{t} {n}" for t, n in counts.items()) + ".", ""]
+    if evaluation.skipped:
+        lines += [f"Not scored: {len(evaluation.skipped)} track(s) without a scored stem, or with silent ones "
+                  "only (see settings.json).", ""]
+    if evaluation.failures:
+        lines += [f"Failures: {len(evaluation.failures)} (see failures.tsv).", ""]
+    return lines
 
 
 def plot_boxplot(per_track: Any, path: str | os.PathLike, methods: Sequence[str], targets: Sequence[str],

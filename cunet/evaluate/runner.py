@@ -12,7 +12,7 @@ import numpy as np
 
 from ..atomic import write_text_atomic
 from ..config import INSTRUMENTS
-from ..tflog import import_tensorflow
+from ..tflog import import_tensorflow, native_stderr_muted, probe_devices
 from .oracle import BASELINES, ORACLE_STFT, oracle_estimates
 from .scoring import check_protocol, conform_to_protocol, score_track
 from .tracks import EvalTrack
@@ -26,9 +26,12 @@ class EvaluationSettings:
     """What to score and where to write it (picklable, sent to every worker).
 
     out_dir: results folder; per-track JSON go to out_dir/<method>/<subset>/<track>.json.
-    protocol: "musdb" or "paper". instruments: the instruments scored.
+    protocol: "musdb" or "paper". instruments: the reference stems scored (any names); a track is
+        scored for those it holds.
     baselines: subset of BASELINES. model_name: method name of the model's scores.
     oracle_stft: (n_fft, hop) in samples for the oracle masks; None: ORACLE_STFT[protocol].
+    estimate_from: ((reference, model output), ...): the model output that estimates a reference
+        stem when it is not the output of the same name (`--map`, see `cunet.evaluate.targets`).
     """
 
     out_dir: Path
@@ -37,21 +40,34 @@ class EvaluationSettings:
     baselines: tuple[str, ...] = ()
     model_name: str = "cunet"
     oracle_stft: tuple[int, int] | None = None
+    estimate_from: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_protocol(self.protocol)
         bad = [b for b in self.baselines if b not in BASELINES]
         if bad:
             raise ValueError(f"unknown baseline '{bad[0]}' (valid: {', '.join(BASELINES)})")
-        bad = [i for i in self.instruments if i not in INSTRUMENTS]
-        if bad or not self.instruments:
-            raise ValueError(f"unknown instrument '{bad[0] if bad else ''}' (valid: {', '.join(INSTRUMENTS)})")
+        names = list(self.instruments)
+        if not names or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"instruments must be distinct non-empty names, got {names}")
+        references = [r for r, _ in self.estimate_from]
+        if len(set(references)) != len(references) or not all(r and o for r, o in self.estimate_from):
+            raise ValueError(f"estimate_from must map each reference to one output, got {self.estimate_from}")
         if self.model_name in BASELINES or not self.model_name or "/" in self.model_name:
             raise ValueError(f"invalid model method name {self.model_name!r} (must differ from the baselines)")
 
     @property
     def stft(self) -> tuple[int, int]:
         return self.oracle_stft or ORACLE_STFT[self.protocol]
+
+    def output_for(self, instrument: str) -> str:
+        """The model output that estimates reference stem `instrument` (itself unless mapped)."""
+        return dict(self.estimate_from).get(instrument, instrument)
+
+    @property
+    def model_outputs(self) -> tuple[str, ...]:
+        """The model outputs the scored instruments need, without duplicates."""
+        return tuple(dict.fromkeys(self.output_for(i) for i in self.instruments))
 
     def methods(self, with_model: bool) -> tuple[str, ...]:
         return ((self.model_name,) if with_model else ()) + tuple(self.baselines)
@@ -60,29 +76,44 @@ class EvaluationSettings:
 @dataclass
 class TrackResult:
     """Outcome for one track: museval JSON per scored method, and one-line errors per failed one
-    ("load" when the track itself could not be read)."""
+    ("load" when the track itself could not be read); `skipped` says why a track was not scored
+    although nothing failed (it holds none of the scored stems, or only silent ones)."""
 
     track: str
     scores: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped: str = ""
 
 
 def score_one_track(track: EvalTrack, settings: EvaluationSettings, separate_fn: SeparateFn | None = None
                     ) -> TrackResult:
     """Decode, separate (model and baselines) and score one track, writing its JSON files.
 
+    A track is scored for the scored stems it holds that are not silent (all zeros); one with none
+    is skipped (`TrackResult.skipped`), without decoding when its `stem_names` tell.
     Never raises for a bad track or method: failures are returned in `errors`.
     """
     start = time.perf_counter()
     result = TrackResult(track=str(getattr(track, "name", track)))
+    scored = ", ".join(settings.instruments)
+    if not set(getattr(track, "stem_names", settings.instruments)) & set(settings.instruments):
+        result.skipped = f"holds none of the scored stems ({scored})"
+        return result
     try:
-        audio = conform_to_protocol(track.load(), settings.protocol)
+        loaded = track.load()
+        audio = conform_to_protocol(loaded.without_silent_stems(), settings.protocol)
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the other tracks go on
         result.errors["load"] = failure_message(exc)
         result.seconds = time.perf_counter() - start
         return result
-    targets = list(settings.instruments)
+    targets = [t for t in settings.instruments if t in audio.stems]
+    if not targets:
+        silent = [t for t in settings.instruments if t in loaded.stems]
+        result.skipped = (f"its scored stems are silent ({', '.join(silent)})" if silent
+                          else f"holds none of the scored stems ({scored})")
+        result.seconds = time.perf_counter() - start
+        return result
 
     def run(method: str, make: Callable[[], Mapping[str, np.ndarray]], complement: str) -> None:
         try:
@@ -98,10 +129,10 @@ def score_one_track(track: EvalTrack, settings: EvaluationSettings, separate_fn:
     if separate_fn is not None:
         def separated() -> Mapping[str, np.ndarray]:
             est = separate_fn(audio.mixture, audio.rate)
-            missing = [t for t in targets if t not in est]
+            missing = [settings.output_for(t) for t in targets if settings.output_for(t) not in est]
             if missing:
                 raise ValueError(f"the model returned no '{missing[0]}' estimate")
-            return {t: est[t] for t in targets}
+            return {t: est[settings.output_for(t)] for t in targets}
 
         run(settings.model_name, separated, "residual")
     n_fft, hop = settings.stft
@@ -120,11 +151,12 @@ def model_separate_fn(model: str | os.PathLike | None, instruments: Sequence[str
     """Factory for the package's model: load `cunet.separator.Separator` once, return its separate_fn.
 
     model: .keras file, run directory, SavedModel export, or None for the shipped model.
+    instruments: the model outputs to separate (`EvaluationSettings.model_outputs`).
     postprocess: as for `Separator` (None: the model's own).
     Picklable as functools.partial(model_separate_fn, path, instruments, threads, postprocess).
     """
+    tf = import_tensorflow(muted=True)  # a worker process: no start-up lines on the user's terminal
     if tf_threads:
-        tf = import_tensorflow()
         try:
             tf.config.threading.set_intra_op_parallelism_threads(int(tf_threads))
             tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -132,7 +164,9 @@ def model_separate_fn(model: str | os.PathLike | None, instruments: Sequence[str
             pass
     from ..separator import Separator
 
-    separator = Separator.from_pretrained(model, postprocess=postprocess)
+    with native_stderr_muted():
+        separator = Separator.from_pretrained(model, postprocess=postprocess)
+    probe_devices()
     names = tuple(instruments)
 
     def separate(mixture: np.ndarray, rate: int) -> dict[str, np.ndarray]:

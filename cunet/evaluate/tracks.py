@@ -1,4 +1,7 @@
-"""Tracks to evaluate: decoded mixture and stems, from memory (`ArrayTrack`) or MUSDB18 (`MusdbTrack`)."""
+"""Tracks to evaluate: decoded mixture and stems, from memory (`ArrayTrack`) or MUSDB18 (`MusdbTrack`).
+
+Tracks of any training data source (folder datasets, any stems) are `cunet.evaluate.datasets.DataTrack`.
+"""
 from __future__ import annotations
 
 import os
@@ -17,20 +20,29 @@ class TrackAudio:
     """Decoded audio of one track.
 
     mixture: float32 [n_samples, n_channels] at `rate` Hz.
-    stems: {instrument: float32 [n_samples, n_channels]}: every true source
-        (all of INSTRUMENTS, whichever are scored), summing to about the mixture.
+    stems: {instrument: float32 [n_samples, n_channels]}: every true source the track holds
+        (any names, whichever are scored), summing to about the mixture.
     """
 
     mixture: np.ndarray
     stems: dict[str, np.ndarray]
     rate: int
 
+    def without_silent_stems(self) -> "TrackAudio":
+        """The same track without its all-zero stems: BSSEval's scores are undefined for a silent
+        reference (museval refuses the whole track), and a silent stem adds nothing to the others."""
+        return TrackAudio(self.mixture, {k: v for k, v in self.stems.items() if np.any(v)}, self.rate)
+
 
 class EvalTrack(Protocol):
-    """What the evaluation needs from a track: a name, a subset and its decoded audio."""
+    """What the evaluation needs from a track: a name, a subset (the folder of its JSON files), the
+    names of the stems it holds (known without decoding) and its decoded audio."""
 
     name: str
     subset: str
+
+    @property
+    def stem_names(self) -> tuple[str, ...]: ...
 
     def load(self) -> TrackAudio: ...
 
@@ -44,6 +56,10 @@ class ArrayTrack:
     stems: dict[str, np.ndarray]
     rate: int
     subset: str = "test"
+
+    @property
+    def stem_names(self) -> tuple[str, ...]:
+        return tuple(self.stems)
 
     def load(self) -> TrackAudio:
         return TrackAudio(as_2d(self.mixture), {k: as_2d(v) for k, v in self.stems.items()}, int(self.rate))
@@ -60,6 +76,11 @@ class MusdbTrack:
         self.track = track
         self.name: str = track.name
         self.subset: str = track.subset
+
+    @property
+    def stem_names(self) -> tuple[str, ...]:
+        """MUSDB18's four stems (`load` refuses a track that lacks one)."""
+        return INSTRUMENTS
 
     def load(self) -> TrackAudio:
         t = self.track
