@@ -27,7 +27,8 @@ CATCH_ALL = "other"
 def _architecture(config: Config) -> dict[str, Any]:
     """Everything that fixes the weights' shapes, except the instrument list."""
     model = dataclasses.asdict(config.model)
-    for key in ("instruments", "target", "n_frames", "decoder_dropout", "control_dropout", "postprocess"):
+    for key in ("instruments", "target", "n_frames", "decoder_dropout", "control_dropout", "postprocess",
+                "batchnorm_momentum"):
         model.pop(key)
     return {"audio": dataclasses.asdict(config.audio), "model": model}
 
