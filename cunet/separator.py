@@ -335,7 +335,19 @@ def _exact_length(blocks: Iterable[np.ndarray], n_samples: int, n_outputs: int, 
         yield np.zeros((n_outputs, n_samples - done, n_channels), np.float32)
 
 
-def _progress(total: int, disable: bool, desc: str):
+class _NoProgress:
+    """The progress bar when none is shown (importing tqdm costs start-up time)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, disable: bool, desc: str) -> Any:
+    if disable:
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=disable, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
