@@ -1,26 +1,25 @@
-"""Separation speed and peak memory: `Separator.separate_file` on a synthetic song.
+"""Separation speed and peak memory of `cunet separate`, end to end, for several engines in one run.
 
-For a synthetic stereo 44.1 kHz WAV of --seconds (default 180 s, a 3-minute
-song) this prints, for one instrument (vocals) and for all four, the wall
-seconds of `separate_file` (model already loaded; load time shown apart),
-the realtime factor, and the peak resident memory of the process. Each
-measurement runs in a fresh Python subprocess, so peaks (VmHWM / ru_maxrss)
-belong to one case only; figures are medians over --repeats.
+Every measurement is one fresh `python -m cunet.cli separate` process on a synthetic stereo 44.1 kHz
+WAV: wall seconds from process start to the stems written (Python start-up, imports, model loading,
+reading, separating and writing included), the part spent loading the model, and the process's peak
+resident memory (VmHWM). Engines run interleaved (A, B, A, B, ...) so a background load drifting
+during the run affects them alike; figures are medians over --repeats.
 
-    python benchmarks/separate_speed.py                        # shipped model, 3-minute input
-    python benchmarks/separate_speed.py --seconds 20 --repeats 1
-    python benchmarks/separate_speed.py --model runs/default/best.keras
+    python benchmarks/separate_speed.py                                  # 3 s and 3 min; LiteRT and Keras
+    python benchmarks/separate_speed.py --lengths 600,3600 --repeats 1 --only-all     # memory on long songs
+    python benchmarks/separate_speed.py --engine int8=model-int8.tflite --engine litert=cunet/pretrained/default.tflite
 
-Without --model the shipped model (cunet/pretrained/default.keras) is used if
-it exists, otherwise a default-config model with random weights (same size
-and speed, useless output); the output says which.
+Engines are NAME=MODEL pairs (--engine, repeatable); the model's file type picks what runs it
+(`.tflite`: LiteRT, `.keras`: TensorFlow). Default: `litert` (the shipped cunet/pretrained/default.tflite)
+and `keras` (its source, cunet/pretrained/default.keras).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,27 @@ from pathlib import Path
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES: dict[str, list[str] | None] = {"one instrument (vocals)": ["vocals"], "all four instruments": None}
+CASES: dict[str, str] = {"all four": "all", "vocals": "vocals"}
+WORKER = """
+import json, sys, time
+t0 = time.perf_counter()
+import cunet.separator as S
+from cunet.cli import main
+loads = []
+original = S.Separator.from_pretrained.__func__
+def timed(cls, *args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return original(cls, *args, **kwargs)
+    finally:
+        loads.append(time.perf_counter() - start)
+S.Separator.from_pretrained = classmethod(timed)
+code = main(sys.argv[1:])
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(json.dumps({"code": code, "load_s": loads[0] if loads else None, "in_process_s": time.perf_counter() - t0,
+                  "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))[:1]}))
+"""
 
 
 def write_synthetic_song(path: Path, seconds: float, sample_rate: int = 44100, seed: int = 0) -> Path:
@@ -52,117 +71,77 @@ def write_synthetic_song(path: Path, seconds: float, sample_rate: int = 44100, s
     return path
 
 
-def random_default_model(folder: Path) -> Path:
-    """A default-config model with random weights, saved like training saves models (provenance inside)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    from cunet.config import load_config
-    from cunet.models import build_model
-    from cunet.provenance import make_provenance, save_model
-
-    config = load_config(ROOT / "configs" / "default.yaml")
-    keras.utils.set_random_seed(0)
-    model = build_model(config)
-    return save_model(model, folder / "random-default.keras",
-                      make_provenance(config.to_dict(), data={"note": "random weights (benchmark)"}))
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (VmHWM; ru_maxrss as a fallback)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def run_cli(model: Path, audio: Path, instrument: str, outdir: Path) -> dict[str, Any]:
+    """One `cunet separate` in a fresh process: wall seconds from spawn to exit, and the worker's figures."""
+    args = ["separate", str(audio), "-o", str(outdir), "-i", instrument, "--model", str(model), "--force", "-q"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT) + os.pathsep
+           + os.environ.get("PYTHONPATH", "")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", WORKER, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"separate failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    shutil.rmtree(outdir, ignore_errors=True)
+    return {**result, "wall_s": wall}
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def parse_engines(values: Sequence[str]) -> dict[str, Path]:
+    if not values:
+        from cunet.modelio import DEFAULT_MODEL, DEFAULT_TFLITE
 
-
-def worker(model: str, audio: str, instruments: list[str] | None, outdir: str) -> dict[str, Any]:
-    """One measurement in this (fresh) process: load the model, separate once, report times and memory."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cunet.separator import Separator
-
-    started = time.perf_counter()
-    separator = Separator.from_pretrained(model)
-    load_s = time.perf_counter() - started
-    rss_loaded = _rss_mib()
-    started = time.perf_counter()
-    outputs = separator.separate_file(audio, outdir, instruments=instruments, progress=False, force=True)
-    wall_s = time.perf_counter() - started
-    return {"load_s": load_s, "wall_s": wall_s, "rss_after_load_mib": rss_loaded, "peak_rss_mib": _peak_rss_mib(),
-            "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "outputs": sorted(outputs)}
-
-
-def run_case(model: Path, audio: Path, instruments: list[str] | None, outdir: Path) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(model),
-               "--input", str(audio), "--outdir", str(outdir)]
-    if instruments:
-        command += ["--instruments", ",".join(instruments)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"worker failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        engines = {"keras": DEFAULT_MODEL}
+        if DEFAULT_TFLITE.exists():
+            engines = {"litert": DEFAULT_TFLITE, **engines}
+        return engines
+    engines = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not Path(path).exists():
+            raise SystemExit(f"--engine wants NAME=EXISTING_MODEL, got '{value}'")
+        engines[name] = Path(path)
+    return engines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=180.0, help="length of the synthetic input")
-    parser.add_argument("--model", default=None, help="model file or run directory (default: shipped model)")
+    parser.add_argument("--lengths", default="3,180", help="comma list of song lengths in seconds (default: 3,180)")
+    parser.add_argument("--engine", action="append", default=[], metavar="NAME=MODEL",
+                        help="an engine to measure (repeatable; default: litert and keras, the shipped model)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per case; medians are reported")
-    parser.add_argument("--only-all", action="store_true",
-                        help="measure only the all-four-instruments case (e.g. for long memory runs)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--input", help=argparse.SUPPRESS)
-    parser.add_argument("--outdir", help=argparse.SUPPRESS)
-    parser.add_argument("--instruments", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--only-all", action="store_true", help="only the all-four-instruments case")
     args = parser.parse_args(argv)
-
-    if args.worker:
-        instruments = args.instruments.split(",") if args.instruments else None
-        print(json.dumps(worker(args.model, args.input, instruments, args.outdir)))
-        return 0
-
-    from cunet.modelio import DEFAULT_MODEL
-
+    engines = parse_engines(args.engine)
+    lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
+    cases = {k: v for k, v in CASES.items() if v == "all" or not args.only_all}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"engines: {', '.join(f'{n}={p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}' for n, p in engines.items())}")
+    print(f"input: synthetic stereo 44.1 kHz 16-bit WAV; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
+          f"medians of {args.repeats} fresh processes per case, engines interleaved", flush=True)
+    print(f"{'song':>7s} {'case':9s} {'engine':10s} {'wall s':>7s} {'load s':>7s} {'x realtime':>10s} "
+          f"{'peak RSS MiB':>12s}  per repeat (wall s)")
     with tempfile.TemporaryDirectory(prefix="cunet-sepbench-") as tmp:
         tmp_dir = Path(tmp)
-        if args.model:
-            model, which = Path(args.model), f"given model {args.model}"
-        elif DEFAULT_MODEL.exists():
-            model, which = DEFAULT_MODEL, f"shipped model {DEFAULT_MODEL.relative_to(ROOT)}"
-        else:
-            model = random_default_model(tmp_dir)
-            which = "default-config model with RANDOM weights (no shipped model found)"
-        audio = write_synthetic_song(tmp_dir / "song.wav", args.seconds)
-        print(f"model:  {which}")
-        print(f"input:  synthetic stereo 44.1 kHz WAV, {args.seconds:g} s; {os.cpu_count()} CPUs; "
-              f"medians of {args.repeats} fresh processes per case", flush=True)
-        print(f"{'case':26s} {'wall s':>8s} {'x realtime':>10s} {'RTF':>7s} {'load s':>7s} "
-              f"{'RSS loaded MiB':>14s} {'peak RSS MiB':>12s}")
-        cases = {k: v for k, v in CASES.items() if v is None or not args.only_all}
-        for name, instruments in cases.items():
-            runs = [run_case(model, audio, instruments, tmp_dir / f"out{r}") for r in range(args.repeats)]
-            wall = statistics.median(r["wall_s"] for r in runs)
-            load = statistics.median(r["load_s"] for r in runs)
-            loaded = statistics.median(r["rss_after_load_mib"] for r in runs)
-            peak = statistics.median(r["peak_rss_mib"] for r in runs)
-            walls = ", ".join(f"{r['wall_s']:.2f}" for r in runs)
-            outputs = ", ".join(runs[0]["outputs"])
-            print(f"{name:26s} {wall:8.2f} {args.seconds / wall:10.1f} {wall / args.seconds:7.3f} {load:7.2f} "
-                  f"{loaded:14.0f} {peak:12.0f}   (wall per repeat: {walls}; outputs: {outputs})", flush=True)
-    print("x realtime = audio seconds / wall seconds; RTF = wall / audio (lower is faster). Peak RSS is the whole "
-          "process (Python, TensorFlow, model, separation), read from VmHWM.")
+        for seconds in lengths:
+            audio = write_synthetic_song(tmp_dir / f"song{seconds:g}.wav", seconds)
+            for case, instrument in cases.items():
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
+                for _ in range(args.repeats):
+                    for name, model in engines.items():
+                        runs[name].append(run_cli(model, audio, instrument, tmp_dir / "out"))
+                for name, results in runs.items():
+                    wall = statistics.median(r["wall_s"] for r in results)
+                    load_s = statistics.median(r["load_s"] for r in results)
+                    peak = statistics.median(r["peak_rss_mib"] for r in results)
+                    walls = ", ".join(f"{r['wall_s']:.2f}" for r in results)
+                    tf = " (TensorFlow imported)" if results[0]["heavy"] else ""
+                    print(f"{seconds:6g}s {case:9s} {name:10s} {wall:7.2f} {load_s:7.2f} {seconds / wall:10.1f} "
+                          f"{peak:12.0f}  {walls}{tf}", flush=True)
+            audio.unlink()
+    if hasattr(os, "getloadavg"):
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print("wall = process start to stems written (CLI, fresh process); load = Separator.from_pretrained inside it; "
+          "x realtime = song seconds / wall; peak RSS = VmHWM of the whole process.")
     return 0
 
 

@@ -103,13 +103,13 @@ def overlap_add_stream(blocks: Iterable[np.ndarray], plan: ChunkPlan, n_channels
         data = data[keep_from - buf_start:]
         buf_start = keep_from
 
-        out = np.asarray(process(local), np.float32) * window
-        if acc is None:
-            acc = out
-        else:
-            shifted = acc[:, hop:]
-            acc = out.copy()
-            acc[:, :shifted.shape[1]] += shifted
+        out = np.asarray(process(local), np.float32)
+        if not out.flags.writeable or np.may_share_memory(out, data) or np.may_share_memory(out, local):
+            out = out.copy()  # weighted in place below: never write into the input
+        out *= window
+        if acc is not None:  # the previous chunk's tail (a block of it may still be in use: not modified)
+            out[:, :acc.shape[1] - hop] += acc[:, hop:]
+        acc = out
         if on_chunk is not None:
             on_chunk()
         final = k == plan.n_chunks - 1

@@ -13,7 +13,7 @@ TensorFlow is imported only when a TF engine is built.
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -139,15 +139,15 @@ class ChunkSeparator:
         multiple = self.engine.frame_multiple
         padded = -(-n_frames // multiple) * multiple    # the U-Net needs whole multiples of its stride
         magnitude = np.pad(magnitude, [(0, 0), (0, 0), (0, padded - n_frames), (0, 0)])
-        masks = self.engine.masks(np.ascontiguousarray(magnitude, np.float32), conditions)
-        masks = np.transpose(masks[:, :, :, :n_frames, :], (0, 1, 4, 3, 2))            # [C, G, ch, F, bins]
-        masks = dsp.expand_mask_bins(masks, a.n_fft)                                   # [C, G, ch, F, freq]
+        masks = self.engine.masks(np.ascontiguousarray(magnitude, np.float32), conditions)[:, :, :, :n_frames]
         keep = list(range(masks.shape[0])) if outputs is None else list(outputs)
-        if self.postprocess.joint:  # every condition's mask together
-            estimates = self.postprocess(masks, spec)                                  # complex [C, G, ch, F, freq]
-            parts = (estimates[c] for c in keep)
-        else:
-            parts = (masks[c] * spec for c in keep)
+        if self.postprocess.mode == "wiener":  # needs every condition's full-band mask at once
+            full = dsp.expand_mask_bins(np.transpose(masks, (0, 1, 4, 3, 2)), a.n_fft)   # [C, G, ch, F, freq]
+            estimates = self.postprocess(full, spec)                                   # complex [C, G, ch, F, freq]
+            parts: Iterable[np.ndarray] = (estimates[c] for c in keep)
+        else:  # none / ratio: one estimate at a time, never all conditions' full-band arrays together
+            parts = (dsp.apply_mask(spec, np.transpose(mask, (0, 3, 2, 1)))          # mask [G, bins, F, ch]
+                     for mask in self.postprocess.each_mask(masks, keep))
         stems = np.empty((len(keep), waveform.shape[0], n_samples, waveform.shape[2]), np.float32)
         for i, estimate in enumerate(parts):  # one output at a time bounds the inverse STFT's buffers
             stems[i] = np.transpose(dsp.istft(estimate, n_samples, a.n_fft, a.hop_length), (0, 2, 1))

@@ -1,15 +1,20 @@
-"""All model loading: `--model` paths, safe `.keras` loading, SavedModel exports, and the engines over them.
+"""All model loading: `--model` paths, safe `.keras` loading, exports, and the engines over them.
 
-A model is either a `.keras` file written by cunet (`provenance.save_model`: the Keras archive plus a
-`cunet.json` provenance record holding the Config) or a SavedModel directory written by `cunet export`
-(the same record as `assets/cunet.json`). Both are checked before TensorFlow sees them: archive sizes
-(no zip bombs), the record's JSON types, the config, the weights' checksum; Keras then loads in safe
-mode (no code from the file runs) and the network must match its config. Every failure is one
-`ModelError` line naming the file. TensorFlow is imported only once the cheap checks passed.
+A model is a `.keras` file written by cunet (`provenance.save_model`: the Keras archive plus a
+`cunet.json` provenance record holding the Config), a SavedModel directory written by `cunet export`
+(the same record as `assets/cunet.json`), or a `.tflite` / `.onnx` file written by `cunet export
+--format tflite|onnx` (the record embedded; `cunet.litert`, `cunet.onnxrt`). All are checked before a
+runtime sees them: archive sizes (no zip bombs), the record's JSON types, the config, the weights'
+checksum; Keras then loads in safe mode (no code from the file runs) and the network must match its
+config. Every failure is one `ModelError` line naming the file. TensorFlow is imported only for
+`.keras` files and SavedModels, once the cheap checks passed; `.tflite` and `.onnx` models never
+import it. The shipped model runs on LiteRT (`pretrained/default.tflite`, generated from
+`pretrained/default.keras` by `scripts/make_tflite.py`) unless the Keras engine is asked for.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import zipfile
 from pathlib import Path
@@ -17,11 +22,18 @@ from typing import Any
 
 from .config import Config, ConfigError, config_from_dict
 from .engine import KerasEngine, MaskEngine, SavedModelEngine
-from .errors import ModelError
+from .errors import ModelError, UserError
+from .litert import load_tflite
+from .onnxrt import load_onnx
 from .provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record, read_record_entry, weights_digest
 from .tflog import import_tensorflow
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "default.keras"
+DEFAULT_TFLITE = DEFAULT_MODEL.with_suffix(".tflite")  # its LiteRT twin (scripts/make_tflite.py)
+# Engines: "keras" (TensorFlow: .keras files, run directories, SavedModel exports), "litert" (.tflite),
+# "onnx" (.onnx); "auto" picks by the model file, and LiteRT for the shipped model.
+ENGINES: tuple[str, ...] = ("auto", "keras", "litert", "onnx")
+_SUFFIX_ENGINES = {".tflite": "litert", ".onnx": "onnx"}
 ASSET_DIR = "assets"  # where a SavedModel export keeps its provenance record (PROVENANCE_ENTRY)
 # A .keras archive from a stranger is refused unread when its members' declared sizes add up to more
 # than MAX_UNPACKED_BYTES or EXPANSION_LIMIT times the file's size (zip bombs). cunet's own archives
@@ -50,10 +62,44 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
     return path
 
 
-def load_engine(path: str | os.PathLike | None = None) -> tuple[MaskEngine, Config, dict[str, Any]]:
+def engine_for(path: Path) -> str:
+    """The engine that runs a resolved model path: "litert" (.tflite), "onnx" (.onnx) or "keras"."""
+    return "keras" if path.is_dir() else _SUFFIX_ENGINES.get(path.suffix.lower(), "keras")
+
+
+def default_model(engine: str = "auto") -> Path:
+    """The shipped model file for `engine`: the `.tflite` twin for "auto" and "litert" ("auto" falls back
+    to the `.keras` file when the twin or ai-edge-litert is missing), the `.keras` file for "keras"."""
+    if engine == "litert" or (engine == "auto" and DEFAULT_TFLITE.exists()
+                              and importlib.util.find_spec("ai_edge_litert") is not None):
+        if not DEFAULT_TFLITE.exists():
+            raise ModelError(f"the shipped LiteRT model is missing at '{DEFAULT_TFLITE}'; "
+                             "generate it with `python scripts/make_tflite.py`")
+        return DEFAULT_TFLITE
+    if engine == "onnx":
+        raise UserError("no ONNX model is shipped; export one with `cunet export --format onnx` and give its path")
+    return resolve_model_path(None)
+
+
+def load_engine(path: str | os.PathLike | None = None, engine: str = "auto"
+                ) -> tuple[MaskEngine, Config, dict[str, Any]]:
     """(engine, Config, provenance record) for a `.keras` file, a training run directory, a SavedModel
-    export, or (None) the shipped model."""
-    resolved = resolve_model_path(path)
+    export, a `.tflite` or `.onnx` export, or (None) the shipped model.
+
+    engine: one of ENGINES. "auto" runs each file on its own engine, and the shipped model on LiteRT;
+    "keras" runs the shipped model's `.keras` file with TensorFlow. UserError if a given file needs
+    another engine than the one asked for.
+    """
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (valid: {', '.join(ENGINES)})")
+    resolved = default_model(engine) if path is None else resolve_model_path(path)
+    needed = engine_for(resolved)
+    if engine not in ("auto", needed):
+        raise UserError(f"the {engine} engine cannot run '{resolved}' (it needs the {needed} engine)")
+    if needed == "litert":
+        return load_tflite(resolved)
+    if needed == "onnx":
+        return load_onnx(resolved)
     if resolved.is_dir():
         return load_exported(resolved)
     model, config, provenance = load_keras_model(resolved)

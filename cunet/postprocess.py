@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -68,6 +69,23 @@ class Postprocess:
     def joint(self) -> bool:
         """True when every instrument's mask is needed (the estimates depend on each other)."""
         return self.mode != "none"
+
+    def each_mask(self, masks: np.ndarray, keep: Sequence[int]) -> Iterator[np.ndarray]:
+        """The mask each condition in `keep` multiplies the mixture with, one at a time: its own ("none"),
+        or normalised over all conditions ("ratio", as `ratio_masks` but never holding more than one
+        normalised mask). masks: [n_cond, ...] in any layout. "wiener" estimates are not masks of the
+        mixture: use `__call__`."""
+        if self.mode == "wiener":
+            raise ValueError("Wiener estimates are not masks; call the Postprocess with the mixture")
+        if self.mode == "none":
+            yield from (masks[c] for c in keep)
+            return
+        powered = np.asarray(masks, np.float32)
+        if self.power != 1.0:
+            powered = powered ** np.float32(self.power)
+        total = powered.sum(axis=0) + np.float32(MASK_EPS * powered.shape[0])
+        for c in keep:
+            yield (powered[c] + np.float32(MASK_EPS)) / total
 
     def __call__(self, masks: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """masks float32 [n_cond, n_groups, ch, F, n_freq], mixture complex64 [n_groups, ch, F, n_freq]

@@ -33,7 +33,8 @@ _DEFAULT = ChunkSettings()
 class Separator:
     """Separates instruments from mixtures with a (C-)U-Net behind any `MaskEngine`.
 
-    Construct with `Separator.from_pretrained(path)` (None: the model shipped in the package),
+    Construct with `Separator.from_pretrained(path)` (None: the model shipped in the package, run on
+    LiteRT; `engine="keras"` runs its `.keras` twin on TensorFlow),
     `Separator.from_keras_model(model, config)` (e.g. during training), or directly from an engine.
     chunk_seconds / overlap_seconds: the chunked processing (`ChunkSettings`; memory is bounded by the
     chunk length, not the song length). postprocess: how the instruments' masks are combined
@@ -63,12 +64,16 @@ class Separator:
         self.chunk_separator = ChunkSeparator(engine, postprocess)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, **kwargs: Any) -> "Separator":
-        """Load a `.keras` file, a training run directory, a SavedModel export, or (None) the shipped model."""
+    def from_pretrained(cls, path: str | os.PathLike | None = None, engine: str = "auto", **kwargs: Any
+                        ) -> "Separator":
+        """Load a `.keras` file, a training run directory, a SavedModel, `.tflite` or `.onnx` export, or
+        (None) the shipped model. engine: "auto" (each file on its own engine; the shipped model on LiteRT,
+        without TensorFlow), "keras" (the shipped model's `.keras` file on TensorFlow), "litert", "onnx"
+        (`cunet.modelio.ENGINES`)."""
         ChunkSettings(kwargs.get("chunk_seconds", _DEFAULT.chunk_seconds),
                       kwargs.get("overlap_seconds", _DEFAULT.overlap_seconds)).validate()  # before loading
-        engine, config, provenance = load_engine(path)
-        return cls(engine, config, provenance, **kwargs)
+        model_engine, config, provenance = load_engine(path, engine)
+        return cls(model_engine, config, provenance, **kwargs)
 
     @classmethod
     def from_keras_model(cls, model: Any, config: Config, provenance: Mapping[str, Any] | None = None,
@@ -335,7 +340,19 @@ def _exact_length(blocks: Iterable[np.ndarray], n_samples: int, n_outputs: int, 
         yield np.zeros((n_outputs, n_samples - done, n_channels), np.float32)
 
 
-def _progress(total: int, disable: bool, desc: str):
+class _NoProgress:
+    """The progress bar when none is shown (importing tqdm costs start-up time)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, disable: bool, desc: str) -> Any:
+    if disable:
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=disable, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)

@@ -160,3 +160,32 @@ def musdb_cache(tmp_path_factory, musdb_root, tiny_config):
     cache = tmp_path_factory.mktemp("musdb-cache")
     splits = open_source(parse_data_spec(f"{musdb_root},wav"))
     return cache, {s: build_cache(tracks, cache, tiny_config.audio, progress=False) for s, tracks in splits.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite_path(tmp_path_factory, tiny_model_path) -> Path:
+    """The tiny model exported as a cunet `.tflite` (float32) with 1 s chunks and 0.25 s overlap, so the
+    fixed-shape `chunk` signature serves full chunks of a `tiny_separator`-like Separator."""
+    from cunet.export import export_model_file
+
+    path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
+    return export_model_file(tiny_model_path, path, chunk_seconds=1.0, overlap_seconds=0.25, fmt="tflite")
+
+
+def rewrite_tflite(src: Path, dst: Path, record: bytes | None | str = "keep", weights_delta: float = 0.0) -> Path:
+    """A copy of a cunet `.tflite` whose "cunet.json" metadata is `record` ("keep": unchanged; None:
+    dropped) and whose largest weight buffer is shifted by `weights_delta` (0: unchanged)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(src.read_bytes()))
+    entries = [m for m in model.metadata if (m.name.decode() if isinstance(m.name, bytes) else m.name) == "cunet.json"]
+    if record is None:
+        model.metadata = [m for m in model.metadata if m not in entries]
+    elif record != "keep":
+        model.buffers[entries[0].buffer].data = np.frombuffer(record, np.uint8)
+    if weights_delta:
+        largest = max(model.buffers, key=lambda b: 0 if b.data is None else len(b.data))
+        values = np.frombuffer(bytes(largest.data), np.float32) + np.float32(weights_delta)
+        largest.data = np.frombuffer(values.tobytes(), np.uint8)
+    dst.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    return dst

@@ -78,6 +78,19 @@ def test_identity_process_returns_input(plan: ChunkPlan, n_channels: int, sizes:
 
 
 @SETTINGS
+@given(plan=plans(), n_channels=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_a_process_returning_views_of_its_input_leaves_the_input_alone(plan: ChunkPlan, n_channels: int,
+                                                                       seed: int) -> None:
+    """Chunks are weighted in place: a process that returns a view of its chunk must not see it changed."""
+    x = np.random.default_rng(seed).uniform(-1, 1, (plan.n_samples, n_channels)).astype(np.float32)
+    given = x.copy()
+    out = list(overlap_add_stream([given], plan, n_channels, lambda c: c[None]))
+    y = np.concatenate(out, axis=1) if out else np.zeros((1, 0, n_channels), np.float32)
+    np.testing.assert_array_equal(given, x)
+    np.testing.assert_allclose(y[0], x, atol=2e-6)
+
+
+@SETTINGS
 @given(plan=plans(), delta=st.integers(-500, 500), n_channels=st.integers(1, 2))
 def test_stream_length_is_the_plan_length(plan: ChunkPlan, delta: int, n_channels: int) -> None:
     """A stream shorter than planned reads zeros, a longer one is cut: output length is always n_samples."""

@@ -48,3 +48,12 @@ def test_expand_mask_bins_repeats_top_bin() -> None:
     np.testing.assert_array_equal(out, spectral.expand_mask_bins(tf.constant(mask), 16).numpy())
     full = np.zeros((1, 9), np.float32)
     assert dsp.expand_mask_bins(full, n_fft=16) is full
+
+
+def test_apply_mask_equals_the_expanded_mask_times_the_spectrogram() -> None:
+    rng = np.random.default_rng(5)
+    spec = (rng.standard_normal((2, 3, 9)) + 1j * rng.standard_normal((2, 3, 9))).astype(np.complex64)
+    mask = rng.uniform(0, 1, (2, 8, 3)).astype(np.float32).transpose(0, 2, 1)   # a strided view, 8 of 9 bins
+    out = dsp.apply_mask(spec, mask)
+    assert out.dtype == np.complex64 and out.shape == spec.shape
+    np.testing.assert_array_equal(out, dsp.expand_mask_bins(mask, n_fft=16) * spec)

@@ -111,3 +111,38 @@ def test_export_record_types_are_checked(tmp_path: Path) -> None:
     (export / "assets" / "cunet.json").write_text(json.dumps({"config": {"audio": {"n_channels": 3}}}))
     with pytest.raises(ModelError, match="invalid config"):
         load_engine(export)
+
+
+def test_engines_follow_the_model_file(tiny_model_path: Path, tiny_tflite_path: Path) -> None:
+    from cunet.engine import KerasEngine
+    from cunet.errors import UserError
+    from cunet.litert import LiteRTEngine
+    from cunet.modelio import DEFAULT_MODEL, DEFAULT_TFLITE, ENGINES, default_model, engine_for
+
+    assert engine_for(tiny_tflite_path) == "litert" and engine_for(tiny_model_path) == "keras"
+    assert engine_for(Path("m.ONNX")) == "onnx" and engine_for(tiny_model_path.parent) == "keras"
+    assert isinstance(load_engine(tiny_tflite_path)[0], LiteRTEngine)
+    assert isinstance(load_engine(tiny_tflite_path, engine="litert")[0], LiteRTEngine)
+    assert isinstance(load_engine(tiny_model_path, engine="keras")[0], KerasEngine)
+    with pytest.raises(UserError, match="the keras engine cannot run"):
+        load_engine(tiny_tflite_path, engine="keras")
+    with pytest.raises(UserError, match="the litert engine cannot run"):
+        load_engine(tiny_model_path, engine="litert")
+    with pytest.raises(UserError, match="unknown engine 'tpu'"):
+        load_engine(tiny_model_path, engine="tpu")
+    assert set(ENGINES) == {"auto", "keras", "litert", "onnx"}
+    assert default_model("keras") == DEFAULT_MODEL
+    if DEFAULT_TFLITE.exists():
+        assert default_model() == default_model("litert") == DEFAULT_TFLITE
+    with pytest.raises(UserError, match="no ONNX model is shipped"):
+        default_model("onnx")
+
+
+def test_missing_shipped_tflite_falls_back_to_keras_or_is_an_error(monkeypatch, tmp_path: Path) -> None:
+    import cunet.modelio as modelio
+
+    monkeypatch.setattr(modelio, "DEFAULT_TFLITE", tmp_path / "gone.tflite")
+    if modelio.DEFAULT_MODEL.exists():
+        assert modelio.default_model() == modelio.DEFAULT_MODEL
+    with pytest.raises(ModelError, match="make_tflite.py"):
+        modelio.default_model("litert")

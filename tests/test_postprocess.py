@@ -57,3 +57,16 @@ def test_wiener_follows_the_magnitude_estimates():
 def test_bad_settings_are_one_line_user_errors(settings, message):
     with pytest.raises(UserError, match=message):
         Postprocess(**settings).validate()
+
+
+@pytest.mark.parametrize("mode,power", [("none", 1.0), ("ratio", 1.0), ("ratio", 2.0)])
+def test_each_mask_gives_the_masks_one_at_a_time(mode: str, power: float) -> None:
+    masks = np.random.default_rng(3).uniform(0, 1, (4, 2, 5, 7, 2)).astype(np.float32)
+    post = Postprocess(mode, power)
+    got = list(post.each_mask(masks, [3, 1]))
+    want = ratio_masks(masks, axis=0, power=power) if mode == "ratio" else masks
+    assert len(got) == 2 and all(g.dtype == np.float32 for g in got)
+    np.testing.assert_allclose(got[0], want[3], rtol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="not masks"):
+        list(Postprocess("wiener").each_mask(masks, [0]))

@@ -279,3 +279,22 @@ def test_two_processes_same_outputs_without_force(tmp_path: Path, tiny_model_pat
     assert partials(tmp_path / "out") == []
     _observe(case="concurrent_no_force", what="two processes, same input and OUTDIR, no --force",
              outcome="one exits 0, the other 2", message=errors[0].replace(str(tmp_path) + "/", ""))
+
+
+# -- .tflite models from strangers (issue 13) -----------------------------------------------------------------------
+
+
+def test_bad_tflite_models_are_one_line_each(tmp_path: Path, tiny_tflite_path: Path) -> None:
+    """Truncated, random, empty, record-less, tampered and mismatched `.tflite` files: one `error:` line each,
+    exit code 2, no output, within seconds (LiteRT files never load TensorFlow)."""
+    from test_litert import bad_tflite_files
+
+    sf.write(tmp_path / "song.wav", tone(0.3), RATE)
+    for name, (path, message) in bad_tflite_files(tiny_tflite_path, tmp_path).items():
+        start = time.monotonic()
+        line = one_error(cunet(["separate", "song.wav", "-o", "out", "-q", "--model", str(path)], tmp_path))
+        elapsed = time.monotonic() - start
+        assert message in line and path.name in line and not (tmp_path / "out").exists(), (name, line)
+        assert elapsed < 60, (name, elapsed)
+        _observe(case=f"tflite_{name}", command=f"separate song.wav --model {path.name}", outcome="error", exit=2,
+                 message=line.replace(str(tmp_path) + "/", ""), seconds=round(elapsed, 2))

@@ -1,34 +1,52 @@
-"""`cunet export`: write a model as a SavedModel for TF Serving / plain TensorFlow."""
+"""`cunet export`: write a model as a SavedModel (TF Serving), a `.tflite` (LiteRT) or an `.onnx` file."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..config import ChunkSettings
 from ..errors import UserError
 from ..tflog import import_tensorflow, probe_devices
 
 _DEFAULT = ChunkSettings()
-EPILOG = ("The export holds the signatures serving_default (waveform [n_samples, n_channels] at the "
-          "model's sample rate + instrument name), separate_condition (waveform + condition vector) and "
-          "spectrogram (magnitude patches + conditions -> magnitude, mask); STFT, chunking and inverse STFT "
-          "run inside the graph. For TF Serving write it to MODEL_BASE_PATH/<version>, e.g. "
-          "--out models/cunet/1. See docs/serving.md.")
+FORMATS = ("saved_model", "tflite", "onnx")                 # cunet.export.FORMATS, here so --help is instant
+QUANTIZE = ("none", "float16", "int8", "int8-full")          # cunet.export_tflite.QUANTIZE_MODES
+EPILOG = ("saved_model (default): a directory whose signatures separate raw audio in-graph: serving_default "
+          "(waveform [n_samples, n_channels] at the model's sample rate + instrument name), separate_condition "
+          "and spectrogram; for TF Serving write it to MODEL_BASE_PATH/<version>, e.g. --out models/cunet/1 "
+          "(docs/serving.md). tflite / onnx: one file (--out model.tflite / model.onnx) holding the mask network "
+          "(magnitude [batch, bins, frames, channels] + condition -> mask) with the sample rate, STFT, chunking, "
+          "instruments, post-processing and provenance recorded inside; `cunet separate --model FILE` runs it "
+          "without TensorFlow. --quantize (tflite): float16 weights, int8 (dynamic range) or int8-full "
+          "(activations too, calibrated on --calibration-data).")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("export", help="export a model as a TensorFlow SavedModel (TF Serving)",
-                       description="Export a cunet model as a SavedModel that separates raw audio in-graph.",
-                       epilog=EPILOG)
+    p = sub.add_parser("export", help="export a model as a SavedModel (TF Serving), .tflite (LiteRT) or .onnx",
+                       description="Export a cunet model: a SavedModel that separates raw audio in-graph, or the "
+                                   "mask network as a .tflite or .onnx file.", epilog=EPILOG)
     p.add_argument("-m", "--model", default=None,
                    help="a .keras file or a training run directory (default: the model shipped with cunet)")
-    p.add_argument("-o", "--out", required=True, help="SavedModel directory to write, e.g. models/cunet/1")
+    p.add_argument("-o", "--out", required=True,
+                   help="SavedModel directory (e.g. models/cunet/1), or the .tflite / .onnx file to write")
+    p.add_argument("--format", default="saved_model", choices=FORMATS, help="export format (default: saved_model)")
+    p.add_argument("--quantize", default="none", choices=QUANTIZE,
+                   help="tflite weights: none (float32), float16, int8 (dynamic range), int8-full (int8 activations "
+                        "too, calibrated; needs --calibration-data). Default: none")
+    p.add_argument("--calibration-data", default=None, metavar="SPEC",
+                   help="for int8-full: a training data source as `cunet train --data` takes it, e.g. a MUSDB18 "
+                        "root; its training split's mixtures calibrate the activation ranges")
+    p.add_argument("--calibration-chunks", type=int, default=8,
+                   help="chunks of calibration audio (each with every instrument's condition; default: 8)")
     p.add_argument("--chunk-seconds", type=float, default=_DEFAULT.chunk_seconds,
-                   help=f"in-graph processing chunk length, as for `separate` (default: {_DEFAULT.chunk_seconds:g})")
+                   help=f"chunk length, as for `separate` (SavedModel: in-graph chunking; tflite: the fixed "
+                        f"'chunk' signature; default: {_DEFAULT.chunk_seconds:g})")
     p.add_argument("--overlap-seconds", type=float, default=_DEFAULT.overlap_seconds,
                    help=f"cross-fade between chunks, as for `separate` (default: {_DEFAULT.overlap_seconds:g})")
     p.add_argument("--postprocess", default=None, choices=("none", "ratio"),
-                   help="how the waveform signatures combine the instruments' masks (default: the model's own)")
+                   help="how the instruments' masks are combined: in the SavedModel's waveform signatures, and as "
+                        "the default recorded in a tflite/onnx file (default: the model's own)")
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=run)
@@ -37,7 +55,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if not args.out:
-        raise UserError("empty output directory (-o ''); give one, e.g. -o models/cunet/1")
+        raise UserError("empty output (-o ''); give one, e.g. -o models/cunet/1 or -o cunet.tflite")
+    if args.format in ("tflite", "onnx") and Path(args.out).suffix.lower() != f".{args.format}":
+        raise UserError(f"a {args.format} export is one file; give -o NAME.{args.format}")
+    if args.quantize != "none" and args.format != "tflite":
+        raise UserError("--quantize is for --format tflite")
+    if args.quantize == "int8-full" and not args.calibration_data:
+        raise UserError("--quantize int8-full needs --calibration-data SPEC (e.g. a MUSDB18 root)")
+    if not 1 <= args.calibration_chunks <= 1000:
+        raise UserError(f"--calibration-chunks must be in [1, 1000], got {args.calibration_chunks}")
     ChunkSettings(args.chunk_seconds, args.overlap_seconds).validate()  # before loading TensorFlow
     import_tensorflow(muted=True)
     probe_devices()
@@ -45,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = export_model_file(args.model, args.out, chunk_seconds=args.chunk_seconds,
                             overlap_seconds=args.overlap_seconds, overwrite=args.force,
-                            postprocess=args.postprocess)
+                            postprocess=args.postprocess, fmt=args.format, quantize=args.quantize,
+                            calibration=args.calibration_data, calibration_chunks=args.calibration_chunks)
     if not args.quiet:
-        print(f"exported {args.model or 'the shipped model'} -> {out}/ (signatures: {', '.join(SIGNATURES)})",
-              file=sys.stderr)
+        what = f"{out}/ (signatures: {', '.join(SIGNATURES)})" if args.format == "saved_model" else \
+            f"{out} ({out.stat().st_size / 1e6:.1f} MB)"
+        print(f"exported {args.model or 'the shipped model'} -> {what}", file=sys.stderr)
     return 0
