@@ -106,10 +106,18 @@ class StreamReader:
         self.frame_bytes = _SAMPLE_BYTES[self.encoding] * self.n_channels
 
     def _read(self, n: int) -> bytes:
+        """n bytes, or fewer at the end of the stream (unbuffered pipes return what they have: read on)."""
+        parts, have = [], 0
         try:
-            return self.stream.read(n) or b""
+            while have < n:
+                data = self.stream.read(n - have)
+                if not data:
+                    break
+                parts.append(data)
+                have += len(data)
         except OSError as exc:
             raise AudioError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+        return b"".join(parts)
 
     def _exact(self, n: int, what: str) -> bytes:
         data = self._read(n)
@@ -223,8 +231,18 @@ def stdin_file(raw: RawFormat | None = None, stream: BinaryIO | None = None) -> 
     """Standard input (or `stream`) spooled to a temporary float WAV, removed afterwards; it takes
     4 bytes per sample on disk ($TMPDIR), no more memory than a block."""
     with tempfile.TemporaryDirectory(prefix="cunet-stdin-") as tmp:
-        reader = StreamReader(stream if stream is not None else sys.stdin.buffer, raw)
+        reader = StreamReader(stream if stream is not None else stdin_bytes(), raw)
         yield spool(reader, Path(tmp) / "stdin.wav")
+
+
+def stdin_bytes() -> BinaryIO:
+    """Standard input as an unbuffered byte stream. Unbuffered, because a thread blocked reading the
+    buffered `sys.stdin.buffer` holds its lock, and an interpreter that exits meanwhile (an error
+    elsewhere) then aborts with a fatal error instead of the one-line message."""
+    try:
+        return open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    except (AttributeError, OSError, ValueError):  # replaced by an in-memory stream (tests, embedding)
+        return sys.stdin.buffer
 
 
 class PcmSink:
