@@ -2,11 +2,11 @@
 
 A file is taken as it is (whatever its extension); `-` is standard input; a directory gives the audio
 files in it (`AUDIO_EXTENSIONS`), and with `recursive` those in its subfolders too, sorted by folder,
-then name (case-insensitively, then exactly), a folder's own files before its subfolders'. Skipped, each with one note: files that are not
-audio and (without `recursive`) subfolders. Skipped silently: hidden files and folders (names starting
-with "."; e.g. macOS `._song.mp3` resource forks and cunet's partial files), symbolic links to folders
-(no loops), and the output directory if it lies inside the scanned one (earlier results are not
-separated again).
+then name (case-insensitively, then exactly), a folder's own files before its subfolders'. Skipped,
+each with one note: files that are not audio and (without `recursive`) subfolders. Skipped silently:
+hidden files and folders (names starting with "."; e.g. macOS `._song.mp3` resource forks and cunet's
+partial files), symbolic links to folders (no loops), and the output directory if it lies inside the
+scanned one (earlier results are not separated again).
 """
 from __future__ import annotations
 

@@ -179,9 +179,9 @@ class StreamReader:
                 yield _decode_any(data[:whole], self.encoding, self.n_channels)
             if len(data) < n or (self._left is not None and self._left <= 0):
                 if self._left and announced is not None:
-                    got = (announced - self._left) // self.frame_bytes
-                    raise AudioError(f"{self.name}: the stream ended after {got} of the {announced // self.frame_bytes} "
-                                     "samples its WAV header announced (closed early?)")
+                    got, expected = (announced - self._left) // self.frame_bytes, announced // self.frame_bytes
+                    raise AudioError(f"{self.name}: the stream ended after {got} of the {expected} samples its WAV "
+                                     "header announced (closed early?)")
                 if len(data) % self.frame_bytes:
                     raise AudioError(f"{self.name}: the stream ended in the middle of a sample frame "
                                      f"({len(data) % self.frame_bytes} stray bytes; broken stream, or wrong "
@@ -213,7 +213,8 @@ def excerpt_blocks(blocks: Iterable[np.ndarray], excerpt: Excerpt, sample_rate: 
         if count is not None and seen >= first + count:
             return
     if seen <= first:
-        raise AudioError(f"--start {excerpt.start:g} s is at or past the end of the stream ({seen / sample_rate:.3f} s)")
+        raise AudioError(f"--start {excerpt.start:g} s is at or past the end of the stream "
+                         f"({seen / sample_rate:.3f} s)")
 
 
 def spool(reader: StreamReader, path: str | os.PathLike, block_frames: int = 1 << 16) -> Path:

@@ -46,10 +46,10 @@ class Separator:
     `Separator.from_keras_model(model, config)` (e.g. during training), or directly from an engine.
     chunk_seconds / overlap_seconds: the chunked processing (`ChunkSettings`; memory is bounded by the
     chunk length, not the song length). latency: instead, the longest chunking whose latency bound
-    (`latency_seconds`) is at most this many seconds (`chunking.chunks_for_latency`). postprocess: how the instruments' masks are combined
-    ("none", "ratio", "wiener", or a `cunet.postprocess.Postprocess`; None: the model's own
-    `model.postprocess`, chosen when it was trained). "ratio" and "wiener" compute every instrument's
-    mask even when fewer are asked for.
+    (`latency_seconds`) is at most this many seconds (`chunking.chunks_for_latency`). postprocess: how
+    the instruments' masks are combined ("none", "ratio", "wiener", or a `cunet.postprocess.Postprocess`;
+    None: the model's own `model.postprocess`, chosen when it was trained). "ratio" and "wiener" compute
+    every instrument's mask even when fewer are asked for.
     """
 
     def __init__(self, engine: MaskEngine, config: Config | None = None, provenance: Mapping[str, Any] | None = None,

@@ -51,9 +51,11 @@ def _write_all(files: StemFiles, stems: dict[str, np.ndarray], block: int = 777)
             files.write(key, x[start:start + block])
 
 
-@pytest.mark.parametrize("fmt,bits,subtype,step", [("wav", "24", "PCM_24", 2.0 ** -23), ("flac", "24", "PCM_24", 2.0 ** -23),
+@pytest.mark.parametrize("fmt,bits,subtype,step", [("wav", "24", "PCM_24", 2.0 ** -23),
+                                                  ("flac", "24", "PCM_24", 2.0 ** -23),
                                                   ("wav", "16", "PCM_16", 2.0 ** -15)])
-def test_rescale_shares_one_gain_and_round_trips(tmp_path: Path, fmt: str, bits: str, subtype: str, step: float) -> None:
+def test_rescale_shares_one_gain_and_round_trips(tmp_path: Path, fmt: str, bits: str, subtype: str,
+                                                 step: float) -> None:
     stems = _stems()
     peak = max(float(np.abs(x).max()) for x in stems.values())
     paths = {k: tmp_path / "out" / "song" / f"{k}.{fmt}" for k in stems}

@@ -39,7 +39,8 @@ def _write_observations():
                 f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
-def separate(args: list[str], cwd: Path, data: bytes | None = b"", timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+def separate(args: list[str], cwd: Path, data: bytes | None = b"", timeout: float = 300,
+             **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *map(str, args)], cwd=cwd, input=data, capture_output=True, timeout=timeout,
                           env=_env(), **kw)
 

@@ -41,9 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="output directory (default: separated/); with --stream: - for stdout (default) or a file")
     p.add_argument("-r", "--recursive", action="store_true", help="folders: also separate the files in subfolders")
     p.add_argument("--filename", default=None,
-                   help="output names under OUTDIR (default: %(metavar)s); fields {track} (input name), {stem} "
-                        "(instrument or no_<instrument>), {ext}, {index} (instrument number, from 1; {index:02d}) "
-                        "and {folder} (the input's folder inside a given folder)", metavar=DEFAULT_FILENAME)
+                   help=f"output names under OUTDIR (default: {DEFAULT_FILENAME}); fields {{track}} (input name), "
+                        "{stem} (instrument or no_<instrument>), {ext}, {index} (instrument number, from 1; "
+                        "{index:02d}) and {folder} (the input's folder inside a given folder)", metavar="TEMPLATE")
     p.add_argument("-f", "--format", default=None, choices=("wav", "flac", "mp3"),
                    help="output format (mp3 needs ffmpeg; default: wav)")
     p.add_argument("--bits", default=None, choices=BITS_CHOICES,
@@ -135,8 +135,8 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _check_stream(args: argparse.Namespace) -> None:
-    given = [o for o, v in (("--format", args.format), ("--filename", args.filename), ("--residual", args.residual or None),
-                            ("-r", args.recursive or None)) if v is not None]
+    given = [option for option, value in (("--format", args.format), ("--filename", args.filename),
+                                          ("--residual", args.residual), ("-r", args.recursive)) if value]
     if given:
         raise UserError(f"{given[0]} does not apply to --stream, which writes one raw PCM stream to -o")
     if args.clip == "rescale":
@@ -248,7 +248,9 @@ def _load(args: argparse.Namespace) -> Any:
     from ..separator import Separator
 
     postprocess = Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
-    latency = args.latency if args.latency is not None else (DEFAULT_LATENCY if args.stream else None)
+    chunking_given = args.chunk_seconds is not None or args.overlap_seconds is not None
+    latency = args.latency if args.latency is not None else (
+        DEFAULT_LATENCY if args.stream and not chunking_given else None)
     chunking: dict[str, Any] = {"latency": latency} if latency is not None else {
         "chunk_seconds": _DEFAULT.chunk_seconds if args.chunk_seconds is None else args.chunk_seconds,
         "overlap_seconds": _DEFAULT.overlap_seconds if args.overlap_seconds is None else args.overlap_seconds}
