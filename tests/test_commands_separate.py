@@ -247,3 +247,22 @@ def test_stdin_wav_to_files_and_raw_stream_to_stdout(tmp_path: Path, tiny_model_
     assert proc.returncode == 0 and proc.stderr == b"" and proc.stdout == b""
     v = np.frombuffer((tmp_path / "v.s16").read_bytes(), "<i2").reshape(-1, 2) / 32768
     np.testing.assert_allclose(v, read(tmp_path / "lat" / "song" / "vocals.wav"), atol=1.5 / 32768)
+
+
+def test_stream_into_a_named_pipe(tmp_path: Path, tiny_model_path: Path, capsys) -> None:
+    """-o an existing FIFO: written as the audio comes, like stdout (no --force, nothing renamed)."""
+    import os
+    import threading
+
+    x = synth_mixture(1.0, seed=5)
+    sf.write(tmp_path / "song.wav", x, RATE)
+    fifo = tmp_path / "vocals.pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    code, lines = run([tmp_path / "song.wav", "--stream", "-i", "vocals", "-o", fifo, "--latency", "0.5",
+                       "--model", tiny_model_path], capsys)
+    reader.join(timeout=60)
+    assert code == 0 and lines[0].startswith("note: streaming vocals as f32le, 44100 Hz, 2 channels")
+    assert np.frombuffer(got[0], "<f4").reshape(-1, 2).shape == x.shape and fifo.exists()

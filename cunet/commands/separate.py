@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"instrument(s) of the model, a comma list, or 'all' (default). The shipped model has "
                         f"{', '.join(INSTRUMENTS)}; other models may have others (errors list them)")
     p.add_argument("-o", "--outdir", default=None,
-                   help="output directory (default: separated/); with --stream: - for stdout (default) or a file")
+                   help="output directory (default: separated/); with --stream: - for stdout (default), a new file "
+                        "(raw PCM, written atomically) or a named pipe")
     p.add_argument("-r", "--recursive", action="store_true", help="folders: also separate the files in subfolders")
     p.add_argument("--filename", default=None,
                    help=f"output names under OUTDIR (default: {DEFAULT_FILENAME}); fields {{track}} (input name), "
@@ -147,6 +149,8 @@ def _check_stream(args: argparse.Namespace) -> None:
     if out == "-":
         if sys.stdout.isatty():
             raise UserError("stdout is a terminal; pipe the stream on (e.g. | ffplay -f f32le ...) or give -o FILE")
+    elif _is_fifo(out):
+        pass                        # a named pipe someone reads: written as it comes, like stdout
     elif os.path.isdir(out):
         raise UserError(f"with --stream, -o is - (stdout) or a file; '{out}' is a folder")
     elif os.path.lexists(out) and not args.force:
@@ -220,7 +224,8 @@ def _separate_all(args: argparse.Namespace, separator: Any, items: list[Any], in
                 track=item.track, folder=item.folder, excerpt=excerpt, notes=note, residual=args.residual,
                 force=args.force, progress=not args.quiet)
         except (CunetError, OSError) as exc:
-            error(_label(item), f"{item.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else exc)
+            message = f"{item.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            error(_label(item), message.replace(str(spooled), "stdin") if item.is_stdin else message)
             continue
         except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others or print a traceback
             error(_label(item), f"unexpected {type(exc).__name__}: {exc}")
@@ -288,21 +293,35 @@ def _stream(args: argparse.Namespace, separator: Any, instruments: list[str], so
 
     rate, channels, blocks = source
     out = args.outdir or "-"
-    sys.stdout.flush()
-    sink = PcmSink(BITS_ENCODING[output.bits], output.clip_mode != "none",
-                   fd=sys.stdout.fileno() if out == "-" else None, path=None if out == "-" else out,
-                   overwrite=args.force)
     note(f"streaming {', '.join(instruments)} as {BITS_ENCODING[output.bits]}, {rate} Hz, "
          f"{len(instruments) * channels} channels; latency bound {separator.latency_seconds:.3f} s")
-    try:
-        with contextlib.closing(read_ahead(blocks)) as stamped:
-            report = stream_separate(separator, stamped, rate, channels, instruments, sink.write)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
+    with contextlib.ExitStack() as stack:
+        if out == "-":
+            sys.stdout.flush()
+            fd = sys.stdout.fileno()
+        elif _is_fifo(out):          # opening waits for the pipe's reader
+            fd = os.open(out, os.O_WRONLY)
+            stack.callback(os.close, fd)
+        else:
+            fd = None
+        sink = PcmSink(BITS_ENCODING[output.bits], output.clip_mode != "none", fd=fd,
+                       path=None if fd is not None else out, overwrite=args.force)
+        try:
+            with contextlib.closing(read_ahead(blocks)) as stamped:
+                report = stream_separate(separator, stamped, rate, channels, instruments, sink.write)
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
     note(report.line() + (f"; {sink.n_clipped} samples clamped" if sink.n_clipped else ""))
     return 0
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _naming_input(message: str, path: str) -> str:
