@@ -38,6 +38,23 @@ def tiny_model_path(tmp_path_factory, tiny_config) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def five_instrument_model_path(tmp_path_factory, tiny_config) -> Path:
+    """A random tiny C-U-Net for instruments [vocals, drums, bass, other, guitar] (a model trained on other stems)."""
+    import dataclasses
+
+    import keras
+
+    from cunet.models import build_model
+    from cunet.provenance import make_provenance, save_model
+
+    config = dataclasses.replace(tiny_config, model=dataclasses.replace(
+        tiny_config.model, instruments=("vocals", "drums", "bass", "other", "guitar")))
+    keras.utils.set_random_seed(1)
+    return save_model(build_model(config), tmp_path_factory.mktemp("five") / "five.keras",
+                      make_provenance(config.to_dict()))
+
+
 class OnesEngine(MaskEngine):
     """Masks of ones: the separation path around this engine must give back its input."""
 

@@ -176,3 +176,100 @@ def test_remove_stale_partials_keeps_live_writers(tmp_path: Path) -> None:
     remove_stale_partials(tmp_path)
     left = {p.name for p in tmp_path.iterdir()}
     assert left == {names["mine"], names["live"], "keep.wav"}
+
+
+# -- excerpts and output sample formats (issue 12) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start,duration,message", [(-1.0, None, "--start"), (float("nan"), None, "--start"),
+                                                    (0.0, 0.0, "--duration"), (0.0, -2.0, "--duration"),
+                                                    (0.0, float("inf"), "--duration")])
+def test_bad_excerpts(start: float, duration: float | None, message: str) -> None:
+    from cunet.audio import Excerpt
+    from cunet.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        Excerpt(start, duration).validate()
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_excerpt_seeks_and_reads_only_its_part(tmp_path: Path, fmt: str, monkeypatch) -> None:
+    from cunet.audio import Excerpt
+
+    x = np.random.default_rng(4).uniform(-0.5, 0.5, (48000, 2)).astype(np.float32)
+    sf.write(tmp_path / f"x.{fmt}", x, 16000, subtype="PCM_24")
+    full, _ = load_audio(tmp_path / f"x.{fmt}")
+    frames_read = []
+    real_read = sf.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        out = real_read(self, frames, *args, **kwargs)
+        frames_read.append(len(out))
+        return out
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    with AudioReader(tmp_path / f"x.{fmt}", Excerpt(2.0, 0.5)) as reader:
+        assert reader.info.n_samples == 8000
+        blocks = list(reader.blocks(3000))
+        whole = reader.read()
+    np.testing.assert_array_equal(np.concatenate(blocks), full[32000:40000])
+    np.testing.assert_array_equal(whole, full[32000:40000])
+    assert sum(frames_read) == 16000                         # the excerpt twice, nothing before it
+    with AudioReader(tmp_path / f"x.{fmt}", Excerpt(2.9)) as reader:
+        assert reader.info.n_samples == 1600                 # to the end
+    with pytest.raises(AudioError, match=r"--start 3 s is at or past the end of the audio \(3.000 s\)"):
+        AudioReader(tmp_path / f"x.{fmt}", Excerpt(3.0))
+
+
+@needs_ffmpeg
+def test_ffmpeg_excerpt_seeks_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    from cunet.audio import Excerpt
+
+    t = np.arange(3 * 44100) / 44100
+    sf.write(tmp_path / "src.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 44100)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "src.wav"), str(tmp_path / "x.mp3")],
+                   check=True)
+    calls = []
+    real_run = subprocess.run
+
+    def spy(cmd, *args, **kwargs):
+        calls.append(list(cmd))
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    with AudioReader(tmp_path / "x.mp3", Excerpt(1.25, 0.5)) as reader:
+        assert abs(reader.info.n_samples - 22050) <= 2
+    cmd = calls[-1]
+    assert cmd.index("-ss") < cmd.index("-i") and cmd.index("-t") < cmd.index("-i")   # input seeking
+    with pytest.raises(AudioError, match="--start 10 s is at or past the end of the audio"):
+        AudioReader(tmp_path / "x.mp3", Excerpt(10.0))
+
+
+@pytest.mark.parametrize("fmt,bits,subtype", [("wav", "24", "PCM_24"), ("flac", "24", "PCM_24"),
+                                              ("wav", "16", "PCM_16"), ("wav", "32f", "FLOAT")])
+def test_writer_bits_and_clamp_count(tmp_path: Path, fmt: str, bits: str, subtype: str) -> None:
+    x = np.random.default_rng(5).uniform(-1.5, 1.5, (4000, 2)).astype(np.float32)
+    writer = AtomicAudioWriter(tmp_path / f"x.{fmt}", 44100, 2, fmt, bits=bits)
+    writer.write(x)
+    path = writer.commit()
+    y, _ = sf.read(path, dtype="float32")
+    assert sf.info(path).subtype == subtype
+    if bits == "32f":
+        assert writer.n_clipped == 0
+        np.testing.assert_array_equal(y, x)
+    else:
+        assert writer.n_clipped == int(np.count_nonzero(np.abs(x) > 1))
+        np.testing.assert_allclose(y, np.clip(x, -1, 1), atol=2.0 ** (1 - int(bits)))
+    with pytest.raises(AudioError, match="cannot write 32f-bit samples to flac"):
+        AtomicAudioWriter(tmp_path / "y.flac", 44100, 2, "flac", bits="32f")
+
+
+@needs_ffmpeg
+def test_mp3_bitrate(tmp_path: Path) -> None:
+    x = np.random.default_rng(6).uniform(-0.5, 0.5, (44100 * 2, 2)).astype(np.float32)
+    sizes = {}
+    for kbps in (64, 192):
+        writer = AtomicAudioWriter(tmp_path / f"{kbps}.mp3", 44100, 2, "mp3", mp3_bitrate=kbps)
+        writer.write(x)
+        sizes[kbps] = writer.commit().stat().st_size
+    assert 2.5 < sizes[192] / sizes[64] < 3.5

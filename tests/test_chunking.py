@@ -7,7 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cunet.chunking import ChunkPlan, crossfade_window, overlap_add_stream, plan_chunks
+from cunet.chunking import (ChunkPlan, check_latency, chunks_for_latency, crossfade_window, latency_bound,
+                            overlap_add_stream, plan_chunks, stream_plan)
+from cunet.config import AudioConfig, ConfigError
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -102,6 +104,74 @@ def test_stream_length_is_the_plan_length(plan: ChunkPlan, delta: int, n_channel
     m = min(n_given, plan.n_samples)
     np.testing.assert_allclose(y[0, :m], 1.0, atol=2e-6)
     np.testing.assert_allclose(y[0, m:], 0.0, atol=2e-6)
+
+
+def _chunk_mean(chunk: np.ndarray) -> np.ndarray:
+    """A process whose output depends on the whole chunk, so equal outputs mean equal chunk boundaries."""
+    return (chunk + chunk.mean(axis=0, keepdims=True))[None]
+
+
+@SETTINGS
+@given(plan=plans(), extra=st.integers(0, 2000), n_channels=st.integers(1, 2),
+       sizes=st.lists(st.integers(0, 700), min_size=1, max_size=5).filter(lambda s: any(s)), seed=st.integers(0, 2**16))
+def test_unknown_length_stream_equals_the_known_plan(plan: ChunkPlan, extra: int, n_channels: int,
+                                                     sizes: list[int], seed: int) -> None:
+    """A stream whose length is learnt at its end gives what the plan made with the length gives, for any
+    input at least chunk - 2 * overlap long; shorter ones keep their length."""
+    n = max(0, plan.chunk - 2 * plan.overlap) + extra if extra % 3 else extra // 3
+    x = np.random.default_rng(seed).uniform(-1, 1, (n, n_channels)).astype(np.float32)
+    live = list(overlap_add_stream(_split(x, sizes), stream_plan(plan.chunk, plan.overlap), n_channels, _chunk_mean))
+    y = np.concatenate(live, axis=1) if live else np.zeros((1, 0, n_channels), np.float32)
+    assert y.shape == (1, n, n_channels) and np.isfinite(y).all()
+    if n >= plan.chunk - 2 * plan.overlap:
+        known = np.concatenate(list(overlap_add_stream([x], plan_chunks(n, plan.chunk, plan.overlap), n_channels,
+                                                       _chunk_mean)), axis=1)
+        np.testing.assert_allclose(y, known, atol=1e-5)
+
+
+@SETTINGS
+@given(plan=plans(), sizes=st.lists(st.integers(1, 500), min_size=1, max_size=5))
+def test_output_lags_input_by_at_most_one_chunk(plan: ChunkPlan, sizes: list[int]) -> None:
+    """When output sample j is yielded, the input read so far ends before j + chunk (+ the block that crossed)."""
+    n = plan.n_samples
+    x = np.zeros((n, 1), np.float32)
+    read = [0]
+
+    def source():
+        for block in _split(x, sizes):
+            read[0] += block.shape[0]
+            yield block
+
+    written = 0
+    for out in overlap_add_stream(source(), stream_plan(plan.chunk, plan.overlap), 1, lambda c: c[None]):
+        if read[0] < n:                       # before the end of the input
+            assert read[0] - written <= plan.chunk + max(sizes)
+        written += out.shape[1]
+    assert written == n
+    assert latency_bound(plan.chunk, plan.overlap) == 2 * plan.chunk - plan.overlap
+
+
+def test_stream_plan_has_no_chunk_count() -> None:
+    plan = stream_plan(100, 10)
+    assert plan.hop == 90 and plan.n_samples is None
+    with pytest.raises(ValueError, match="unknown length"):
+        plan.n_chunks
+    assert list(overlap_add_stream([], plan, 2, lambda c: c[None])) == []
+
+
+def test_chunks_for_latency() -> None:
+    """Chunks of whole 64-frame multiples once STFT-padded, a quarter cross-fade, the bound within the latency."""
+    audio = AudioConfig()                                    # 44.1 kHz, n_fft 2048, hop 512
+    for latency, frames in [(1.24, 64), (2.5, 64), (2.6, 128), (9.1, 448)]:
+        settings = chunks_for_latency(latency, audio, 64)
+        chunk, overlap = settings.samples(audio, 64)
+        assert chunk == (frames - 3) * 512 and overlap == chunk // 4
+        assert latency_bound(chunk, overlap) <= latency * audio.sample_rate
+    with pytest.raises(ConfigError, match=r"below this model's smallest, 1\.239 s \(a chunk of 64 STFT frames"):
+        chunks_for_latency(1.0, audio, 64)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 1e6, True):
+        with pytest.raises(ConfigError, match="--latency"):
+            check_latency(bad)
 
 
 @pytest.mark.parametrize("n_samples,chunk,overlap", [(-1, 10, 2), (10, 4, 2), (10, 10, -1), (10, 0, 0)])

@@ -29,10 +29,10 @@ def test_separate_help_exits_zero(capsys):
     assert "--instrument" in capsys.readouterr().out
 
 
-def test_user_errors_are_one_line(capsys, tmp_path):
-    assert main(["separate", "x.wav", "--instrument", "kazoo"]) == 2
+def test_user_errors_are_one_line(capsys, tmp_path, tiny_model_path):
+    assert main(["separate", "x.wav", "--instrument", "kazoo", "--model", str(tiny_model_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: unknown instrument 'kazoo' (valid: vocals, drums, bass, other, all)"]
+    assert err == ["error: unknown instrument 'kazoo' for this model (it separates: vocals, drums, bass, other)"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {n_filterz: 3}\n")
     assert main(["train", "--config", str(bad), "--musdb-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2

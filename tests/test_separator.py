@@ -54,7 +54,7 @@ def test_chunk_sizes_agree(tiny_model_path):
 
 
 def test_unknown_instrument_lists_valid(tiny_separator):
-    with pytest.raises(ValueError, match="valid: vocals, drums, bass, other"):
+    with pytest.raises(ValueError, match="it separates: vocals, drums, bass, other"):
         tiny_separator.separate(synth_mixture(0.2), 44100, ["kazoo"])
 
 
@@ -143,3 +143,89 @@ def test_joint_postprocess_needs_a_conditioned_model(tmp_path, tiny_config):
         Separator.from_pretrained(path, postprocess="ratio")
     with pytest.raises(UserError, match="unknown post-processing"):
         Separator.from_pretrained(path, postprocess="loudest")
+
+
+# -- streaming, latency, instruments of other models, files with templates and excerpts (issue 12) -----------
+
+
+def _blocks(x, seed: int):
+    """x cut into blocks of random sizes, empty ones included, as live audio arrives."""
+    rng = np.random.default_rng(seed)
+    pos = 0
+    while pos < x.shape[0]:
+        size = int(rng.choice([0, 1, 37, 512, 4096, 20000]))
+        yield x[pos:pos + size]
+        pos += size
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_stream_of_unknown_length_equals_separate(tiny_model_path, rate):
+    sep = Separator.from_pretrained(tiny_model_path, chunk_seconds=0.5, overlap_seconds=0.1)
+    x = synth_mixture(2.2, rate, seed=6)
+    offline = sep.separate(x, rate, ["drums", "vocals"])
+    live = np.concatenate(list(sep.stream(_blocks(x, 1), rate, ["drums", "vocals"])), axis=1)
+    assert live.shape == (2, *x.shape)
+    np.testing.assert_allclose(live[0], offline["drums"], atol=1e-4)
+    np.testing.assert_allclose(live[1], offline["vocals"], atol=1e-4)
+    known = np.concatenate(list(sep.stream(_blocks(x, 2), rate, ["drums"], n_samples=x.shape[0])), axis=1)
+    np.testing.assert_allclose(known[0], offline["drums"], atol=1e-6)
+
+
+def test_stream_checks_its_blocks(tiny_separator):
+    x = synth_mixture(0.5)
+    with pytest.raises(ValueError, match="1 channels, the stream 2"):
+        list(tiny_separator.stream([x, x[:, :1]], 44100))
+    bad = x.copy()
+    bad[100, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        list(tiny_separator.stream([bad], 44100))
+    assert list(tiny_separator.stream([], 44100)) == []
+    mono = np.concatenate(list(tiny_separator.stream([x[:, 0]], 44100, ["bass"])), axis=1)  # 1-D: one channel
+    assert mono.shape == (1, x.shape[0], 1)
+
+
+def test_latency_sets_the_chunking(tiny_model_path):
+    from cunet.errors import ConfigError
+
+    sep = Separator.from_pretrained(tiny_model_path, latency=0.5)
+    assert sep.latency_seconds <= 0.5 and sep.overlap == sep.chunk // 4
+    assert (sep.chunk + sep.audio.n_fft - sep.audio.hop_length) % (64 * sep.audio.hop_length) == 0
+    with pytest.raises(ConfigError, match="below this model's smallest"):
+        Separator(sep.engine, latency=0.2)
+    with pytest.raises(ConfigError, match="--latency"):
+        Separator.from_pretrained(tiny_model_path, latency=float("nan"))
+
+
+def test_instruments_come_from_the_model(five_instrument_model_path):
+    sep = Separator.from_pretrained(five_instrument_model_path, chunk_seconds=0.5, overlap_seconds=0.1)
+    assert sep.instruments[-1] == "guitar"
+    assert sep.check_instruments(["Guitar", "vocals", "guitar"]) == ["guitar", "vocals"]
+    with pytest.raises(ValueError, match="unknown instrument 'piano' for this model "
+                                         r"\(it separates: vocals, drums, bass, other, guitar\)"):
+        sep.check_instruments(["piano"])
+    out = sep.separate(synth_mixture(0.6), 44100, ["guitar"])
+    assert out["guitar"].shape == (26460, 2) and np.isfinite(out["guitar"]).all()
+
+
+def test_separate_file_with_template_excerpt_and_rescale(tiny_separator, tmp_path):
+    from cunet.audio import Excerpt
+    from cunet.output import OutputSettings
+
+    x = 3 * synth_mixture(2.0)                          # far beyond full scale, in a float wav
+    sf.write(tmp_path / "loud.wav", x, 44100, subtype="FLOAT")
+    notes = []
+    written = tiny_separator.separate_file(
+        tmp_path / "loud.wav", tmp_path / "out", ["vocals", "bass"], residual=True, progress=False,
+        output=OutputSettings("wav", "24", "rescale"), filename="{index:02d}/{track}-{stem}.{ext}",
+        excerpt=Excerpt(0.5, 1.0), notes=notes.append)
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in written.values()) == [
+        "01/loud-no_vocals.wav", "01/loud-vocals.wav", "03/loud-bass.wav", "03/loud-no_bass.wav"]
+    ys = {k: sf.read(p, dtype="float64")[0] for k, p in written.items()}
+    assert all(y.shape == (44100, 2) for y in ys.values())
+    peak = max(np.abs(y).max() for y in ys.values())
+    assert peak == pytest.approx(1.0, abs=1e-6)
+    # one gain: stem + residual is the same scaled excerpt for every instrument
+    np.testing.assert_allclose(ys["vocals"] + ys["no_vocals"], ys["bass"] + ys["no_bass"], atol=4e-7)
+    gain = np.abs(ys["vocals"] + ys["no_vocals"]).max() / np.abs(x[22050:66150]).max()
+    np.testing.assert_allclose(ys["vocals"] + ys["no_vocals"], gain * x[22050:66150], atol=1e-5)
+    assert len(notes) == 1 and "scaled by" in notes[0] and "loud.wav" in notes[0]
