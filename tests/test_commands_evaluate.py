@@ -90,7 +90,7 @@ def test_five_instrument_model_on_a_valid_folder(guitar_data, five_model_path, t
     assert evaluate("--data", str(guitar_data), "--model", str(five_model_path), "--name", "five",
                     "--baselines", "mixture", "IRM1", "--protocol", "paper", "--out", str(out)) == 0
     printed = capsys.readouterr().out
-    assert "| method | vocals | drums | bass | guitar |" in printed and f"<method>/valid/*.json" in printed
+    assert "| method | vocals | drums | bass | guitar |" in printed and "<method>/valid/*.json" in printed
     for method in ("five", "mixture", "IRM1"):
         assert sorted(p.name for p in (out / method / "valid").iterdir()) == ["d.json", "e.json"]
     table = scored(out)

@@ -264,7 +264,7 @@ def test_export_cli_refuses_bad_outputs(tiny_model_path, export_dir, tmp_path, c
     assert main([*base, "--out", str(other), "--force"]) == 2
     assert "refusing" in capsys.readouterr().err and (other / "keep.txt").exists()
     assert main(["export", "--model", str(export_dir), "--out", str(tmp_path / "x")]) == 2
-    assert "already a SavedModel" in capsys.readouterr().err
+    assert "is already an export" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "y"), "--chunk-seconds", "1", "--overlap-seconds", "0.5"]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 

@@ -243,8 +243,8 @@ def test_disk_already_full_when_outputs_are_opened(tmp_path: Path, tiny_model_pa
 def test_all_with_an_unknown_name_is_an_error(tmp_path: Path) -> None:
     line = one_error(cunet(["separate", "x.wav", "-i", "all,foo"], tmp_path))
     assert line == "error: 'all' cannot be combined with other instruments (got 'all,foo')"
-    assert one_error(cunet(["separate", "x.wav", "-o", ""], tmp_path)).startswith("error: empty output directory")
-    assert one_error(cunet(["export", "-o", ""], tmp_path)).startswith("error: empty output directory")
+    assert one_error(cunet(["separate", "x.wav", "-o", ""], tmp_path)).startswith("error: empty output")
+    assert one_error(cunet(["export", "-o", ""], tmp_path)).startswith("error: empty output")
     _observe(case="all_and_unknown", command="separate x.wav -i all,foo", outcome="error", exit=2, message=line)
 
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Collect the issue #10 ablations into one markdown table.
+
+Each row is a training run (its directory holds provenance.json) scored by `cunet evaluate` into an
+evaluation folder (its aggregate.csv: museval BSSEval v4, median over frames then tracks), or a
+post-processing variant of an already scored model. The table gives valid-split SDR per stem, the
+delta against a reference method (the current shipped model), the training minutes and the command.
+
+    python scripts/ablation_table.py --rows rows.json --reference shipped > docs/results/ablations.md
+
+rows.json: [{"name": ..., "lever": ..., "eval": "eval_dir", "method": "cunet", "run": "run_dir" (optional),
+             "command": "..."}]; the row whose name is --reference is the baseline of the deltas.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+INSTRUMENTS = ("vocals", "drums", "bass", "other")
+
+
+def aggregate_sdr(eval_dir: Path, method: str) -> dict[str, float]:
+    """{instrument: SDR} of `method` in an evaluation folder's aggregate.csv."""
+    with open(eval_dir / "aggregate.csv", newline="") as fh:
+        return {row["target"]: float(row["SDR"]) for row in csv.DictReader(fh) if row["method"] == method}
+
+
+def training_minutes(run_dir: Path | None) -> str:
+    if run_dir is None or not (run_dir / "provenance.json").exists():
+        return "–"
+    metrics = json.loads((run_dir / "provenance.json").read_text()).get("metrics", {})
+    minutes = metrics.get("train_minutes")
+    epochs = metrics.get("epochs_done")
+    best = metrics.get("best_epoch")
+    return f"{minutes:.0f} ({epochs} ep., best {best})" if minutes is not None else "–"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", required=True, help="JSON list of rows (see the docstring)")
+    parser.add_argument("--reference", required=True, help="name of the row the deltas are taken against")
+    args = parser.parse_args(argv)
+    rows = json.loads(Path(args.rows).read_text())
+    scores = {r["name"]: aggregate_sdr(Path(r["eval"]).expanduser(), r.get("method", "cunet")) for r in rows}
+    ref = scores[args.reference]
+    out = ["| row | lever | " + " | ".join(INSTRUMENTS) + " | delta vs " + args.reference
+           + " (v / d / b / o) | training min | command |",
+           "|---|---|" + "---:|" * len(INSTRUMENTS) + "---|---:|---|"]
+    for r in rows:
+        s = scores[r["name"]]
+        cells = " | ".join(f"{s.get(i, float('nan')):.2f}" for i in INSTRUMENTS)
+        delta = " / ".join(f"{s.get(i, float('nan')) - ref.get(i, float('nan')):+.2f}" for i in INSTRUMENTS)
+        run = Path(r["run"]).expanduser() if r.get("run") else None
+        out.append(f"| {r['name']} | {r['lever']} | {cells} | {delta} | {training_minutes(run)} | "
+                   f"`{r['command']}` |")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
