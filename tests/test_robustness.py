@@ -23,7 +23,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -38,21 +38,27 @@ RATE = 44100
 # Root ignores permission bits; without these capabilities (kept by nothing else we need) it obeys them.
 DROP_DAC = ["--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-all"]
 
-_OBSERVED: list[dict] = []
+def make_observer() -> tuple[Callable[..., None], Any]:
+    """(observe, autouse fixture): records what each case did, appended to $CUNET_ROBUSTNESS_LOG (JSON lines)
+    at the end of the module that assigns both to module-level names."""
+    observed: list[dict] = []
+
+    def observe(**record: object) -> None:
+        observed.append(record)
+
+    @pytest.fixture(scope="module", autouse=True)
+    def write_observations():
+        yield
+        target = os.environ.get("CUNET_ROBUSTNESS_LOG")
+        if target:
+            with open(target, "a", encoding="utf-8") as f:
+                for record in observed:
+                    f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+    return observe, write_observations
 
 
-def _observe(**record: object) -> None:
-    _OBSERVED.append(record)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_observations():
-    yield
-    target = os.environ.get("CUNET_ROBUSTNESS_LOG")
-    if target:
-        with open(target, "a", encoding="utf-8") as f:
-            for record in _OBSERVED:
-                f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+_observe, _write_observations = make_observer()
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ Helpers come from test_robustness (the issue 7 suite); CUNET_ROBUSTNESS_LOG=FILE
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,24 +17,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_robustness import (FAST, RATE, _env, _staged_bytes, check_outputs, digest, error_lines, partials,
+from test_robustness import (FAST, make_observer, RATE, _env, _staged_bytes, check_outputs, digest, error_lines, partials,
                              popen_cli, run_cli, tone, tree)
 
-_OBSERVED: list[dict] = []
-
-
-def _observe(**record: object) -> None:
-    _OBSERVED.append(record)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_observations():
-    yield
-    target = os.environ.get("CUNET_ROBUSTNESS_LOG")
-    if target:
-        with open(target, "a", encoding="utf-8") as f:
-            for record in _OBSERVED:
-                f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+_observe, _write_observations = make_observer()
 
 
 def cunet(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ Helpers come from test_robustness (the issue 7 suite); CUNET_ROBUSTNESS_LOG=FILE
 from __future__ import annotations
 
 import io
-import json
 import os
 import pty
 import subprocess
@@ -19,24 +18,10 @@ import pytest
 import soundfile as sf
 
 from cunet.audio import ffmpeg_available
-from test_robustness import FAST, RATE, _env, digest, error_lines, partials, tone, tree
+from test_robustness import FAST, make_observer, RATE, _env, digest, error_lines, partials, tone, tree
 
-_OBSERVED: list[dict] = []
 CLI = [sys.executable, "-m", "cunet.cli", "separate"]
-
-
-def _observe(**record: object) -> None:
-    _OBSERVED.append(record)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_observations():
-    yield
-    target = os.environ.get("CUNET_ROBUSTNESS_LOG")
-    if target:
-        with open(target, "a", encoding="utf-8") as f:
-            for record in _OBSERVED:
-                f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+_observe, _write_observations = make_observer()
 
 
 def separate(args: list[str], cwd: Path, data: bytes | None = b"", timeout: float = 300,
