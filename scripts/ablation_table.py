@@ -7,6 +7,10 @@ post-processing variant of an already scored model. The table gives valid-split 
 delta against a reference method (the current shipped model), the training minutes and the command.
 
     python scripts/ablation_table.py --rows rows.json --reference shipped > docs/results/ablations.md
+    python scripts/ablation_table.py --rows rows.json --reference shipped --paired "v2:v1 + ratio" --paired "v2:a0"
+
+--paired A:B adds a second table: per instrument, the mean over tracks of A's SDR minus B's (from each eval
+folder's track_scores.csv) and on how many tracks A is ahead: paired, so less noisy than the medians.
 
 rows.json: [{"name": ..., "lever": ..., "eval": "eval_dir", "method": "cunet", "run": "run_dir" (optional),
              "command": "..."}]; the row whose name is --reference is the baseline of the deltas.
@@ -28,6 +32,28 @@ def aggregate_sdr(eval_dir: Path, method: str) -> dict[str, float]:
         return {row["target"]: float(row["SDR"]) for row in csv.DictReader(fh) if row["method"] == method}
 
 
+def track_sdr(eval_dir: Path, method: str) -> dict[tuple[str, str], float]:
+    """{(track, instrument): SDR} of `method` in an evaluation folder's track_scores.csv."""
+    with open(eval_dir / "track_scores.csv", newline="") as fh:
+        return {(row["track"], row["target"]): float(row["SDR"]) for row in csv.DictReader(fh)
+                if row["method"] == method}
+
+
+def paired_table(rows: list[dict], pairs: list[str]) -> list[str]:
+    by_name = {r["name"]: r for r in rows}
+    out = ["| comparison | " + " | ".join(INSTRUMENTS) + " |", "|---|" + "---:|" * len(INSTRUMENTS)]
+    for pair in pairs:
+        a_name, _, b_name = pair.partition(":")
+        a, b = (track_sdr(Path(by_name[n]["eval"]).expanduser(), by_name[n].get("method", "cunet"))
+                for n in (a_name, b_name))
+        cells = []
+        for inst in INSTRUMENTS:
+            diffs = [a[k] - b[k] for k in a if k[1] == inst and k in b]
+            cells.append(f"{sum(diffs) / len(diffs):+.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})" if diffs else "–")
+        out.append(f"| {a_name} - {b_name} | " + " | ".join(cells) + " |")
+    return out
+
+
 def training_minutes(run_dir: Path | None) -> str:
     if run_dir is None or not (run_dir / "provenance.json").exists():
         return "–"
@@ -42,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", required=True, help="JSON list of rows (see the docstring)")
     parser.add_argument("--reference", required=True, help="name of the row the deltas are taken against")
+    parser.add_argument("--paired", action="append", default=[], metavar="A:B",
+                        help="also compare rows A and B track by track (repeatable)")
     args = parser.parse_args(argv)
     rows = json.loads(Path(args.rows).read_text())
     scores = {r["name"]: aggregate_sdr(Path(r["eval"]).expanduser(), r.get("method", "cunet")) for r in rows}
@@ -56,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(r["run"]).expanduser() if r.get("run") else None
         out.append(f"| {r['name']} | {r['lever']} | {cells} | {delta} | {training_minutes(run)} | "
                    f"`{r['command']}` |")
+    if args.paired:
+        out += ["", "Paired over tracks: mean SDR difference in dB (tracks where the first is ahead / tracks).", ""]
+        out += paired_table(rows, args.paired)
     print("\n".join(out))
     return 0
 

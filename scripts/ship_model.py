@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         config.to_dict(), data=training.get("data", {}),
         metrics={"training": training.get("metrics", {}), "evaluation": evaluation},
         source_checkpoint=str(source), training_git_commit=training.get("git_commit"),
-        training_packages=training.get("packages"), n_parameters=int(model.count_params()),
+        training_packages=training.get("packages"), parent=training.get("parent"),
+        n_parameters=int(model.count_params()),
         status="shipped")
     provenance["metrics"]["training"].pop("history", None)
     provenance["training_history"] = training.get("metrics", {}).get("history", [])
