@@ -28,6 +28,8 @@ import tensorflow as tf
 from . import dsp
 from .atomic import write_bytes_atomic
 from .config import ChunkSettings, Config
+from .data.cache import conform_rate_and_channels
+from .data.sources import open_source, parse_data_spec
 from .errors import DataError, ExportError
 from .litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, METADATA_NAME, TFLITE_FORMAT, buffers_digest
 from .models import mask_model
@@ -72,8 +74,6 @@ def calibration_chunks(spec: str, config: Config, chunk: int, n_chunks: int = CA
                        seed: int = 0) -> list[np.ndarray]:
     """Magnitudes float32 [1, n_bins, frames, n_channels] of `n_chunks` chunks of `chunk` samples cut from
     the training split's mixtures of data source `spec` (tracks in a seeded order, joined end to end)."""
-    from .data.cache import conform_rate_and_channels
-    from .data.sources import open_source, parse_data_spec
 
     tracks = list(open_source(parse_data_spec(spec))["train"])
     if not tracks:

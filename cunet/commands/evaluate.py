@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import DataError, UserError
+from ..config import config_from_dict
+from ..errors import CunetError, DataError, UserError
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 
 # Mirror cunet.evaluate.BASELINES / PROTOCOLS / datasets.EVAL_SPLITS (kept here so `--help` imports no numpy).
@@ -219,8 +220,6 @@ def run(args: argparse.Namespace) -> int:
 def _recorded_outputs(model: str | None) -> tuple[str, ...] | None:
     """The model's outputs as its provenance record says, read without TensorFlow; None when the record
     cannot be read that way (loading the model then reports why, or finds the outputs)."""
-    from ..config import config_from_dict
-    from ..errors import CunetError
     from ..modelio import read_export_provenance, read_keras_provenance, resolve_model_path
 
     try:

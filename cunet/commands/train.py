@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..config import load_config
 from ..errors import DataError, UserError
 from ..tflog import import_tensorflow, probe_devices
 
@@ -41,7 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
     from ..data.sources import parse_data_spec
 
     config = load_config(args.config)
