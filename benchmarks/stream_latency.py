@@ -17,7 +17,7 @@ separation in 12 s chunks (signal-to-difference ratio in dB): what the short chu
     python benchmarks/stream_latency.py --model runs/default/best.keras --latency 3
 
 Post-processing defaults to "ratio": it computes every instrument's mask per chunk whatever is asked for,
-the costliest case (and the next shipped model's default).
+the costliest case (and the shipped model's default).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def run_once(separator, x, rate: int, names: Sequence[str] | None, block: int, p
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="a .keras file, run directory or export (default: shipped)")
+    parser.add_argument("--model", default=None, help="a .tflite, .onnx or .keras file, run directory or export (default: the shipped .tflite)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic signal (default 20)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (default 3)")
     parser.add_argument("--latency", type=float, default=1.5, help="the --latency setting (default 1.5)")
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rate = separator.sample_rate
     x = synthetic(args.seconds, rate)
     hop = (separator.chunk - separator.overlap) / rate
-    print(f"model: {args.model or 'shipped (cunet/pretrained/default.keras)'}; loaded in {load:.1f} s; "
+    print(f"model: {args.model or 'shipped (cunet/pretrained/default.tflite, LiteRT)'}; loaded in {load:.1f} s; "
           f"instruments: {', '.join(names)}; postprocess: {args.postprocess}; cpus: {os.cpu_count()}; "
           f"load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"--latency {args.latency:g}: chunk {separator.chunk / rate:.3f} s, "
