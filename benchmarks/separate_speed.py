@@ -88,7 +88,7 @@ def run_cli(model: Path, audio: Path, instrument: str, outdir: Path) -> dict[str
 
 def parse_engines(values: Sequence[str]) -> dict[str, Path]:
     if not values:
-        from cunet.modelio import DEFAULT_MODEL, DEFAULT_TFLITE
+        from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE
 
         engines = {"keras": DEFAULT_MODEL}
         if DEFAULT_TFLITE.exists():

@@ -125,7 +125,7 @@ def training_throughput(config: Any, sampler: Any, steps: int, warmup: int, repe
     import tensorflow as tf
 
     from cunet.data import split_inputs_targets
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.training.loop import select_strategy
     from cunet.training.trainer import SeparationTrainer
 

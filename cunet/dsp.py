@@ -1,6 +1,6 @@
-"""The STFT of `cunet.spectral` in NumPy, for inference without TensorFlow in the signal path.
+"""The STFT of `cunet.nn.spectral` in NumPy, for inference without TensorFlow in the signal path.
 
-Same conventions as `cunet.spectral` (tf.signal), to float32 rounding: the signal is padded with
+Same conventions as `cunet.nn.spectral` (tf.signal), to float32 rounding: the signal is padded with
 n_fft - hop_length zeros at both ends (the right end rounded up so frames tile it exactly), framed
 with a periodic Hann window, no normalisation; the inverse uses tf.signal's
 `inverse_stft_window_fn` weighting and overlap-add, so `istft(stft(x), n) == x` to float error.
@@ -83,7 +83,7 @@ def overlap_add(frames: np.ndarray, hop_length: int) -> np.ndarray:
 
 
 def expand_mask_bins(mask: np.ndarray, n_fft: int) -> np.ndarray:
-    """Extend a mask [..., n_bins] to all n_fft // 2 + 1 bins by repeating its top bin (as `cunet.spectral`)."""
+    """Extend a mask [..., n_bins] to all n_fft // 2 + 1 bins by repeating its top bin (as `cunet.nn.spectral`)."""
     n_missing = n_fft // 2 + 1 - mask.shape[-1]
     if n_missing <= 0:
         return mask

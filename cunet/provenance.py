@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import StagedFile, write_json_atomic
+from .io.atomic import StagedFile, write_json_atomic
 from .errors import ModelError
 
 __all__ = ["PROVENANCE_ENTRY", "MAX_RECORD_BYTES", "git_commit", "make_provenance", "package_versions",

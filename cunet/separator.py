@@ -2,7 +2,7 @@
 
 Audio is float32 [n_samples, n_channels] at any sample rate: it is resampled
 to the model's rate (soxr, streaming), processed in overlapping chunks with
-linear cross-fades (`cunet.chunking`), each chunk by `cunet.engine.ChunkSeparator`
+linear cross-fades (`cunet.chunking`), each chunk by `cunet.chunk_separator.ChunkSeparator`
 over the model's `MaskEngine`, and resampled back, so outputs have the input's
 rate, channel count and length. Several instruments are separated as one batch
 of conditions over the same STFT.
@@ -21,18 +21,20 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import remove_stale_partials
-from .audio import AudioReader, Excerpt, input_stem
+from .io.atomic import remove_stale_partials
+from .io.audio import AudioReader, Excerpt, input_stem
 from .chunking import (ChunkPlan, check_latency, chunks_for_latency, latency_bound, overlap_add_stream, plan_chunks,
                        stream_plan)
 from .config import AudioConfig, ChunkSettings, Config
-from .engine import ChunkSeparator, KerasEngine, MaskEngine, check_channels
+from .chunk_separator import ChunkSeparator, check_channels
+from .engines.base import MaskEngine
+from .engines.keras import KerasEngine
 from .errors import AudioError, UserError
-from .modelio import load_engine
-from .naming import DEFAULT_TEMPLATE, FilenameTemplate, output_paths
-from .output import OutputSettings, StemFiles, check_targets, prepare_outdir
+from .engines.loading import load_engine
+from .io.naming import DEFAULT_TEMPLATE, FilenameTemplate, output_paths
+from .io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
 from .postprocess import Postprocess
-from .resample import exact_length, resample_outputs, resample_stream, take
+from .io.resample import exact_length, resample_outputs, resample_stream, take
 
 __all__ = ["Separator"]
 
@@ -80,7 +82,7 @@ class Separator:
         """Load a `.keras` file, a training run directory, a SavedModel, `.tflite` or `.onnx` export, or
         (None) the shipped model. engine: "auto" (each file on its own engine; the shipped model on LiteRT,
         without TensorFlow), "keras" (the shipped model's `.keras` file on TensorFlow), "litert", "onnx"
-        (`cunet.modelio.ENGINES`)."""
+        (`cunet.engines.loading.ENGINES`)."""
         ChunkSettings(kwargs.get("chunk_seconds", _DEFAULT.chunk_seconds),
                       kwargs.get("overlap_seconds", _DEFAULT.overlap_seconds)).validate()  # before loading
         if kwargs.get("latency") is not None:
@@ -243,7 +245,7 @@ class Separator:
         """Separate one file into `outdir/<input name>/<instrument>.<fmt>` (and `no_<instrument>` with residual).
 
         output: format, bits, clipping and mp3 bitrate (default: `fmt`, 16-bit or `float32`, clamped).
-        filename: a `cunet.naming` template (fields track, stem, ext, index, folder); track (default: the
+        filename: a `cunet.io.naming` template (fields track, stem, ext, index, folder); track (default: the
         file's name) and folder fill it. excerpt: separate only that part (seeking, not decoding it all).
         notes(line): told about clamped samples or a rescaling gain.
         Streams the file in bounded memory; outputs appear atomically only when complete. Without

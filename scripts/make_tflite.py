@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare with the shipped file instead of writing it")
     args = parser.parse_args(argv)
-    import cunet.export  # noqa: F401  (TensorFlow; loaded here so the timing below is the conversion's)
-    from cunet.export import export_model_file
+    import cunet.export.savedmodel  # noqa: F401  (TensorFlow; loaded here so the timing below is the conversion's)
+    from cunet.export.formats import export_model_file
 
     if args.check:
         with tempfile.TemporaryDirectory(prefix="cunet-tflite-") as tmp:

@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "cunet" / "pretrained" / "default.keras"))
     args = parser.parse_args(argv)
 
-    from cunet.modelio import load_keras_model, resolve_model_path
-    from cunet.models import build_model
+    from cunet.engines.loading import load_keras_model, resolve_model_path
+    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
     source = resolve_model_path(args.run)

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pytest
 
-from cunet.engine import MaskEngine
+from cunet.engines.base import MaskEngine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -28,7 +28,7 @@ def tiny_model_path(tmp_path_factory, tiny_config) -> Path:
     """A randomly initialised tiny C-U-Net saved with provenance, as training would save it."""
     import keras
 
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
     keras.utils.set_random_seed(0)
@@ -45,7 +45,7 @@ def five_instrument_model_path(tmp_path_factory, tiny_config) -> Path:
 
     import keras
 
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
     config = dataclasses.replace(tiny_config, model=dataclasses.replace(
@@ -183,7 +183,7 @@ def musdb_cache(tmp_path_factory, musdb_root, tiny_config):
 def tiny_tflite_path(tmp_path_factory, tiny_model_path) -> Path:
     """The tiny model exported as a cunet `.tflite` (float32) with 1 s chunks and 0.25 s overlap, so the
     fixed-shape `chunk` signature serves full chunks of a `tiny_separator`-like Separator."""
-    from cunet.export import export_model_file
+    from cunet.export.formats import export_model_file
 
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
     return export_model_file(tiny_model_path, path, chunk_seconds=1.0, overlap_seconds=0.25, fmt="tflite")

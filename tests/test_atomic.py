@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cunet.atomic import (PARTIAL_SUFFIX, StagedFile, atomic_path, remove_stale_partials, write_json_atomic,
-                          write_text_atomic)
+from cunet.io.atomic import (PARTIAL_SUFFIX, StagedFile, atomic_path, remove_stale_partials, write_json_atomic, write_text_atomic)
 
 
 def test_atomic_path_commits_or_leaves_nothing(tmp_path: Path) -> None:

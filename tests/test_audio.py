@@ -13,8 +13,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cunet.audio import (PARTIAL_SUFFIX, AtomicAudioWriter, AudioError, AudioReader, ffmpeg_available,
-                         input_stem, load_audio, remove_stale_partials, write_audio)
+from cunet.io.audio import (PARTIAL_SUFFIX, AtomicAudioWriter, AudioError, AudioReader, ffmpeg_available, input_stem, load_audio, remove_stale_partials, write_audio)
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -185,7 +184,7 @@ def test_remove_stale_partials_keeps_live_writers(tmp_path: Path) -> None:
                                                     (0.0, 0.0, "--duration"), (0.0, -2.0, "--duration"),
                                                     (0.0, float("inf"), "--duration")])
 def test_bad_excerpts(start: float, duration: float | None, message: str) -> None:
-    from cunet.audio import Excerpt
+    from cunet.io.audio import Excerpt
     from cunet.errors import UserError
 
     with pytest.raises(UserError, match=message):
@@ -194,7 +193,7 @@ def test_bad_excerpts(start: float, duration: float | None, message: str) -> Non
 
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
 def test_excerpt_seeks_and_reads_only_its_part(tmp_path: Path, fmt: str, monkeypatch) -> None:
-    from cunet.audio import Excerpt
+    from cunet.io.audio import Excerpt
 
     x = np.random.default_rng(4).uniform(-0.5, 0.5, (48000, 2)).astype(np.float32)
     sf.write(tmp_path / f"x.{fmt}", x, 16000, subtype="PCM_24")
@@ -223,7 +222,7 @@ def test_excerpt_seeks_and_reads_only_its_part(tmp_path: Path, fmt: str, monkeyp
 
 @needs_ffmpeg
 def test_ffmpeg_excerpt_seeks_before_decoding(tmp_path: Path, monkeypatch) -> None:
-    from cunet.audio import Excerpt
+    from cunet.io.audio import Excerpt
 
     t = np.arange(3 * 44100) / 44100
     sf.write(tmp_path / "src.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 44100)

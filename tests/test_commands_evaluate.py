@@ -55,7 +55,7 @@ def five_model_path(tmp_path_factory, tiny_config) -> Path:
     """A random tiny C-U-Net with a fifth `guitar` condition, saved as training saves models."""
     import keras
 
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
     config = five_config(tiny_config)

@@ -47,11 +47,11 @@ def test_help_names_the_shipped_instruments_and_new_options(capsys) -> None:
 
 def test_help_choices_agree_with_the_modules() -> None:
     """--help keeps copies (no numpy import); they must match the modules that own them."""
-    from cunet.audio import BITS
+    from cunet.io.audio import BITS
     from cunet.commands import separate as command
-    from cunet.naming import DEFAULT_TEMPLATE
-    from cunet.output import CLIP_MODES
-    from cunet.pcm import INPUT_ENCODINGS
+    from cunet.io.naming import DEFAULT_TEMPLATE
+    from cunet.io.output import CLIP_MODES
+    from cunet.io.pcm import INPUT_ENCODINGS
     from cunet.postprocess import MODES
 
     assert (command.BITS_CHOICES, command.CLIP_CHOICES, command.RAW_CHOICES, command.POSTPROCESS_CHOICES,

@@ -19,7 +19,7 @@ from conftest import STEMS, synth_stems, write_track
 
 def spectrum(wave: np.ndarray, audio) -> np.ndarray:
     """Reference STFT of float [n_samples, n_channels] audio: complex [n_channels, n_frames, n_fft // 2 + 1]."""
-    from cunet.spectral import stft
+    from cunet.nn.spectral import stft
 
     return stft(np.ascontiguousarray(wave.T), audio.n_fft, audio.hop_length).numpy()
 
@@ -43,7 +43,7 @@ def folder_spec(root: Path, options: str = ",valid=0"):
 
 
 def test_cache_layout_and_contents(tmp_path, musdb_root, tiny_config):
-    from cunet.spectral import n_frames_for
+    from cunet.nn.spectral import n_frames_for
 
     audio = tiny_config.audio
     spec = parse_data_spec(f"{musdb_root},wav")
@@ -179,7 +179,7 @@ def test_low_rate_audio_stores_only_its_band(tmp_path, tiny_config):
 
 
 def test_stems_of_different_lengths_are_padded(tmp_path, tiny_config):
-    from cunet.spectral import n_frames_for
+    from cunet.nn.spectral import n_frames_for
 
     audio = tiny_config.audio
     stems = synth_stems(0.6, 44100, 4)

@@ -1,11 +1,12 @@
-"""cunet.dsp reproduces cunet.spectral (tf.signal) in NumPy: same frames, same spectra, exact inverse."""
+"""cunet.dsp reproduces cunet.nn.spectral (tf.signal) in NumPy: same frames, same spectra, exact inverse."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from cunet import dsp, spectral
+from cunet import dsp
+from cunet.nn import spectral
 
 
 @pytest.mark.parametrize("n_fft,hop", [(2048, 512), (256, 128), (1024, 256), (1000, 300)])

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cunet.engine import ChunkSeparator, KerasEngine, MaskEngine, batch_conditions
+from cunet.chunk_separator import ChunkSeparator
+from cunet.engines.base import MaskEngine, batch_conditions
+from cunet.engines.keras import KerasEngine
 from cunet.errors import ModelError
 from conftest import OnesEngine, synth_mixture
 
@@ -72,7 +74,7 @@ def test_nan_masks_are_a_model_error(tiny_config) -> None:
 
 
 def test_keras_engine_masks_equal_the_mask_model(tiny_separator) -> None:
-    from cunet.models import mask_model
+    from cunet.nn.models import mask_model
 
     engine = tiny_separator.engine
     assert isinstance(engine, KerasEngine)

@@ -150,7 +150,7 @@ def test_unknown_instrument_is_an_error(loaded):
 def test_spectrogram_signature_matches_keras(loaded, reference, tiny_config):
     import tensorflow as tf
 
-    from cunet.models import mask_model
+    from cunet.nn.models import mask_model
 
     rng = np.random.default_rng(0)
     mag = rng.uniform(0, 1, (2, tiny_config.audio.n_bins, 128, 2)).astype(np.float32)
@@ -203,8 +203,8 @@ def test_separate_cli_accepts_export(export_dir, reference, tmp_path):
 
 
 def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, reference, tiny_config, tmp_path):
-    from cunet.engine import SavedModelEngine
-    from cunet.modelio import load_exported, load_keras_model
+    from cunet.engines.keras import SavedModelEngine
+    from cunet.engines.loading import load_exported, load_keras_model
     from cunet.provenance import read_provenance, save_model
     from cunet.separator import Separator
 
@@ -230,7 +230,7 @@ def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, re
 
 def test_bad_exports_raise_model_error(export_dir, tmp_path):
     from cunet.errors import ModelError
-    from cunet.modelio import load_exported
+    from cunet.engines.loading import load_exported
     from cunet.separator import Separator
 
     with pytest.raises(ModelError, match="no saved_model.pb"):
@@ -299,7 +299,7 @@ def test_wiener_export_is_refused(tiny_model_path, tmp_path, capsys):
         main(["export", "--model", str(tiny_model_path), "--out", str(tmp_path / "w"), "--postprocess", "wiener"])
     assert exit_info.value.code == 2 and "invalid choice: 'wiener'" in capsys.readouterr().err
     from cunet.errors import ExportError
-    from cunet.export import export_model_file
+    from cunet.export.formats import export_model_file
 
     with pytest.raises(ExportError, match="not 'wiener'"):
         export_model_file(tiny_model_path, tmp_path / "w2", postprocess="wiener")

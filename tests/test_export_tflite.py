@@ -11,9 +11,10 @@ import pytest
 from cunet.cli import main
 from cunet.dsp import n_frames_for
 from cunet.errors import DataError, ExportError
-from cunet.export import export_model_file
-from cunet.export_tflite import QUANTIZE_MODES, calibration_chunks, export_record
-from cunet.litert import load_tflite
+from cunet.export.formats import export_model_file
+from cunet.export.shared import export_record
+from cunet.export.tflite import QUANTIZE_MODES, calibration_chunks
+from cunet.engines.litert import load_tflite
 
 
 def test_export_is_repeatable(tiny_model_path: Path, tiny_tflite_path: Path, tmp_path: Path) -> None:
@@ -62,8 +63,8 @@ def test_calibration_chunks_come_from_the_training_split(musdb_root: Path, tiny_
 def test_a_plain_unet_exports_without_condition_input(tmp_path: Path, tiny_config) -> None:
     import keras
 
-    from cunet.engine import KerasEngine
-    from cunet.models import build_model
+    from cunet.engines.keras import KerasEngine
+    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
     config = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, kind="standard",

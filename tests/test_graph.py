@@ -5,8 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from cunet.chunking import crossfade_window
-from cunet.graph import chunk_graph, crossfade_window_graph
-from cunet.models import mask_model
+from cunet.export.graph import chunk_graph, crossfade_window_graph
+from cunet.nn.models import mask_model
 from conftest import synth_mixture
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cunet.errors import AudioError
-from cunet.inputs import InputItem, expand_inputs, is_audio_name, scan_directory
+from cunet.io.inputs import InputItem, expand_inputs, is_audio_name, scan_directory
 
 
 def _touch(root: Path, *names: str) -> None:

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cunet.layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
+from cunet.nn.layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
 
 
 def test_film_simple_matches_hand_computation():
@@ -107,7 +107,7 @@ def test_files_saved_before_the_shared_base_load_bit_identically(kind):
 
 
 def test_shipped_model_control_is_unchanged():
-    from cunet.modelio import DEFAULT_MODEL, load_keras_model
+    from cunet.engines.loading import DEFAULT_MODEL, load_keras_model
 
     if not DEFAULT_MODEL.exists():
         pytest.skip("shipped model not built yet")

@@ -14,8 +14,8 @@ import pytest
 from conftest import rewrite_tflite, synth_mixture
 from cunet.dsp import n_frames_for
 from cunet.errors import ModelError
-from cunet.litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, LiteRTEngine, load_tflite, read_tflite
-from cunet.modelio import DEFAULT_MODEL, DEFAULT_TFLITE
+from cunet.engines.litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, LiteRTEngine, load_tflite, read_tflite
+from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE
 from cunet.provenance import weights_digest
 from cunet.separator import Separator
 
@@ -25,7 +25,7 @@ CHUNK, OVERLAP = 1.0, 0.25  # as the tiny_tflite_path export
 
 @pytest.fixture(scope="module")
 def engines(tiny_tflite_path, tiny_model_path):
-    from cunet.modelio import load_engine
+    from cunet.engines.loading import load_engine
 
     return load_engine(tiny_tflite_path)[0], load_engine(tiny_model_path)[0]
 
@@ -193,7 +193,7 @@ def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
     """Whatever model is shipped: the .tflite records the .keras weights' checksum and config, and computes
     the same masks (rerun scripts/make_tflite.py when default.keras changes)."""
     from cunet.config import ChunkSettings
-    from cunet.modelio import default_model, load_engine, read_keras_provenance
+    from cunet.engines.loading import default_model, load_engine, read_keras_provenance
 
     lite, config, record = load_engine()
     assert isinstance(lite, LiteRTEngine) and default_model() == DEFAULT_TFLITE

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from cunet.errors import ModelError
-from cunet.modelio import (EXPANSION_LIMIT, load_engine, read_export_provenance, read_keras_provenance,
-                           resolve_model_path)
+from cunet.engines.loading import (EXPANSION_LIMIT, load_engine, read_export_provenance, read_keras_provenance, resolve_model_path)
 
 
 def test_model_resolution_errors(tmp_path: Path) -> None:
@@ -26,7 +25,7 @@ def test_model_resolution_errors(tmp_path: Path) -> None:
 
 
 def test_load_engine_of_a_keras_file(tiny_model_path: Path, tiny_config) -> None:
-    from cunet.engine import KerasEngine
+    from cunet.engines.keras import KerasEngine
 
     engine, config, provenance = load_engine(tiny_model_path)
     assert isinstance(engine, KerasEngine) and config == tiny_config == engine.config
@@ -95,7 +94,7 @@ def test_zip_bomb_is_refused_before_unpacking(tiny_model_path: Path, tmp_path: P
 
 def test_rejections_happen_before_tensorflow_is_imported(tiny_model_path: Path, tmp_path: Path) -> None:
     path = _with_record(tiny_model_path, tmp_path / "list.keras", b"[]")
-    code = ("import sys\nfrom cunet.errors import ModelError\nfrom cunet.modelio import load_engine\n"
+    code = ("import sys\nfrom cunet.errors import ModelError\nfrom cunet.engines.loading import load_engine\n"
             f"try:\n    load_engine({str(path)!r})\nexcept ModelError:\n    pass\nelse:\n    sys.exit('loaded')\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -114,10 +113,10 @@ def test_export_record_types_are_checked(tmp_path: Path) -> None:
 
 
 def test_engines_follow_the_model_file(tiny_model_path: Path, tiny_tflite_path: Path) -> None:
-    from cunet.engine import KerasEngine
+    from cunet.engines.keras import KerasEngine
     from cunet.errors import UserError
-    from cunet.litert import LiteRTEngine
-    from cunet.modelio import DEFAULT_MODEL, DEFAULT_TFLITE, ENGINES, default_model, engine_for
+    from cunet.engines.litert import LiteRTEngine
+    from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE, ENGINES, default_model, engine_for
 
     assert engine_for(tiny_tflite_path) == "litert" and engine_for(tiny_model_path) == "keras"
     assert engine_for(Path("m.ONNX")) == "onnx" and engine_for(tiny_model_path.parent) == "keras"
@@ -139,7 +138,7 @@ def test_engines_follow_the_model_file(tiny_model_path: Path, tiny_tflite_path: 
 
 
 def test_missing_shipped_tflite_falls_back_to_keras_or_is_an_error(monkeypatch, tmp_path: Path) -> None:
-    import cunet.modelio as modelio
+    import cunet.engines.loading as modelio
 
     monkeypatch.setattr(modelio, "DEFAULT_TFLITE", tmp_path / "gone.tflite")
     if modelio.DEFAULT_MODEL.exists():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cunet.config import load_config
-from cunet.models import build_model, is_conditioned, mask_model
+from cunet.nn.models import build_model, is_conditioned, mask_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = ["tiny", "default", "standard", "simple_dense", "complex_dense", "simple_cnn", "complex_cnn"]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cunet.errors import UserError
-from cunet.naming import DEFAULT_TEMPLATE, FIELDS, FilenameTemplate, check_collisions, output_paths
+from cunet.io.naming import DEFAULT_TEMPLATE, FIELDS, FilenameTemplate, check_collisions, output_paths
 
 MODEL = ("vocals", "drums", "bass", "other", "guitar")
 
@@ -114,6 +114,6 @@ def test_collisions_within_one_input_and_between_inputs() -> None:
 
 
 def test_fields_are_documented() -> None:
-    import cunet.naming as naming
+    import cunet.io.naming as naming
 
     assert all(f"- {field}:" in (naming.__doc__ or "") for field in FIELDS)

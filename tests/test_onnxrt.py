@@ -17,14 +17,14 @@ pytest.importorskip("tf2onnx")
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_model_path: Path, tmp_path_factory) -> Path:
-    from cunet.export import export_model_file
+    from cunet.export.formats import export_model_file
 
     return export_model_file(tiny_model_path, tmp_path_factory.mktemp("onnx") / "tiny.onnx", fmt="onnx")
 
 
 def test_onnxruntime_masks_and_stems_match_keras(tiny_onnx: Path, tiny_model_path: Path) -> None:
-    from cunet.modelio import load_engine
-    from cunet.onnxrt import OnnxEngine
+    from cunet.engines.loading import load_engine
+    from cunet.engines.onnxrt import OnnxEngine
 
     onnx_engine, config, record = load_engine(tiny_onnx)
     keras_engine = load_engine(tiny_model_path)[0]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cunet.audio import AudioError, PARTIAL_SUFFIX
+from cunet.io.audio import AudioError, PARTIAL_SUFFIX
 from cunet.errors import UserError
-from cunet.output import OutputSettings, StemFiles, check_targets, prepare_outdir
+from cunet.io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
 
 
 def _partials(root: Path) -> list[Path]:

@@ -13,9 +13,9 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cunet.audio import Excerpt, ffmpeg_available
+from cunet.io.audio import Excerpt, ffmpeg_available
 from cunet.errors import AudioError, UserError
-from cunet.pcm import (PcmSink, RawFormat, StreamReader, decode, encode, excerpt_blocks, spool, stdin_file)
+from cunet.io.pcm import PcmSink, RawFormat, StreamReader, decode, encode, excerpt_blocks, spool, stdin_file
 
 
 def _wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:

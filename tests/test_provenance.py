@@ -17,7 +17,7 @@ def test_provenance_record_fields(tiny_config):
 
 
 def test_save_model_embeds_provenance(tmp_path, tiny_config):
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
 
     path = save_model(build_model(tiny_config), tmp_path / "m.keras", make_provenance(tiny_config.to_dict()))
     assert path.exists()
@@ -45,7 +45,7 @@ def test_tampered_weights_are_rejected(tmp_path, tiny_model_path):
     import pytest
 
     from cunet.errors import ModelError
-    from cunet.modelio import load_keras_model
+    from cunet.engines.loading import load_keras_model
 
     tampered = tmp_path / "tampered.keras"
     with zipfile.ZipFile(tiny_model_path) as src, zipfile.ZipFile(tampered, "w") as dst:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cunet.resample import exact_length, resample_outputs, resample_stream, take
+from cunet.io.resample import exact_length, resample_outputs, resample_stream, take
 
 
 def test_take_pops_and_pads() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cunet.audio import PARTIAL_SUFFIX, AudioError, AudioReader, ffmpeg_available, input_stem
+from cunet.io.audio import PARTIAL_SUFFIX, AudioError, AudioReader, ffmpeg_available, input_stem
 
 INSTRUMENTS = ("vocals", "drums", "bass", "other")
 CLI = [sys.executable, "-m", "cunet.cli", "separate"]
@@ -546,7 +546,7 @@ def _fail_on(counter: list[int], at: int, exc: BaseException) -> Callable[[], No
 
 def test_api_failure_creating_writers_leaves_no_partials(tiny_separator, tmp_path: Path, monkeypatch) -> None:
     """The third stem's writer fails to open: the two already staged are removed (they used to leak)."""
-    import cunet.output as output_module
+    import cunet.io.output as output_module
 
     real, calls = output_module.AtomicAudioWriter, [0]
     tick = _fail_on(calls, 3, AudioError("cannot write to 'out': disk full"))
@@ -565,8 +565,8 @@ def test_api_failure_creating_writers_leaves_no_partials(tiny_separator, tmp_pat
 @pytest.mark.parametrize("stage", ["finish", "chunk"])
 def test_api_failure_late_leaves_no_output_set(tiny_separator, tmp_path: Path, monkeypatch, stage: str) -> None:
     """Encoding the 2nd stem fails (finish), or Ctrl-C arrives mid-file (chunk): no stem is published."""
-    from cunet.audio import AtomicAudioWriter
-    from cunet.engine import ChunkSeparator
+    from cunet.io.audio import AtomicAudioWriter
+    from cunet.chunk_separator import ChunkSeparator
 
     calls = [0]
     if stage == "finish":
@@ -681,7 +681,7 @@ def bad_models(tmp_path_factory, tiny_model_path: Path) -> BadModels:
         paths[name] = _rewrite_zip(tiny_model_path, root / f"{name}.keras", {"cunet.json": json.dumps(prov)})
     paths["truncated_weights"] = _rewrite_zip(tiny_model_path, root / "truncated_weights.keras",
                                               {"model.weights.h5": weights[: len(weights) // 2]})
-    from cunet.modelio import load_keras_model
+    from cunet.engines.loading import load_keras_model
     from cunet.provenance import save_model
 
     model, _, _ = load_keras_model(tiny_model_path)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cunet.audio import ffmpeg_available
+from cunet.io.audio import ffmpeg_available
 from test_robustness import FAST, make_observer, RATE, _env, digest, error_lines, partials, tone, tree
 
 CLI = [sys.executable, "-m", "cunet.cli", "separate"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from cunet.modelio import DEFAULT_MODEL
+from cunet.engines.loading import DEFAULT_MODEL
 from cunet.separator import Separator
 from conftest import OnesEngine, synth_mixture
 
@@ -134,7 +134,7 @@ def test_joint_postprocess_needs_a_conditioned_model(tmp_path, tiny_config):
     import dataclasses
 
     from cunet.errors import UserError
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
     config = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, kind="standard"))
@@ -208,8 +208,8 @@ def test_instruments_come_from_the_model(five_instrument_model_path):
 
 
 def test_separate_file_with_template_excerpt_and_rescale(tiny_separator, tmp_path):
-    from cunet.audio import Excerpt
-    from cunet.output import OutputSettings
+    from cunet.io.audio import Excerpt
+    from cunet.io.output import OutputSettings
 
     x = 3 * synth_mixture(2.0)                          # far beyond full scale, in a float wav
     sf.write(tmp_path / "loud.wav", x, 44100, subtype="FLOAT")

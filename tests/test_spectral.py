@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cunet.spectral import expand_mask_bins, istft, n_frames_for, stft
+from cunet.nn.spectral import expand_mask_bins, istft, n_frames_for, stft
 
 
 @pytest.mark.parametrize("n_fft,hop", [(2048, 512), (1024, 256), (256, 128)])

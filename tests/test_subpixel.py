@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from cunet.subpixel import SubPixelConvTranspose, subpixel_kernel, with_subpixel_deconvolutions
+from cunet.export.subpixel import SubPixelConvTranspose, subpixel_kernel, with_subpixel_deconvolutions
 
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5, 7])
@@ -32,7 +32,7 @@ def test_kernel_taps_cover_every_weight_once() -> None:
 
 
 def test_the_mask_network_keeps_its_masks(tiny_separator) -> None:
-    from cunet.models import mask_model
+    from cunet.nn.models import mask_model
 
     masker = mask_model(tiny_separator.engine.model)
     fast = with_subpixel_deconvolutions(masker)

@@ -27,7 +27,7 @@ def test_monitor_of(tiny_config):
 
 @pytest.fixture(scope="module")
 def network(tiny_config):
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
 
     return build_model(tiny_config)
 

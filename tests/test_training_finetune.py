@@ -17,7 +17,7 @@ def with_model(config, **changes):
 
 
 def masks(model, magnitude, n_instruments):
-    from cunet.models import mask_model
+    from cunet.nn.models import mask_model
 
     cond = np.eye(n_instruments, dtype=np.float32)
     return mask_model(model)({"magnitude": np.repeat(magnitude, n_instruments, 0), "condition": cond}).numpy()
@@ -27,7 +27,7 @@ def masks(model, magnitude, n_instruments):
 def parent(tiny_config):
     import keras
 
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
 
     keras.utils.set_random_seed(1)
     return build_model(tiny_config)
@@ -36,7 +36,7 @@ def parent(tiny_config):
 def test_same_instruments_copy_every_weight(parent, tiny_config):
     import keras
 
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.training.finetune import copy_weights
 
     child = build_model(tiny_config)
@@ -46,7 +46,7 @@ def test_same_instruments_copy_every_weight(parent, tiny_config):
 
 
 def test_added_instrument_keeps_the_old_ones_and_starts_as_other(parent, tiny_config):
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.training.finetune import check_compatible, copy_weights
 
     five = with_model(tiny_config, instruments=(*tiny_config.model.instruments, "guitar"))
@@ -90,7 +90,7 @@ def test_loss_falls_on_the_new_instrument(parent, tiny_config, tmp_path):
 
     from cunet.data import PatchSampler, build_cache, open_source, parse_data_spec
     from cunet.data.pipeline import split_inputs_targets
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
     from cunet.training.finetune import copy_weights
     from cunet.training.trainer import SeparationTrainer
 

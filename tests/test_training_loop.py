@@ -79,7 +79,7 @@ def assert_every_epoch_once(out: Path, epochs: int) -> None:
 
 def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_config, capsys):
     from cunet.provenance import read_provenance
-    from cunet.modelio import load_keras_model
+    from cunet.engines.loading import load_keras_model
     from cunet.training.loop import train
 
     cfg = small_config(tiny_config, steps_per_epoch=3, epochs=2)

@@ -41,7 +41,7 @@ def test_normalise_masks_sum_to_one_and_match_ratio_masks():
 
 @pytest.mark.parametrize("n_fft,hop", [(256, 128), (256, 64)])
 def test_patch_waveform_reproduces_the_waveform_interior(n_fft, hop):
-    from cunet.spectral import stft
+    from cunet.nn.spectral import stft
 
     rng = np.random.default_rng(1)
     wave = (0.1 * rng.standard_normal((2, 40 * hop))).astype(np.float32)  # [ch, n]
@@ -59,7 +59,7 @@ def test_patch_waveform_reproduces_the_waveform_interior(n_fft, hop):
 
 def test_patch_waveform_with_fewer_bins_than_the_fft():
     """Model bins stop below Nyquist (tiny: 128 of 129): the missing bin is zero, harmless for band-limited audio."""
-    from cunet.spectral import stft
+    from cunet.nn.spectral import stft
 
     t = np.arange(30 * 128) / 44100
     wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 3000 * t)]).astype(np.float32)
@@ -95,7 +95,7 @@ def l1(x, y, masks, power: float = 1.0) -> float:
 
 
 def trainer_for(cfg: Config) -> SeparationTrainer:
-    from cunet.models import build_model
+    from cunet.nn.models import build_model
 
     return SeparationTrainer(build_model(cfg), cfg)
 

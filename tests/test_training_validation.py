@@ -123,7 +123,7 @@ def test_validation_sdr_by_hand(tmp_path, tiny_config):
 def test_validation_sdr_of_the_tiny_model(musdb_cache, tiny_config):
     import keras
 
-    from cunet.models import build_model, mask_model
+    from cunet.nn.models import build_model, mask_model
 
     _, cached = musdb_cache
     keras.utils.set_random_seed(0)

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     separator, postprocess = None, None
     model = None if args.model == "default" else args.model  # as `cunet train --init-from default`
     if not args.no_model:
-        from ..modelio import resolve_model_path
+        from ..engines.loading import resolve_model_path
         from ..postprocess import Postprocess
         from ..separator import Separator
 
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
 def _recorded_outputs(model: str | None) -> tuple[str, ...] | None:
     """The model's outputs as its provenance record says, read without TensorFlow; None when the record
     cannot be read that way (loading the model then reports why, or finds the outputs)."""
-    from ..modelio import read_export_provenance, read_keras_provenance, resolve_model_path
+    from ..engines.loading import read_export_provenance, read_keras_provenance, resolve_model_path
 
     try:
         path = resolve_model_path(model)

@@ -10,8 +10,8 @@ from ..errors import UserError
 from ..tflog import import_tensorflow, probe_devices
 
 _DEFAULT = ChunkSettings()
-FORMATS = ("saved_model", "tflite", "onnx")                 # cunet.export.FORMATS, here so --help is instant
-QUANTIZE = ("none", "float16", "int8", "int8-full")          # cunet.export_tflite.QUANTIZE_MODES
+FORMATS = ("saved_model", "tflite", "onnx")                 # cunet.export.formats.FORMATS, here so --help is instant
+QUANTIZE = ("none", "float16", "int8", "int8-full")          # cunet.export.tflite.QUANTIZE_MODES
 EPILOG = ("saved_model (default): a directory whose signatures separate raw audio in-graph: serving_default "
           "(waveform [n_samples, n_channels] at the model's sample rate + instrument name), separate_condition "
           "and spectrogram; for TF Serving write it to MODEL_BASE_PATH/<version>, e.g. --out models/cunet/1 "
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     ChunkSettings(args.chunk_seconds, args.overlap_seconds).validate()  # before loading TensorFlow
     import_tensorflow(muted=True)
     probe_devices()
-    from ..export import SIGNATURES, export_model_file
+    from ..export.formats import export_model_file
+    from ..export.savedmodel import SIGNATURES
 
     out = export_model_file(args.model, args.out, chunk_seconds=args.chunk_seconds,
                             overlap_seconds=args.overlap_seconds, overwrite=args.force,

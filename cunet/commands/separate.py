@@ -22,8 +22,8 @@ EPILOG = ("Outputs go to OUTDIR/<input name>/<instrument>.<format> (see --filena
 _DEFAULT = ChunkSettings()
 DEFAULT_LATENCY = 1.5
 STREAM_BLOCK = 1024  # samples read at a time in --stream (23 ms at 44.1 kHz: what the input side adds, at most)
-# Kept here, not imported, so --help imports no numpy: cunet.postprocess.MODES, cunet.output.CLIP_MODES,
-# cunet.audio.BITS, cunet.pcm.INPUT_ENCODINGS, cunet.naming.DEFAULT_TEMPLATE (tests check they agree).
+# Kept here, not imported, so --help imports no numpy: cunet.postprocess.MODES, cunet.io.output.CLIP_MODES,
+# cunet.io.audio.BITS, cunet.io.pcm.INPUT_ENCODINGS, cunet.io.naming.DEFAULT_TEMPLATE (tests check they agree).
 POSTPROCESS_CHOICES = ("none", "ratio", "wiener")
 CLIP_CHOICES = ("rescale", "clamp", "none")
 BITS_CHOICES = ("16", "24", "32f")
@@ -158,7 +158,7 @@ def _check_stream(args: argparse.Namespace) -> None:
 
 
 def _output(args: argparse.Namespace) -> Any:
-    from ..output import OutputSettings
+    from ..io.output import OutputSettings
 
     bits = args.bits or ("32f" if args.float32 or args.stream else "16")
     return OutputSettings(args.format or "wav", bits, args.clip, args.mp3_bitrate or 320).validate()
@@ -167,9 +167,9 @@ def _output(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     requested = parse_instruments(args.instrument)  # fail fast, before loading TensorFlow
     _check(args)
-    from ..audio import Excerpt
-    from ..inputs import expand_inputs
-    from ..naming import FilenameTemplate
+    from ..io.audio import Excerpt
+    from ..io.inputs import expand_inputs
+    from ..io.naming import FilenameTemplate
 
     excerpt = Excerpt(args.start, args.duration).validate()
     _raw(args)
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             return _stream(args, separator, separator.check_instruments(requested), source, output, note)
         spooled = None
         if any(item.is_stdin for item in items):
-            from ..pcm import stdin_file
+            from ..io.pcm import stdin_file
 
             try:
                 spooled = stack.enter_context(stdin_file(_raw(args)))
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 def _separate_all(args: argparse.Namespace, separator: Any, items: list[Any], instruments: list[str], outdir: Path,
                   output: Any, template: Any, excerpt: Any, spooled: Path | None, note: Any, error: Any) -> None:
     """Check every input's outputs (collisions: before any work), then separate the inputs one by one."""
-    from ..naming import check_collisions
+    from ..io.naming import check_collisions
 
     plans = [(item.path, separator.output_paths(item.path, outdir, instruments, output.fmt, args.residual,
                                                 template.text, item.track, item.folder)) for item in items]
@@ -266,7 +266,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _raw(args: argparse.Namespace) -> Any:
-    from ..pcm import RawFormat
+    from ..io.pcm import RawFormat
 
     return None if args.raw_format is None else RawFormat(args.raw_format, args.raw_rate, args.raw_channels).validate()
 
@@ -274,8 +274,8 @@ def _raw(args: argparse.Namespace) -> Any:
 def _open_source(stack: contextlib.ExitStack, args: argparse.Namespace, item: Any, excerpt: Any
                  ) -> tuple[int, int, Iterator[Any]]:
     """(sample rate, channels, blocks) of a stream's input: stdin's header read, or the file opened."""
-    from ..audio import AudioReader
-    from ..pcm import StreamReader, excerpt_blocks, stdin_bytes
+    from ..io.audio import AudioReader
+    from ..io.pcm import StreamReader, excerpt_blocks, stdin_bytes
 
     if item.is_stdin:
         reader = StreamReader(stdin_bytes(), _raw(args))
@@ -289,7 +289,7 @@ def _open_source(stack: contextlib.ExitStack, args: argparse.Namespace, item: An
 def _stream(args: argparse.Namespace, separator: Any, instruments: list[str], source: tuple[int, int, Any],
             output: Any, note: Any) -> int:
     from ..live import read_ahead, stream_separate
-    from ..pcm import BITS_ENCODING, PcmSink
+    from ..io.pcm import BITS_ENCODING, PcmSink
 
     rate, channels, blocks = source
     out = args.outdir or "-"

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json_atomic
+from ..io.atomic import atomic_path, write_json_atomic
 from ..config import AudioConfig
 from ..errors import DataError
 from .sources import Track, track_key
@@ -106,7 +106,7 @@ def _stft(waveform: np.ndarray, audio: AudioConfig) -> np.ndarray:
     """float32 [n_channels, n_samples] -> complex64 [n_channels, n_frames, n_fft // 2 + 1]."""
     import tensorflow as tf
 
-    from ..spectral import stft
+    from ..nn.spectral import stft
 
     return stft(tf.constant(waveform, tf.float32), audio.n_fft, audio.hop_length).numpy()
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..audio import SOUNDFILE_EXTENSIONS, load_audio
+from ..io.audio import SOUNDFILE_EXTENSIONS, load_audio
 from ..errors import DataError
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(SOUNDFILE_EXTENSIONS | {".mp3", ".m4a", ".aac", ".opus", ".mp4"})

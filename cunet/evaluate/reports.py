@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path, write_text_atomic
+from ..io.atomic import atomic_path, write_text_atomic
 from ..provenance import package_versions
 from .pool import Evaluation
 from .scoring import METRICS, describe_protocol

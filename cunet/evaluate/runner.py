@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..atomic import write_text_atomic
+from ..io.atomic import write_text_atomic
 from ..config import INSTRUMENTS
 from ..tflog import import_tensorflow, native_stderr_muted, probe_devices
 from .oracle import BASELINES, ORACLE_STFT, oracle_estimates

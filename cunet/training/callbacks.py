@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from ..config import Config
-from ..atomic import write_json_atomic, write_text_atomic
+from ..io.atomic import write_json_atomic, write_text_atomic
 from ..provenance import save_model
 
 BEST_FILE = "best.json"

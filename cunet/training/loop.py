@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from ..config import Config
 from ..data.sources import DataSpec
 from ..errors import DataError
-from ..atomic import write_json_atomic
+from ..io.atomic import write_json_atomic
 from ..provenance import make_provenance
 
 
@@ -74,7 +74,7 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
 
     from ..data import PatchSampler, build_cache, open_sources, train_dataset, validation_batches
     from ..data.pipeline import split_inputs_targets
-    from ..models import build_model
+    from ..nn.models import build_model
     from .callbacks import resume_epoch, run_callbacks, truncate_history
     from .finetune import copy_weights, parent_record
     from .trainer import SeparationTrainer
@@ -162,7 +162,7 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
 def _load_parent(init_from: str | os.PathLike, config: Config) -> tuple[Any, Config, dict[str, Any], Path]:
     """(keras model, its Config, its provenance, its path) of the model to start from, checked against config."""
     from ..errors import ModelError
-    from ..modelio import load_keras_model, resolve_model_path
+    from ..engines.loading import load_keras_model, resolve_model_path
     from .finetune import check_compatible
 
     try:

@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from ..config import Config
-from ..models import mask_model
+from ..nn.models import mask_model
 from ..postprocess import MASK_EPS
 
 SDR_EPS = 1e-3   # energy floor (waveform units squared) for SDR on near-silent patches
@@ -52,7 +52,7 @@ def patch_waveform(real: tf.Tensor, imag: tf.Tensor, n_fft: int, hop_length: int
 
 
 class SeparationTrainer(keras.Model):
-    """Trains `network` (built by `cunet.models.build_model(config)`) with `config.train`'s objective."""
+    """Trains `network` (built by `cunet.nn.models.build_model(config)`) with `config.train`'s objective."""
 
     def __init__(self, network: keras.Model, config: Config, **kwargs: Any) -> None:
         super().__init__(name="trainer", **kwargs)

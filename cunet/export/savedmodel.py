@@ -1,10 +1,9 @@
-"""SavedModel export for TF Serving and plain TensorFlow (`cunet export`), and the entry point of every
-export format (`export_model_file`: SavedModel here, `.tflite` in `cunet.export_tflite`, `.onnx` in
-`cunet.export_onnx`).
+"""SavedModel export for TF Serving and plain TensorFlow (`cunet export`; every format's entry is
+`cunet.export.formats.export_model_file`).
 
 An export is a SavedModel directory whose graphs do everything: STFT, the
 Separator's chunking (same chunk/overlap sizes, zero padding, linear
-cross-fades and chunk count, see `cunet.graph` and `cunet.chunking`), masking
+cross-fades and chunk count, see `cunet.export.graph` and `cunet.chunking`), masking
 and inverse STFT, so a client needs only TensorFlow and sends only audio.
 Signatures:
 
@@ -21,7 +20,7 @@ Signatures:
                       "mask": sigmoid mask}, both of the magnitude's shape
 
 The provenance record (with the config and an "export" section) is stored as
-the asset `assets/cunet.json`, which `cunet.modelio.load_exported` reads back so
+the asset `assets/cunet.json`, which `cunet.engines.loading.load_exported` reads back so
 `Separator.from_pretrained(DIR)` works on an export.
 """
 from __future__ import annotations
@@ -36,19 +35,15 @@ from typing import Any, Callable, Mapping
 
 import tensorflow as tf
 
-from .config import ChunkSettings, Config
-from .errors import ExportError, ModelError
-from .export_onnx import export_onnx
-from .export_tflite import CALIBRATION_CHUNKS, QUANTIZE_MODES, export_tflite
+from ..config import ChunkSettings, Config
+from ..errors import ExportError
 from .graph import separate_waveform
-from .modelio import load_keras_model, resolve_model_path
-from .postprocess import Postprocess
-from .provenance import PROVENANCE_ENTRY, weights_digest
+from ..postprocess import Postprocess
+from ..provenance import PROVENANCE_ENTRY
 
-__all__ = ["EXPORT_FORMAT", "FORMATS", "SIGNATURES", "export_model_file", "export_saved_model"]
+__all__ = ["EXPORT_FORMAT", "SIGNATURES", "export_saved_model"]
 
 EXPORT_FORMAT = "cunet-savedmodel/1"
-FORMATS: tuple[str, ...] = ("saved_model", "tflite", "onnx")
 SIGNATURES = ("serving_default", "separate_condition", "spectrogram")
 _DEFAULT = ChunkSettings()
 
@@ -191,40 +186,3 @@ def export_saved_model(model: Any, config: Config, provenance: Mapping[str, Any]
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
     return out
-
-
-def export_model_file(model_path: str | os.PathLike | None, out_dir: str | os.PathLike,
-                      chunk_seconds: float = _DEFAULT.chunk_seconds, overlap_seconds: float = _DEFAULT.overlap_seconds,
-                      overwrite: bool = False, postprocess: str | None = None, fmt: str = "saved_model",
-                      quantize: str = "none", calibration: str | None = None,
-                      calibration_chunks: int = CALIBRATION_CHUNKS, source: str | None = None) -> Path:
-    """Export a `.keras` file, a training run directory or (None) the shipped model.
-
-    fmt: "saved_model" (a directory `out_dir`), "tflite" or "onnx" (a file `out_dir` with that suffix).
-    quantize, calibration, calibration_chunks: the `.tflite` export's (`cunet.export_tflite.export_tflite`).
-    source: recorded as the model's origin (default: the resolved path).
-    Raises ModelError for a bad model, ConfigError for bad chunk settings, ExportError for the output.
-    """
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format '{fmt}' (valid: {', '.join(FORMATS)})")
-    if quantize not in QUANTIZE_MODES:
-        raise ExportError(f"unknown quantization '{quantize}' (valid: {', '.join(QUANTIZE_MODES)})")
-    if quantize != "none" and fmt != "tflite":
-        raise ExportError(f"--quantize is for --format tflite, not {fmt}")
-    ChunkSettings(chunk_seconds, overlap_seconds).validate()  # before loading the model
-    resolved = resolve_model_path(model_path)
-    if resolved.is_dir() or resolved.suffix.lower() in (".tflite", ".onnx"):
-        raise ModelError(f"'{resolved}' is already an export; give a .keras file or a run directory")
-    model, config, provenance = load_keras_model(resolved)
-    provenance = dict(provenance)
-    provenance.setdefault("weights_sha256", weights_digest(resolved))
-    source = source or str(resolved)
-    if fmt == "tflite":
-        return export_tflite(model, config, provenance, out_dir, chunk_seconds, overlap_seconds, overwrite=overwrite,
-                             source=source, postprocess=postprocess, quantize=quantize, calibration=calibration,
-                             calibration_chunks_n=calibration_chunks)
-    if fmt == "onnx":
-        return export_onnx(model, config, provenance, out_dir, chunk_seconds, overlap_seconds, overwrite=overwrite,
-                           source=source, postprocess=postprocess)
-    return export_saved_model(model, config, provenance, out_dir, chunk_seconds, overlap_seconds,
-                              overwrite=overwrite, source=source, postprocess=postprocess)

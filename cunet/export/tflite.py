@@ -1,8 +1,8 @@
 """`.tflite` (LiteRT) export: the mask network for a fixed chunk, its record embedded (`cunet export
---format tflite`; the file layout and signatures are described in `cunet.litert`).
+--format tflite`; the file layout and signatures are described in `cunet.engines.litert`).
 
 The network is the Keras model's mask branch with its transposed convolutions rewritten as sub-pixel
-convolutions (`cunet.subpixel`: same masks to 1e-6, several times faster under XNNPACK). Quantization:
+convolutions (`cunet.export.subpixel`: same masks to 1e-6, several times faster under XNNPACK). Quantization:
 
     none       float32 weights and activations;
     float16    float16 weights (half the file), computed in float32;
@@ -25,32 +25,25 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from . import dsp
-from .atomic import write_bytes_atomic
-from .config import ChunkSettings, Config
-from .data.cache import conform_rate_and_channels
-from .data.sources import open_source, parse_data_spec
-from .errors import DataError, ExportError
-from .litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, METADATA_NAME, TFLITE_FORMAT, buffers_digest
-from .models import mask_model
-from .postprocess import Postprocess
-from .provenance import package_versions
-from .subpixel import with_subpixel_deconvolutions
-from .tflog import native_stderr_muted
+from .. import dsp
+from ..io.atomic import write_bytes_atomic
+from ..config import ChunkSettings, Config
+from ..data.cache import conform_rate_and_channels
+from ..data.sources import open_source, parse_data_spec
+from ..errors import DataError, ExportError
+from ..engines.litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, METADATA_NAME, TFLITE_FORMAT, buffers_digest
+from ..postprocess import Postprocess
+from .shared import export_record, inference_network
+from ..tflog import native_stderr_muted
 
 QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "int8", "int8-full")
 CALIBRATION_CHUNKS = 8     # default number of chunks (each with every condition) for int8-full
 _DEFAULT = ChunkSettings()
 
 
-def inference_network(model: Any) -> Any:
-    """The exported network: the mask branch of a cunet model with sub-pixel deconvolutions."""
-    return with_subpixel_deconvolutions(mask_model(model))
-
-
 def mask_functions(network: Any, config: Config, chunk_frames: int) -> dict[str, Any]:
     """{signature name: concrete function (magnitude[, condition]) -> {"mask": ...}} for the
-    dynamic `masks` and fixed-shape `chunk` signatures (see `cunet.litert`)."""
+    dynamic `masks` and fixed-shape `chunk` signatures (see `cunet.engines.litert`)."""
     a, m = config.audio, config.model
     n_inst = len(m.instruments)
 
@@ -204,35 +197,3 @@ def signature_doc(config: Config, chunk_frames: int) -> dict[str, str]:
                              f"{m.time_multiple})",
             CHUNK_SIGNATURE: f"magnitude [1, {a.n_bins}, {chunk_frames}, {a.n_channels}]"
                              f"{cond.replace('[B', '[1')} -> mask"}
-
-
-def export_record(config: Config, provenance: Mapping[str, Any] | None, chunk_seconds: float,
-                  overlap_seconds: float, source: str | None, postprocess: str | Postprocess | None
-                  ) -> tuple[dict[str, Any], Config]:
-    """(record, config as recorded) for a mask-network export (tflite, onnx): the source's provenance
-    with the chosen post-processing as the model's default, and an "export" section saying what a
-    caller needs: audio and STFT settings, chunking (samples and frames), instruments, post-processing,
-    the source weights' checksum and the converter's versions. No time stamp, so exports are repeatable."""
-    if not isinstance(postprocess, Postprocess):
-        postprocess = Postprocess(postprocess or config.model.postprocess)
-    if postprocess.validate().joint and not config.model.conditioned:
-        raise ExportError(f"post-processing '{postprocess.mode}' needs a conditioned model")
-    if postprocess.mode not in ("none", "ratio"):
-        raise ExportError(f"a model's default post-processing is 'none' or 'ratio', not '{postprocess.mode}' "
-                          "(Wiener filtering can still be asked for at separation)")
-    a, m = config.audio, config.model
-    chunk, overlap = ChunkSettings(chunk_seconds, overlap_seconds).samples(a, m.time_multiple)
-    settings = dataclasses.replace(config, model=dataclasses.replace(m, postprocess=postprocess.mode))
-    record = dict(provenance or {})
-    record["config"] = settings.to_dict()
-    record["export"] = {
-        "source": source, "source_weights_sha256": record.get("weights_sha256"),
-        "chunk_seconds": chunk_seconds, "overlap_seconds": overlap_seconds, "chunk_samples": chunk,
-        "overlap_samples": overlap, "chunk_frames": dsp.n_frames_for(chunk, a.n_fft, a.hop_length),
-        "sample_rate": a.sample_rate, "n_channels": a.n_channels, "n_fft": a.n_fft, "hop_length": a.hop_length,
-        "n_bins": a.n_bins, "window": "periodic hann", "instruments": list(m.outputs),
-        "conditions": list(m.instruments) if m.conditioned else [], "postprocess": postprocess.mode,
-        "ratio_power": postprocess.power if postprocess.mode == "ratio" else None,
-        "converter": package_versions(("cunet", "tensorflow", "keras", "ai-edge-litert", "tf2onnx", "onnx")),
-    }
-    return record, settings

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from .tflog import import_tensorflow
+from ..tflog import import_tensorflow
 
 
 def subpixel_kernel(kernel: np.ndarray, stride: int) -> tuple[np.ndarray, int, int]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Sequence
 
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_TEMPLATE = "{folder}/{track}/{stem}.{ext}"
 FIELDS: tuple[str, ...] = ("track", "stem", "ext", "index", "folder")

@@ -4,7 +4,7 @@ TensorFlow or Keras is imported on this path (`cunet separate` with the shipped 
 well under a second).
 
 A cunet `.tflite` file holds the mask network (its transposed convolutions rewritten as sub-pixel
-convolutions, `cunet.subpixel`) with two signatures, both mask = sigmoid mask of the magnitude's
+convolutions, `cunet.export.subpixel`) with two signatures, both mask = sigmoid mask of the magnitude's
 shape, float32 in and out whatever the quantization:
 
     masks   magnitude [batch, n_bins, n_frames, n_channels], condition [batch, n_instruments] with
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, ConfigError, config_from_dict
-from .engine import MaskEngine
-from .errors import ModelError
-from .provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record
-from .tflog import native_stderr_muted
+from ..config import Config, ConfigError, config_from_dict
+from .base import MaskEngine
+from ..errors import ModelError
+from ..provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record
+from ..tflog import native_stderr_muted
 
 TFLITE_FORMAT = "cunet-tflite/1"
 MASKS_SIGNATURE = "masks"

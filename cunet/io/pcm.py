@@ -23,7 +23,7 @@ import numpy as np
 
 from .atomic import StagedFile
 from .audio import Excerpt
-from .errors import AudioError, UserError
+from ..errors import AudioError, UserError
 
 RAW_ENCODINGS: dict[str, tuple[str, int]] = {"f32le": ("<f4", 4), "s16le": ("<i2", 2), "s24le": ("s24", 3)}
 INPUT_ENCODINGS = ("f32le", "s16le", "s24le")

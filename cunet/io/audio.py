@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from .atomic import PARTIAL_SUFFIX, StagedFile, remove_stale_partials
-from .errors import AudioError, UserError
+from ..errors import AudioError, UserError
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioError", "AudioInfo", "AudioReader", "AtomicAudioWriter", "BITS", "Excerpt",
            "OUTPUT_FORMATS", "PARTIAL_SUFFIX", "ffmpeg_available", "input_stem", "load_audio",
@@ -241,7 +241,7 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 class AtomicAudioWriter:
-    """Writes audio blocks to a hidden partial file (`cunet.atomic.StagedFile`); `commit()` renames it
+    """Writes audio blocks to a hidden partial file (`cunet.io.atomic.StagedFile`); `commit()` renames it
     into place. If the process dies or `abort()` is called, no file ever appears at `path`.
 
     bits: "16", "24" (integer samples; wav or flac) or "32f" (float; wav only). mp3 is encoded by ffmpeg

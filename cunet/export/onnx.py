@@ -1,6 +1,6 @@
 """ONNX export of the mask network (`cunet export --format onnx`), through tf2onnx (an optional extra:
-`pip install cunet[onnx]`). The file layout is described in `cunet.onnxrt`; the network and record
-are those of the `.tflite` export (`cunet.export_tflite`)."""
+`pip install cunet[onnx]`). The file layout is described in `cunet.engines.onnxrt`; the network and record
+are those of the `.tflite` export (`cunet.export.tflite`)."""
 from __future__ import annotations
 
 import json
@@ -9,13 +9,13 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
-from .atomic import write_bytes_atomic
-from .config import ChunkSettings, Config
-from .errors import ExportError
-from .export_tflite import export_record, inference_network
-from .onnxrt import ONNX_FORMAT
-from .postprocess import Postprocess
-from .provenance import PROVENANCE_ENTRY
+from ..io.atomic import write_bytes_atomic
+from ..config import ChunkSettings, Config
+from ..errors import ExportError
+from .shared import export_record, inference_network
+from ..engines.onnxrt import ONNX_FORMAT
+from ..postprocess import Postprocess
+from ..provenance import PROVENANCE_ENTRY
 
 ONNX_OPSET = 17
 _DEFAULT = ChunkSettings()

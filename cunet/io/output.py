@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from .audio import BITS, OUTPUT_FORMATS, AtomicAudioWriter, AudioError
-from .errors import UserError
+from ..errors import UserError
 
 CLIP_MODES = ("rescale", "clamp", "none")
 MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)

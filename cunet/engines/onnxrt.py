@@ -1,7 +1,7 @@
 """ONNX models written by `cunet export --format onnx`, and `OnnxEngine`, which computes a chunk's masks
 with `onnxruntime` (an optional extra: `pip install cunet[onnx]`). NumPy only, no TensorFlow.
 
-The file holds the same mask network as the `.tflite` export (`cunet.litert`): inputs "magnitude"
+The file holds the same mask network as the `.tflite` export (`cunet.engines.litert`): inputs "magnitude"
 float32 [batch, n_bins, n_frames, n_channels] and (conditioned models) "condition" float32
 [batch, n_instruments], batch and n_frames free; output "mask" of the magnitude's shape. The
 provenance record (config and "export" section, as for `.tflite`) is the model metadata property
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, ConfigError, config_from_dict
-from .engine import MaskEngine
-from .errors import ModelError
+from ..config import Config, ConfigError, config_from_dict
+from .base import MaskEngine
+from ..errors import ModelError
 from .litert import cpu_count
-from .provenance import PROVENANCE_ENTRY, parse_record
+from ..provenance import PROVENANCE_ENTRY, parse_record
 
 ONNX_FORMAT = "cunet-onnx/1"
 MAX_ONNX_BYTES = 1 << 31

@@ -3,7 +3,7 @@
 A model is a `.keras` file written by cunet (`provenance.save_model`: the Keras archive plus a
 `cunet.json` provenance record holding the Config), a SavedModel directory written by `cunet export`
 (the same record as `assets/cunet.json`), or a `.tflite` / `.onnx` file written by `cunet export
---format tflite|onnx` (the record embedded; `cunet.litert`, `cunet.onnxrt`). All are checked before a
+--format tflite|onnx` (the record embedded; `cunet.engines.litert`, `cunet.engines.onnxrt`). All are checked before a
 runtime sees them: archive sizes (no zip bombs), the record's JSON types, the config, the weights'
 checksum; Keras then loads in safe mode (no code from the file runs) and the network must match its
 config. Every failure is one `ModelError` line naming the file. TensorFlow is imported only for
@@ -20,15 +20,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .config import Config, ConfigError, config_from_dict
-from .engine import KerasEngine, MaskEngine, SavedModelEngine
-from .errors import ModelError, UserError
+from ..config import Config, ConfigError, config_from_dict
+from .base import MaskEngine
+from .keras import KerasEngine, SavedModelEngine
+from ..errors import ModelError, UserError
 from .litert import load_tflite
 from .onnxrt import load_onnx
-from .provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record, read_record_entry, weights_digest
-from .tflog import import_tensorflow
+from ..provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record, read_record_entry, weights_digest
+from ..tflog import import_tensorflow
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "default.keras"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "default.keras"
 DEFAULT_TFLITE = DEFAULT_MODEL.with_suffix(".tflite")  # its LiteRT twin (scripts/make_tflite.py)
 # Engines: "keras" (TensorFlow: .keras files, run directories, SavedModel exports), "litert" (.tflite),
 # "onnx" (.onnx); "auto" picks by the model file, and LiteRT for the shipped model.
@@ -147,7 +148,7 @@ def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, An
     import_tensorflow()
     import keras
 
-    from . import layers  # noqa: F401  (registers the custom layers)
+    from ..nn import layers  # noqa: F401  (registers the custom layers)
 
     try:
         # keras' safe_mode argument is overridden by a process-wide keras.config.enable_unsafe_deserialization();

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from .config import Config, ModelConfig
+from ..config import Config, ModelConfig
 from .layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .audio import AUDIO_EXTENSIONS, input_stem
-from .errors import AudioError
+from ..errors import AudioError
 
 STDIN = "-"
 

@@ -1,7 +1,7 @@
-"""Separation inside a TensorFlow graph: the in-graph twin of `cunet.engine` and `cunet.chunking`.
+"""Separation inside a TensorFlow graph: the in-graph twin of `cunet.chunk_separator` and `cunet.chunking`.
 
 The SavedModel export runs these functions in its signatures, so a client needs only TensorFlow; training
-can run `chunk_graph` to score whole chunks. Same STFT (`cunet.spectral`, which `cunet.dsp` reproduces),
+can run `chunk_graph` to score whole chunks. Same STFT (`cunet.nn.spectral`, which `cunet.dsp` reproduces),
 chunk layout, cross-fades and channel mapping as the NumPy path, so both give the same results.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Callable
 
 import tensorflow as tf
 
-from .config import AudioConfig
-from .postprocess import MASK_EPS
-from .spectral import expand_mask_bins, istft, stft
+from ..config import AudioConfig
+from ..postprocess import MASK_EPS
+from ..nn.spectral import expand_mask_bins, istft, stft
 
 # mask_fn(magnitude [B, n_bins, F, ch], condition [B, n_instruments]) -> mask [B, n_bins, F, ch], in graph
 GraphMaskFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -20,7 +20,7 @@ GraphMaskFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 def chunk_graph(waveform: tf.Tensor, conditions: tf.Tensor, audio: AudioConfig, time_multiple: int,
                 mask_fn: GraphMaskFn, ratio_power: float | None = None) -> tf.Tensor:
-    """Separate one chunk: STFT -> mask -> inverse STFT, as `cunet.engine.ChunkSeparator.separate_chunk`.
+    """Separate one chunk: STFT -> mask -> inverse STFT, as `cunet.chunk_separator.ChunkSeparator.separate_chunk`.
 
     waveform: float32 [n_groups, n_samples, n_channels] (n_channels = the model's).
     conditions: float32 [n_cond, n_instruments].
@@ -70,7 +70,7 @@ def separate_waveform(waveform: tf.Tensor, condition: tf.Tensor, audio: AudioCon
 
     waveform: float32 [n_samples, n_in] at audio.sample_rate, n_in 1 or 2 (mono through a
         stereo model is duplicated and the output averaged; stereo through a mono model
-        runs each channel on its own, exactly as `cunet.engine.ChunkSeparator` does).
+        runs each channel on its own, exactly as `cunet.chunk_separator.ChunkSeparator` does).
     condition: float32 [n_instruments]. chunk, overlap: samples (`ChunkSettings.samples`).
     ratio_power: as for `chunk_graph`.
     Returns float32 [n_samples, n_in]. Chunks run one at a time, so memory is bounded
