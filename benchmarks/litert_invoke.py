@@ -10,6 +10,7 @@ affects them alike.
     python benchmarks/litert_invoke.py                                            # shipped model: batch 1 vs 4, 1 vs 2 threads
     python benchmarks/litert_invoke.py --model a.tflite --model b.tflite --batch 1 --threads 2   # model files
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = """
@@ -48,28 +49,61 @@ print(json.dumps({"per_item_s": [t / batch for t in times[1:]], "peak_mib": hwm(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", default=[], help="a cunet .tflite (repeatable; default: shipped)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="a cunet .tflite (repeatable; default: shipped)",
+    )
     parser.add_argument("--batch", default="1,4", help="comma list of batch sizes (default: 1,4)")
-    parser.add_argument("--threads", default="1,2", help="comma list of thread counts (default: 1,2)")
-    parser.add_argument("--frames", type=int, default=1024, help="frames per item (default: 1024, a 12 s chunk)")
+    parser.add_argument(
+        "--threads", default="1,2", help="comma list of thread counts (default: 1,2)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=1024, help="frames per item (default: 1024, a 12 s chunk)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per process (default: 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per configuration (default: 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="fresh processes per configuration (default: 3)"
+    )
     args = parser.parse_args(argv)
     models = [Path(m) for m in args.model] or [ROOT / "cunet" / "pretrained" / "default.tflite"]
-    configs = [(m, int(b), int(t)) for m in models for b in args.batch.split(",") for t in args.threads.split(",")]
+    configs = [
+        (m, int(b), int(t))
+        for m in models
+        for b in args.batch.split(",")
+        for t in args.threads.split(",")
+    ]
     results: dict[tuple, list[dict]] = {c: [] for c in configs}
     for _ in range(args.rounds):
         for model, batch, threads in configs:
-            proc = subprocess.run([sys.executable, "-c", WORKER, str(model), str(batch), str(threads), str(args.frames),
-                                   str(args.runs)], capture_output=True, text=True, check=True)
-            results[(model, batch, threads)].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    str(model),
+                    str(batch),
+                    str(threads),
+                    str(args.frames),
+                    str(args.runs),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results[(model, batch, threads)].append(
+                json.loads(proc.stdout.strip().splitlines()[-1])
+            )
     print(f"{args.frames} frames per item, median over {args.rounds} processes x {args.runs} runs")
     print(f"{'model':32s} {'batch':>5s} {'threads':>7s} {'s/item':>7s} {'peak MiB':>8s}")
     for (model, batch, threads), runs in results.items():
         per_item = statistics.median(t for r in runs for t in r["per_item_s"])
         peak = statistics.median(r["peak_mib"] for r in runs)
         print(f"{model.name:32s} {batch:5d} {threads:7d} {per_item:7.3f} {peak:8.0f}")
-    print("peak MiB: the process's peak resident memory above what it held before creating the interpreter")
+    print(
+        "peak MiB: the process's peak resident memory above what it held before creating the interpreter"
+    )
     return 0
 
 

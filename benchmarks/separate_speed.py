@@ -14,6 +14,7 @@ Engines are NAME=MODEL pairs (--engine, repeatable); the model's file type picks
 (`.tflite`: LiteRT, `.keras`: TensorFlow). Default: `litert` (the shipped cunet/pretrained/default.tflite)
 and `keras` (its source, cunet/pretrained/default.keras).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES: dict[str, str] = {"all four": "all", "vocals": "vocals"}
@@ -52,7 +54,9 @@ print(json.dumps({"code": code, "load_s": loads[0] if loads else None, "in_proce
 """
 
 
-def write_synthetic_song(path: Path, seconds: float, sample_rate: int = 44100, seed: int = 0) -> Path:
+def write_synthetic_song(
+    path: Path, seconds: float, sample_rate: int = 44100, seed: int = 0
+) -> Path:
     """A stereo 16-bit WAV: tones, a bass line and noise bursts, written in blocks (bounded memory)."""
     import numpy as np
     import soundfile as sf
@@ -73,11 +77,27 @@ def write_synthetic_song(path: Path, seconds: float, sample_rate: int = 44100, s
 
 def run_cli(model: Path, audio: Path, instrument: str, outdir: Path) -> dict[str, Any]:
     """One `cunet separate` in a fresh process: wall seconds from spawn to exit, and the worker's figures."""
-    args = ["separate", str(audio), "-o", str(outdir), "-i", instrument, "--model", str(model), "--force", "-q"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT) + os.pathsep
-           + os.environ.get("PYTHONPATH", "")}
+    args = [
+        "separate",
+        str(audio),
+        "-o",
+        str(outdir),
+        "-i",
+        instrument,
+        "--model",
+        str(model),
+        "--force",
+        "-q",
+    ]
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WORKER, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"separate failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -105,21 +125,39 @@ def parse_engines(values: Sequence[str]) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", default="3,180", help="comma list of song lengths in seconds (default: 3,180)")
-    parser.add_argument("--engine", action="append", default=[], metavar="NAME=MODEL",
-                        help="an engine to measure (repeatable; default: litert and keras, the shipped model)")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per case; medians are reported")
-    parser.add_argument("--only-all", action="store_true", help="only the all-four-instruments case")
+    parser.add_argument(
+        "--lengths", default="3,180", help="comma list of song lengths in seconds (default: 3,180)"
+    )
+    parser.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="an engine to measure (repeatable; default: litert and keras, the shipped model)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="fresh processes per case; medians are reported"
+    )
+    parser.add_argument(
+        "--only-all", action="store_true", help="only the all-four-instruments case"
+    )
     args = parser.parse_args(argv)
     engines = parse_engines(args.engine)
     lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
     cases = {k: v for k, v in CASES.items() if v == "all" or not args.only_all}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"engines: {', '.join(f'{n}={p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}' for n, p in engines.items())}")
-    print(f"input: synthetic stereo 44.1 kHz 16-bit WAV; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
-          f"medians of {args.repeats} fresh processes per case, engines interleaved", flush=True)
-    print(f"{'song':>7s} {'case':9s} {'engine':10s} {'wall s':>7s} {'load s':>7s} {'x realtime':>10s} "
-          f"{'peak RSS MiB':>12s}  per repeat (wall s)")
+    print(
+        f"engines: {', '.join(f'{n}={p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}' for n, p in engines.items())}"
+    )
+    print(
+        f"input: synthetic stereo 44.1 kHz 16-bit WAV; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
+        f"medians of {args.repeats} fresh processes per case, engines interleaved",
+        flush=True,
+    )
+    print(
+        f"{'song':>7s} {'case':9s} {'engine':10s} {'wall s':>7s} {'load s':>7s} {'x realtime':>10s} "
+        f"{'peak RSS MiB':>12s}  per repeat (wall s)"
+    )
     with tempfile.TemporaryDirectory(prefix="cunet-sepbench-") as tmp:
         tmp_dir = Path(tmp)
         for seconds in lengths:
@@ -135,13 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     peak = statistics.median(r["peak_rss_mib"] for r in results)
                     walls = ", ".join(f"{r['wall_s']:.2f}" for r in results)
                     tf = " (TensorFlow imported)" if results[0]["heavy"] else ""
-                    print(f"{seconds:6g}s {case:9s} {name:10s} {wall:7.2f} {load_s:7.2f} {seconds / wall:10.1f} "
-                          f"{peak:12.0f}  {walls}{tf}", flush=True)
+                    print(
+                        f"{seconds:6g}s {case:9s} {name:10s} {wall:7.2f} {load_s:7.2f} {seconds / wall:10.1f} "
+                        f"{peak:12.0f}  {walls}{tf}",
+                        flush=True,
+                    )
             audio.unlink()
     if hasattr(os, "getloadavg"):
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print("wall = process start to stems written (CLI, fresh process); load = Separator.from_pretrained inside it; "
-          "x realtime = song seconds / wall; peak RSS = VmHWM of the whole process.")
+    print(
+        "wall = process start to stems written (CLI, fresh process); load = Separator.from_pretrained inside it; "
+        "x realtime = song seconds / wall; peak RSS = VmHWM of the whole process."
+    )
     return 0
 
 

@@ -19,6 +19,7 @@ separation in 12 s chunks (signal-to-difference ratio in dB): what the short chu
 Post-processing defaults to "ratio": it computes every instrument's mask per chunk whatever is asked for,
 the costliest case (and the shipped model's default).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,9 @@ def synthetic(seconds: float, rate: int = 44100, seed: int = 0):
     voice = 0.15 * np.sin(2 * np.pi * 330 * t + 2 * np.sin(2 * np.pi * 5 * t))
     bass = 0.15 * np.sin(2 * np.pi * 55 * t)
     drums = 0.15 * np.exp(-30 * ((t * 2) % 1.0)) * rng.standard_normal(len(t))
-    return np.stack([voice * 0.7 + bass + drums, voice * 0.3 + bass + drums * 0.8], axis=1).astype(np.float32)
+    return np.stack([voice * 0.7 + bass + drums, voice * 0.3 + bass + drums * 0.8], axis=1).astype(
+        np.float32
+    )
 
 
 def paced(x, block: int, rate: int) -> Iterator:
@@ -53,7 +56,7 @@ def paced(x, block: int, rate: int) -> Iterator:
         delay = start + min(i + block, x.shape[0]) / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        yield x[i:i + block]
+        yield x[i : i + block]
 
 
 def run_once(separator, x, rate: int, names: Sequence[str] | None, block: int, pace: bool):
@@ -62,7 +65,9 @@ def run_once(separator, x, rate: int, names: Sequence[str] | None, block: int, p
 
     from cunet.live import read_ahead, stream_separate
 
-    blocks = paced(x, block, rate) if pace else (x[i:i + block] for i in range(0, x.shape[0], block))
+    blocks = (
+        paced(x, block, rate) if pace else (x[i : i + block] for i in range(0, x.shape[0], block))
+    )
     outputs = []
     start = time.perf_counter()
     report = stream_separate(separator, read_ahead(blocks), rate, 2, names, outputs.append)
@@ -71,14 +76,30 @@ def run_once(separator, x, rate: int, names: Sequence[str] | None, block: int, p
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="a .tflite, .onnx or .keras file, run directory or export (default: the shipped .tflite)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic signal (default 20)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (default 3)")
-    parser.add_argument("--latency", type=float, default=1.5, help="the --latency setting (default 1.5)")
-    parser.add_argument("-i", "--instruments", default="all", help="comma list or all (default: all)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a .tflite, .onnx or .keras file, run directory or export (default: the shipped .tflite)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="length of the synthetic signal (default 20)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each measurement (default 3)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=1.5, help="the --latency setting (default 1.5)"
+    )
+    parser.add_argument(
+        "-i", "--instruments", default="all", help="comma list or all (default: all)"
+    )
     parser.add_argument("--postprocess", default="ratio", choices=("none", "ratio", "wiener"))
-    parser.add_argument("--block", type=int, default=1024, help="input block in samples (default 1024)")
-    parser.add_argument("--quality", action="store_true", help="also compare with an offline 12 s-chunk run")
+    parser.add_argument(
+        "--block", type=int, default=1024, help="input block in samples (default 1024)"
+    )
+    parser.add_argument(
+        "--quality", action="store_true", help="also compare with an offline 12 s-chunk run"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
@@ -86,21 +107,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cunet.separator import Separator
 
     start = time.perf_counter()
-    separator = Separator.from_pretrained(args.model, latency=args.latency, postprocess=args.postprocess)
+    separator = Separator.from_pretrained(
+        args.model, latency=args.latency, postprocess=args.postprocess
+    )
     load = time.perf_counter() - start
     names = None if args.instruments == "all" else args.instruments.split(",")
     names = separator.check_instruments(names)
     rate = separator.sample_rate
     x = synthetic(args.seconds, rate)
     hop = (separator.chunk - separator.overlap) / rate
-    print(f"model: {args.model or 'shipped (cunet/pretrained/default.tflite, LiteRT)'}; loaded in {load:.1f} s; "
-          f"instruments: {', '.join(names)}; postprocess: {args.postprocess}; cpus: {os.cpu_count()}; "
-          f"load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print(f"--latency {args.latency:g}: chunk {separator.chunk / rate:.3f} s, "
-          f"cross-fade {separator.overlap / rate:.3f} s, hop {hop:.3f} s; bound {separator.latency_seconds:.3f} s; "
-          f"input blocks of {args.block} samples ({1000 * args.block / rate:.1f} ms); "
-          f"{args.seconds:g} s of audio per run")
-    separator.warm_up(2, names)          # one-off graph tracing, not part of any measurement
+    print(
+        f"model: {args.model or 'shipped (cunet/pretrained/default.tflite, LiteRT)'}; loaded in {load:.1f} s; "
+        f"instruments: {', '.join(names)}; postprocess: {args.postprocess}; cpus: {os.cpu_count()}; "
+        f"load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    )
+    print(
+        f"--latency {args.latency:g}: chunk {separator.chunk / rate:.3f} s, "
+        f"cross-fade {separator.overlap / rate:.3f} s, hop {hop:.3f} s; bound {separator.latency_seconds:.3f} s; "
+        f"input blocks of {args.block} samples ({1000 * args.block / rate:.1f} ms); "
+        f"{args.seconds:g} s of audio per run"
+    )
+    separator.warm_up(2, names)  # one-off graph tracing, not part of any measurement
     rtfs, chunk_ms, medians, maxima, behind = [], [], [], [], 0
     streamed = None
     for r in range(args.repeats):
@@ -111,19 +138,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         medians.append(statistics.median(report.latencies))
         maxima.append(max(report.latencies))
         behind += sum(c > hop for c in report.compute)
-        print(f"run {r + 1}: RTF {rtfs[-1]:.3f}; {chunk_ms[-1]:.0f} ms per chunk; latency median {medians[-1]:.3f} s, "
-              f"max {maxima[-1]:.3f} s; chunks later than one hop: {sum(c > hop for c in report.compute)}")
+        print(
+            f"run {r + 1}: RTF {rtfs[-1]:.3f}; {chunk_ms[-1]:.0f} ms per chunk; latency median {medians[-1]:.3f} s, "
+            f"max {maxima[-1]:.3f} s; chunks later than one hop: {sum(c > hop for c in report.compute)}"
+        )
     rtf, worst = statistics.median(rtfs), statistics.median(maxima)
-    print(f"median of {args.repeats}: real-time factor {rtf:.3f} ({1 / rtf:.1f}x real time), "
-          f"{statistics.median(chunk_ms):.0f} ms per chunk (due within {1000 * hop:.0f} ms), latency median "
-          f"{statistics.median(medians):.3f} s, max {worst:.3f} s (bound {separator.latency_seconds:.3f} s)")
+    print(
+        f"median of {args.repeats}: real-time factor {rtf:.3f} ({1 / rtf:.1f}x real time), "
+        f"{statistics.median(chunk_ms):.0f} ms per chunk (due within {1000 * hop:.0f} ms), latency median "
+        f"{statistics.median(medians):.3f} s, max {worst:.3f} s (bound {separator.latency_seconds:.3f} s)"
+    )
     ok = rtf < 1 and worst <= separator.latency_seconds and behind == 0
     print(f"keeps up with real time: {'yes' if ok else 'NO'}")
     if args.quality and streamed is not None:
         offline = Separator(separator.engine, postprocess=args.postprocess).separate(x, rate, names)
         for i, name in enumerate(names):
             ref = offline[name]
-            sdr = 10 * np.log10(np.sum(ref ** 2) / max(np.sum((streamed[i] - ref) ** 2), 1e-20))
+            sdr = 10 * np.log10(np.sum(ref**2) / max(np.sum((streamed[i] - ref) ** 2), 1e-20))
             print(f"stream vs offline (12 s chunks), {name}: {sdr:.1f} dB")
     return 0 if ok else 1
 

@@ -16,6 +16,7 @@ n_instruments mixtures, each with every condition).
 Figures are medians over --repeats; every repeat times --steps batches after
 a warm-up (tracing, first reads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,22 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7"
 
 
-def synthetic_tracks(n_tracks: int, seconds: float, sample_rate: int, n_channels: int,
-                     instruments: Sequence[str], seed: int = 0) -> list[Any]:
+def synthetic_tracks(
+    n_tracks: int,
+    seconds: float,
+    sample_rate: int,
+    n_channels: int,
+    instruments: Sequence[str],
+    seed: int = 0,
+) -> list[Any]:
     """In-memory tracks of one synthetic source (`cunet.data.Track`, readers return noise-like stems)."""
     import numpy as np
 
@@ -47,24 +55,33 @@ def synthetic_tracks(n_tracks: int, seconds: float, sample_rate: int, n_channels
         stems = {}
         for j, name in enumerate(instruments):
             tone = np.sin(2 * np.pi * (55.0 * (j + 1) * (1 + 0.05 * i)) * t)
-            audio = (0.1 * tone[:, None] + 0.02 * rng.standard_normal((n, n_channels))).astype(np.float32)
-            stems[name] = (lambda audio=audio: (audio, sample_rate))
+            audio = (0.1 * tone[:, None] + 0.02 * rng.standard_normal((n, n_channels))).astype(
+                np.float32
+            )
+            stems[name] = lambda audio=audio: (audio, sample_rate)
         tracks.append(Track(f"synthetic-{i:02d}", "synthetic", stems))
     return tracks
 
 
-def cached_training_tracks(args: argparse.Namespace, config: Any, cache_dir: Path) -> tuple[list[Any], str]:
+def cached_training_tracks(
+    args: argparse.Namespace, config: Any, cache_dir: Path
+) -> tuple[list[Any], str]:
     """The cached training tracks and a description of where they came from."""
     from cunet.data import build_cache, open_sources, parse_data_spec
 
     if args.synthetic:
-        tracks = synthetic_tracks(args.synthetic_tracks, args.synthetic_seconds, config.audio.sample_rate,
-                                  config.audio.n_channels, config.model.instruments)
+        tracks = synthetic_tracks(
+            args.synthetic_tracks,
+            args.synthetic_seconds,
+            config.audio.sample_rate,
+            config.audio.n_channels,
+            config.model.instruments,
+        )
         source = f"synthetic ({args.synthetic_tracks} tracks x {args.synthetic_seconds:g} s)"
     else:
         texts = args.data or [args.musdb_root]
         specs = [parse_data_spec(text, is_wav=args.is_wav) for text in texts]
-        tracks = open_sources(specs, config.train.seed)["train"][:args.track_limit]
+        tracks = open_sources(specs, config.train.seed)["train"][: args.track_limit]
         source = f"train split of {', '.join(texts)} ({len(tracks)} tracks)"
     started = time.perf_counter()
     cached = build_cache(tracks, cache_dir, config.audio, progress=False)
@@ -79,11 +96,23 @@ def make_sampler(tracks: Sequence[Any], config: Any) -> Any:
     t = config.train
     instruments = config.model.instruments
     fixed = None if config.model.kind == "conditioned" else instruments.index(config.model.target)
-    return PatchSampler(tracks, config.model.n_frames, t, instruments, config.audio.n_bins, config.audio.n_channels,
-                        t.seed, fixed, joint=t.joint, with_complex=t.sdr_loss_weight > 0)
+    return PatchSampler(
+        tracks,
+        config.model.n_frames,
+        t,
+        instruments,
+        config.audio.n_bins,
+        config.audio.n_channels,
+        t.seed,
+        fixed,
+        joint=t.joint,
+        with_complex=t.sdr_loss_weight > 0,
+    )
 
 
-def pipeline_throughput(sampler: Any, config: Any, steps: int, warmup: int, first_index: int) -> float:
+def pipeline_throughput(
+    sampler: Any, config: Any, steps: int, warmup: int, first_index: int
+) -> float:
     """Patches per second drawn from the tf.data training pipeline alone."""
     from cunet.data import train_dataset
 
@@ -119,7 +148,9 @@ class _StepTimer:
         return (len(marks) - 1) * batch_size / (marks[-1] - marks[0])
 
 
-def training_throughput(config: Any, sampler: Any, steps: int, warmup: int, repeats: int) -> list[float]:
+def training_throughput(
+    config: Any, sampler: Any, steps: int, warmup: int, repeats: int
+) -> list[float]:
     """Patches per second of training steps (the config's objective) on one in-memory batch, per repeat."""
     import keras
     import tensorflow as tf
@@ -147,22 +178,44 @@ def training_throughput(config: Any, sampler: Any, steps: int, warmup: int, repe
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"), help="YAML config")
-    parser.add_argument("--musdb-root", default=str(DEFAULT_MUSDB), help="MUSDB18 root (default: %(default)s)")
+    parser.add_argument(
+        "--config", default=str(ROOT / "configs" / "default.yaml"), help="YAML config"
+    )
+    parser.add_argument(
+        "--musdb-root", default=str(DEFAULT_MUSDB), help="MUSDB18 root (default: %(default)s)"
+    )
     parser.add_argument("--is-wav", action="store_true", help="MUSDB18 in the wav layout")
-    parser.add_argument("--data", action="append", default=[], metavar="SPEC",
-                        help="data sources as `cunet train --data` takes them, repeatable (instead of --musdb-root)")
-    parser.add_argument("--track-limit", type=int, default=None, help="use only the first N training tracks")
-    parser.add_argument("--synthetic", action="store_true", help="synthesize a small cache instead of MUSDB18")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="data sources as `cunet train --data` takes them, repeatable (instead of --musdb-root)",
+    )
+    parser.add_argument(
+        "--track-limit", type=int, default=None, help="use only the first N training tracks"
+    )
+    parser.add_argument(
+        "--synthetic", action="store_true", help="synthesize a small cache instead of MUSDB18"
+    )
     parser.add_argument("--synthetic-tracks", type=int, default=8, help="tracks with --synthetic")
-    parser.add_argument("--synthetic-seconds", type=float, default=10.0, help="track length with --synthetic")
-    parser.add_argument("--cache-dir", default=None,
-                        help="STFT cache (default: ~/.cache/cunet, a temporary folder with --synthetic)")
+    parser.add_argument(
+        "--synthetic-seconds", type=float, default=10.0, help="track length with --synthetic"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="STFT cache (default: ~/.cache/cunet, a temporary folder with --synthetic)",
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed batches per repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches before timing")
     parser.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported")
-    parser.add_argument("--min-ratio", type=float, default=5.0, help="required pipeline/training ratio")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 if the ratio is below --min-ratio")
+    parser.add_argument(
+        "--min-ratio", type=float, default=5.0, help="required pipeline/training ratio"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 if the ratio is below --min-ratio"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -178,18 +231,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir = Path(tmp) / "cache" if args.synthetic else default_cache_dir()
         tracks, source = cached_training_tracks(args, config, cache_dir)
         sampler = make_sampler(tracks, config)
-        pipeline = [pipeline_throughput(sampler, config, args.steps, args.warmup, first_index=r * 100_000)
-                    for r in range(args.repeats)]
+        pipeline = [
+            pipeline_throughput(sampler, config, args.steps, args.warmup, first_index=r * 100_000)
+            for r in range(args.repeats)
+        ]
         training = training_throughput(config, sampler, args.steps, args.warmup, args.repeats)
 
     pipe, fit = statistics.median(pipeline), statistics.median(training)
     ratio = pipe / fit
-    print(f"config:   {config.name} ({args.config}); batch {config.train.batch_size} x "
-          f"{config.audio.n_bins} bins x {config.model.n_frames} frames x {config.audio.n_channels} ch")
+    print(
+        f"config:   {config.name} ({args.config}); batch {config.train.batch_size} x "
+        f"{config.audio.n_bins} bins x {config.model.n_frames} frames x {config.audio.n_channels} ch"
+    )
     print(f"data:     {source}")
-    print(f"timing:   median of {args.repeats} repeats x {args.steps} batches, {os.cpu_count()} CPUs")
-    print(f"input pipeline:  {pipe:10.1f} patches/s   (repeats: {', '.join(f'{v:.1f}' for v in pipeline)})")
-    print(f"training (fit):  {fit:10.1f} patches/s   (repeats: {', '.join(f'{v:.1f}' for v in training)})")
+    print(
+        f"timing:   median of {args.repeats} repeats x {args.steps} batches, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"input pipeline:  {pipe:10.1f} patches/s   (repeats: {', '.join(f'{v:.1f}' for v in pipeline)})"
+    )
+    print(
+        f"training (fit):  {fit:10.1f} patches/s   (repeats: {', '.join(f'{v:.1f}' for v in training)})"
+    )
     verdict = "OK" if ratio >= args.min_ratio else "TOO LOW"
     print(f"ratio pipeline/training: {ratio:.1f}x (required >= {args.min_ratio:g}x: {verdict})")
     return 1 if args.strict and ratio < args.min_ratio else 0

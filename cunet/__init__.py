@@ -2,6 +2,7 @@
 
 Nothing heavy is imported here: `cunet.Separator` loads TensorFlow on first use.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """`python -m cunet ...`: the `cunet` command."""
+
 import sys
 
 from .cli import main

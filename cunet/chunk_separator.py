@@ -6,9 +6,10 @@ masks of all conditions post-processed together (the `cunet.postprocess` step: n
 -> top bins filled -> applied to the complex STFT -> inverse STFT; and the channel mapping of inputs
 to the model (mono through a stereo model, stereo through a mono one).
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -21,8 +22,10 @@ from .postprocess import Postprocess
 def check_channels(n_channels: int, prefix: str = "") -> None:
     """AudioError unless the input is mono or stereo (what the channel mapping supports)."""
     if n_channels not in (1, 2):
-        raise AudioError(f"{prefix}{n_channels} channels are not supported; only mono and stereo "
-                         "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)")
+        raise AudioError(
+            f"{prefix}{n_channels} channels are not supported; only mono and stereo "
+            "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)"
+        )
 
 
 class ChunkSeparator:
@@ -37,35 +40,51 @@ class ChunkSeparator:
         self.audio = engine.config.audio
         self.postprocess = postprocess or Postprocess()
 
-    def separate_chunk(self, waveform: np.ndarray, conditions: np.ndarray,
-                       outputs: Sequence[int] | None = None) -> np.ndarray:
+    def separate_chunk(
+        self, waveform: np.ndarray, conditions: np.ndarray, outputs: Sequence[int] | None = None
+    ) -> np.ndarray:
         """waveform float32 [n_groups, n_samples, n_channels] (the model's channels), conditions float32
         [n_cond, n_instruments] -> stems float32 [n_out, n_groups, n_samples, n_channels] of the
         conditions `outputs` (default: all), after post-processing the masks of all conditions together."""
         a = self.audio
         n_samples = waveform.shape[1]
-        spec = dsp.stft(np.transpose(waveform, (0, 2, 1)), a.n_fft, a.hop_length)      # [G, ch, F, freq]
-        magnitude = np.transpose(np.abs(spec[..., :a.n_bins]), (0, 3, 2, 1))           # [G, bins, F, ch]
+        spec = dsp.stft(
+            np.transpose(waveform, (0, 2, 1)), a.n_fft, a.hop_length
+        )  # [G, ch, F, freq]
+        magnitude = np.transpose(np.abs(spec[..., : a.n_bins]), (0, 3, 2, 1))  # [G, bins, F, ch]
         n_frames = magnitude.shape[2]
         multiple = self.engine.frame_multiple
-        padded = -(-n_frames // multiple) * multiple    # the U-Net needs whole multiples of its stride
+        padded = (
+            -(-n_frames // multiple) * multiple
+        )  # the U-Net needs whole multiples of its stride
         magnitude = np.pad(magnitude, [(0, 0), (0, 0), (0, padded - n_frames), (0, 0)])
-        masks = self.engine.masks(np.ascontiguousarray(magnitude, np.float32), conditions)[:, :, :, :n_frames]
+        masks = self.engine.masks(np.ascontiguousarray(magnitude, np.float32), conditions)[
+            :, :, :, :n_frames
+        ]
         keep = list(range(masks.shape[0])) if outputs is None else list(outputs)
         if self.postprocess.mode == "wiener":  # needs every condition's full-band mask at once
-            full = dsp.expand_mask_bins(np.transpose(masks, (0, 1, 4, 3, 2)), a.n_fft)   # [C, G, ch, F, freq]
-            estimates = self.postprocess(full, spec)                                   # complex [C, G, ch, F, freq]
+            full = dsp.expand_mask_bins(
+                np.transpose(masks, (0, 1, 4, 3, 2)), a.n_fft
+            )  # [C, G, ch, F, freq]
+            estimates = self.postprocess(full, spec)  # complex [C, G, ch, F, freq]
             parts: Iterable[np.ndarray] = (estimates[c] for c in keep)
         else:  # none / ratio: one estimate at a time, never all conditions' full-band arrays together
-            parts = (dsp.apply_mask(spec, np.transpose(mask, (0, 3, 2, 1)))          # mask [G, bins, F, ch]
-                     for mask in self.postprocess.each_mask(masks, keep))
+            parts = (
+                dsp.apply_mask(spec, np.transpose(mask, (0, 3, 2, 1)))  # mask [G, bins, F, ch]
+                for mask in self.postprocess.each_mask(masks, keep)
+            )
         stems = np.empty((len(keep), waveform.shape[0], n_samples, waveform.shape[2]), np.float32)
-        for i, estimate in enumerate(parts):  # one output at a time bounds the inverse STFT's buffers
-            stems[i] = np.transpose(dsp.istft(estimate, n_samples, a.n_fft, a.hop_length), (0, 2, 1))
-        return stems                                                                   # [C', G, n, ch]
+        for i, estimate in enumerate(
+            parts
+        ):  # one output at a time bounds the inverse STFT's buffers
+            stems[i] = np.transpose(
+                dsp.istft(estimate, n_samples, a.n_fft, a.hop_length), (0, 2, 1)
+            )
+        return stems  # [C', G, n, ch]
 
-    def __call__(self, chunk: np.ndarray, conditions: np.ndarray, outputs: Sequence[int] | None = None
-                 ) -> np.ndarray:
+    def __call__(
+        self, chunk: np.ndarray, conditions: np.ndarray, outputs: Sequence[int] | None = None
+    ) -> np.ndarray:
         """chunk float32 [n_samples, n_in] (n_in 1 or 2, any model) -> float32 [n_out, n_samples, n_in]
         (the conditions `outputs`, default all, after post-processing; see `separate_chunk`).
 
@@ -80,9 +99,15 @@ class ChunkSeparator:
             groups = np.repeat(chunk, 2, axis=1)[None]
         else:
             groups = np.transpose(chunk)[:, :, None]
-        out = self.separate_chunk(np.ascontiguousarray(groups, np.float32), conditions, outputs)  # [C', G, n, ch]
-        if not np.isfinite(out).all():  # inputs are checked finite, so the weights are bad (corrupt file?)
-            raise ModelError("the model produced NaN or infinite values; its weights may be corrupt")
+        out = self.separate_chunk(
+            np.ascontiguousarray(groups, np.float32), conditions, outputs
+        )  # [C', G, n, ch]
+        if not np.isfinite(
+            out
+        ).all():  # inputs are checked finite, so the weights are bad (corrupt file?)
+            raise ModelError(
+                "the model produced NaN or infinite values; its weights may be corrupt"
+            )
         if model_ch == n_in:
             return out[:, 0]
         if model_ch == 2:

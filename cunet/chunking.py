@@ -18,11 +18,12 @@ the length known in advance. A sample at padded position p is emitted once chunk
 floor(p / hop) is processed, which needs the input up to floor(p / hop) * hop + chunk:
 the output lags the input by at most `chunk` samples plus the processing time.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -33,10 +34,16 @@ STREAM_OVERLAP = 0.25  # cross-fade of chunks chosen for a latency, as a fractio
 
 def check_latency(latency: float) -> float:
     """`latency` (seconds), or ConfigError if it is not a finite number in (0, MAX_CHUNK_SECONDS]."""
-    ok = isinstance(latency, (int, float)) and not isinstance(latency, bool) and math.isfinite(latency)
+    ok = (
+        isinstance(latency, (int, float))
+        and not isinstance(latency, bool)
+        and math.isfinite(latency)
+    )
     if not ok or not 0 < latency <= MAX_CHUNK_SECONDS:
-        raise ConfigError(f"latency (--latency, latency) must be a number of seconds in (0, "
-                          f"{MAX_CHUNK_SECONDS:g}], got {latency!r}")
+        raise ConfigError(
+            f"latency (--latency, latency) must be a number of seconds in (0, "
+            f"{MAX_CHUNK_SECONDS:g}], got {latency!r}"
+        )
     return latency
 
 
@@ -69,9 +76,11 @@ def chunks_for_latency(latency: float, audio: AudioConfig, frame_multiple: int) 
         seconds = frame_multiple * audio.hop_length / audio.sample_rate
         chunk = ChunkSettings(seconds, 0.0).samples(audio, frame_multiple)[0]
         smallest = latency_bound(chunk, int(chunk * STREAM_OVERLAP)) / audio.sample_rate
-        raise ConfigError(f"latency (--latency) {latency:g} s is below this model's smallest, {smallest:.3f} s "
-                          f"(a chunk of {frame_multiple} STFT frames, {chunk / audio.sample_rate:.3f} s, plus "
-                          "the time to separate it)")
+        raise ConfigError(
+            f"latency (--latency) {latency:g} s is below this model's smallest, {smallest:.3f} s "
+            f"(a chunk of {frame_multiple} STFT frames, {chunk / audio.sample_rate:.3f} s, plus "
+            "the time to separate it)"
+        )
     return best
 
 
@@ -108,7 +117,9 @@ def count_chunks(n_samples: int, chunk: int, overlap: int) -> int:
 
 def _check(n_samples: int, chunk: int, overlap: int) -> None:
     if n_samples < 0 or overlap < 0 or chunk <= 2 * overlap:
-        raise ValueError(f"invalid chunking: n_samples={n_samples}, chunk={chunk}, overlap={overlap}")
+        raise ValueError(
+            f"invalid chunking: n_samples={n_samples}, chunk={chunk}, overlap={overlap}"
+        )
 
 
 def plan_chunks(n_samples: int, chunk: int, overlap: int) -> ChunkPlan:
@@ -129,13 +140,17 @@ def crossfade_window(chunk: int, overlap: int) -> np.ndarray:
     if overlap > 0:
         ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
         window[:overlap] = ramp
-        window[chunk - overlap:] = ramp[::-1]
+        window[chunk - overlap :] = ramp[::-1]
     return window
 
 
-def overlap_add_stream(blocks: Iterable[np.ndarray], plan: ChunkPlan, n_channels: int,
-                       process: Callable[[np.ndarray], np.ndarray],
-                       on_chunk: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
+def overlap_add_stream(
+    blocks: Iterable[np.ndarray],
+    plan: ChunkPlan,
+    n_channels: int,
+    process: Callable[[np.ndarray], np.ndarray],
+    on_chunk: Callable[[], None] | None = None,
+) -> Iterator[np.ndarray]:
     """Process a stream of input blocks chunk by chunk and yield finished output blocks.
 
     blocks: float32 arrays [m, n_channels] in order (m >= 0). With plan.n_samples known, their total
@@ -151,12 +166,12 @@ def overlap_add_stream(blocks: Iterable[np.ndarray], plan: ChunkPlan, n_channels
     window = crossfade_window(chunk, overlap)[None, :, None]
     data = np.zeros((overlap, n_channels), np.float32)  # padded signal from position buf_start
     buf_start = 0
-    consumed = 0             # real input samples taken so far
+    consumed = 0  # real input samples taken so far
     source = iter(blocks)
     exhausted = False
     acc: np.ndarray | None = None
-    acc_start = 0            # padded position of acc[:, 0]
-    emitted = overlap        # padded position up to which output was emitted
+    acc_start = 0  # padded position of acc[:, 0]
+    emitted = overlap  # padded position up to which output was emitted
     k = 0
     while total is None or k < total:
         start = k * hop
@@ -180,20 +195,28 @@ def overlap_add_stream(blocks: Iterable[np.ndarray], plan: ChunkPlan, n_channels
             total = count_chunks(n, chunk, overlap) if n else 0
             if k >= total:
                 break
-        local = data[start - buf_start:start - buf_start + chunk]
+        local = data[start - buf_start : start - buf_start + chunk]
         if local.shape[0] < chunk:
-            local = np.concatenate([local, np.zeros((chunk - local.shape[0], n_channels), np.float32)], axis=0)
+            local = np.concatenate(
+                [local, np.zeros((chunk - local.shape[0], n_channels), np.float32)], axis=0
+            )
         # Drop input that no later chunk needs.
         keep_from = (k + 1) * hop
-        data = data[keep_from - buf_start:]
+        data = data[keep_from - buf_start :]
         buf_start = keep_from
 
         out = np.asarray(process(local), np.float32)
-        if not out.flags.writeable or np.may_share_memory(out, data) or np.may_share_memory(out, local):
+        if (
+            not out.flags.writeable
+            or np.may_share_memory(out, data)
+            or np.may_share_memory(out, local)
+        ):
             out = out.copy()  # weighted in place below: never write into the input
         out *= window
-        if acc is not None:  # the previous chunk's tail (a block of it may still be in use: not modified)
-            out[:, :acc.shape[1] - hop] += acc[:, hop:]
+        if (
+            acc is not None
+        ):  # the previous chunk's tail (a block of it may still be in use: not modified)
+            out[:, : acc.shape[1] - hop] += acc[:, hop:]
         acc = out
         acc_start = start
         if on_chunk is not None:
@@ -203,8 +226,10 @@ def overlap_add_stream(blocks: Iterable[np.ndarray], plan: ChunkPlan, n_channels
         if n is not None:
             hi = min(hi, overlap + n)
         if hi > emitted:
-            yield acc[:, emitted - start:hi - start]
+            yield acc[:, emitted - start : hi - start]
             emitted = hi
         k += 1
-    if acc is not None and n is not None and emitted < overlap + n:  # a stream that ended after its last chunk
-        yield acc[:, emitted - acc_start:overlap + n - acc_start]
+    if (
+        acc is not None and n is not None and emitted < overlap + n
+    ):  # a stream that ended after its last chunk
+        yield acc[:, emitted - acc_start : overlap + n - acc_start]

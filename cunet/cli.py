@@ -5,6 +5,7 @@ Command modules import heavy modules (TensorFlow, the model code) only inside th
 `error: ...` line (control characters escaped) with exit code 2; Ctrl-C, SIGTERM and SIGHUP unwind
 the work (partial outputs are removed) and exit with 128 + the signal number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,8 @@ import importlib
 import signal
 import sys
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from .errors import CunetError, Interrupted, one_line
 
@@ -36,7 +38,9 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cunet", description="Conditioned U-Net music source separation.")
+    parser = argparse.ArgumentParser(
+        prog="cunet", description="Conditioned U-Net music source separation."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_commands(sub)
@@ -78,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
-        signum, name = (exc.signum, exc.name) if isinstance(exc, Interrupted) else (signal.SIGINT, "SIGINT")
+        signum, name = (
+            (exc.signum, exc.name) if isinstance(exc, Interrupted) else (signal.SIGINT, "SIGINT")
+        )
         print(f"error: interrupted ({name})", file=sys.stderr)
         return 128 + int(signum)
 

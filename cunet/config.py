@@ -2,13 +2,15 @@
 
 Only scripts and the CLI read YAML files; everything else receives these objects.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 from .safeyaml import read_yaml
@@ -39,9 +41,13 @@ class AudioConfig:
     def validate(self) -> None:
         _check(self.sample_rate > 0, "audio.sample_rate", "must be positive")
         _check(self.n_channels in (1, 2), "audio.n_channels", "must be 1 or 2")
-        _check(self.n_fft > 0 and self.n_fft % 2 == 0, "audio.n_fft", "must be a positive even number")
+        _check(
+            self.n_fft > 0 and self.n_fft % 2 == 0, "audio.n_fft", "must be a positive even number"
+        )
         _check(0 < self.hop_length <= self.n_fft, "audio.hop_length", "must be in (0, n_fft]")
-        _check(0 < self.n_bins <= self.n_fft // 2 + 1, "audio.n_bins", "must be in (0, n_fft/2 + 1]")
+        _check(
+            0 < self.n_bins <= self.n_fft // 2 + 1, "audio.n_bins", "must be in (0, n_fft/2 + 1]"
+        )
 
     @property
     def max_frequency(self) -> float:
@@ -86,27 +92,62 @@ class ModelConfig:
     batchnorm_momentum: float = 0.9
 
     def validate(self) -> None:
-        _check(self.kind in ("conditioned", "standard"), "model.kind", "must be 'conditioned' or 'standard'")
+        _check(
+            self.kind in ("conditioned", "standard"),
+            "model.kind",
+            "must be 'conditioned' or 'standard'",
+        )
         _check(self.n_layers >= 1, "model.n_layers", "must be >= 1")
-        _check(self.n_frames > 0 and self.n_frames % (2**self.n_layers) == 0, "model.n_frames",
-               f"must be a positive multiple of 2**n_layers = {2 ** self.n_layers}")
+        _check(
+            self.n_frames > 0 and self.n_frames % (2**self.n_layers) == 0,
+            "model.n_frames",
+            f"must be a positive multiple of 2**n_layers = {2**self.n_layers}",
+        )
         _check(self.first_filters > 0, "model.first_filters", "must be positive")
         _check(self.kernel_size > 0, "model.kernel_size", "must be positive")
-        _check(self.film_type in ("simple", "complex"), "model.film_type", "must be 'simple' or 'complex'")
-        _check(self.control_type in ("dense", "cnn"), "model.control_type", "must be 'dense' or 'cnn'")
-        _check(len(self.control_units) >= 1 and all(u > 0 for u in self.control_units),
-               "model.control_units", "must be a non-empty list of positive integers")
+        _check(
+            self.film_type in ("simple", "complex"),
+            "model.film_type",
+            "must be 'simple' or 'complex'",
+        )
+        _check(
+            self.control_type in ("dense", "cnn"), "model.control_type", "must be 'dense' or 'cnn'"
+        )
+        _check(
+            len(self.control_units) >= 1 and all(u > 0 for u in self.control_units),
+            "model.control_units",
+            "must be a non-empty list of positive integers",
+        )
         _check(0.0 <= self.decoder_dropout < 1.0, "model.decoder_dropout", "must be in [0, 1)")
         _check(0.0 <= self.control_dropout < 1.0, "model.control_dropout", "must be in [0, 1)")
-        _check(len(self.instruments) >= 1 and len(set(self.instruments)) == len(self.instruments),
-               "model.instruments", "must be distinct names")
-        _check(self.target in self.instruments, "model.target", f"must be one of {list(self.instruments)}")
-        _check(0.0 <= self.batchnorm_momentum < 1.0, "model.batchnorm_momentum", "must be in [0, 1)")
-        _check(self.input_scaling in INPUT_SCALINGS, "model.input_scaling", f"must be one of {list(INPUT_SCALINGS)}")
-        _check(self.postprocess in POSTPROCESS_MODES, "model.postprocess",
-               f"must be one of {list(POSTPROCESS_MODES)}")
-        _check(self.postprocess == "none" or self.kind == "conditioned", "model.postprocess",
-               "'ratio' needs a conditioned model (it combines the masks of all instruments)")
+        _check(
+            len(self.instruments) >= 1 and len(set(self.instruments)) == len(self.instruments),
+            "model.instruments",
+            "must be distinct names",
+        )
+        _check(
+            self.target in self.instruments,
+            "model.target",
+            f"must be one of {list(self.instruments)}",
+        )
+        _check(
+            0.0 <= self.batchnorm_momentum < 1.0, "model.batchnorm_momentum", "must be in [0, 1)"
+        )
+        _check(
+            self.input_scaling in INPUT_SCALINGS,
+            "model.input_scaling",
+            f"must be one of {list(INPUT_SCALINGS)}",
+        )
+        _check(
+            self.postprocess in POSTPROCESS_MODES,
+            "model.postprocess",
+            f"must be one of {list(POSTPROCESS_MODES)}",
+        )
+        _check(
+            self.postprocess == "none" or self.kind == "conditioned",
+            "model.postprocess",
+            "'ratio' needs a conditioned model (it combines the masks of all instruments)",
+        )
 
     @property
     def filters(self) -> tuple[int, ...]:
@@ -179,24 +220,44 @@ class TrainConfig:
         _check(self.steps_per_epoch > 0, "train.steps_per_epoch", "must be positive")
         _check(self.epochs > 0, "train.epochs", "must be positive")
         _check(self.learning_rate > 0, "train.learning_rate", "must be positive")
-        _check(self.early_stopping_patience > 0, "train.early_stopping_patience", "must be positive")
+        _check(
+            self.early_stopping_patience > 0, "train.early_stopping_patience", "must be positive"
+        )
         _check(self.reduce_lr_patience > 0, "train.reduce_lr_patience", "must be positive")
         _check(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor", "must be in (0, 1)")
-        _check(len(self.gain_range) == 2 and 0 <= self.gain_range[0] <= self.gain_range[1],
-               "train.gain_range", "must be [low, high] with 0 <= low <= high")
-        for name in ("remix_probability", "channel_swap_probability", "progressive_probability",
-                     "multi_hot_probability", "zero_condition_probability"):
+        _check(
+            len(self.gain_range) == 2 and 0 <= self.gain_range[0] <= self.gain_range[1],
+            "train.gain_range",
+            "must be [low, high] with 0 <= low <= high",
+        )
+        for name in (
+            "remix_probability",
+            "channel_swap_probability",
+            "progressive_probability",
+            "multi_hot_probability",
+            "zero_condition_probability",
+        ):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"train.{name}", "must be in [0, 1]")
         _check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0 (0 means no limit)")
-        _check(self.magnitude_loss_weight >= 0 and self.sdr_loss_weight >= 0
-               and self.magnitude_loss_weight + self.sdr_loss_weight > 0, "train.magnitude_loss_weight",
-               "loss weights must be >= 0 and not both 0")
+        _check(
+            self.magnitude_loss_weight >= 0
+            and self.sdr_loss_weight >= 0
+            and self.magnitude_loss_weight + self.sdr_loss_weight > 0,
+            "train.magnitude_loss_weight",
+            "loss weights must be >= 0 and not both 0",
+        )
         _check(0.0 <= self.ema_momentum < 1.0, "train.ema_momentum", "must be in [0, 1) (0: off)")
         _check(0 <= self.freq_warp < 0.5, "train.freq_warp", "must be in [0, 0.5)")
         _check(self.raw_mask_loss_weight >= 0, "train.raw_mask_loss_weight", "must be >= 0")
-        _check(0 < self.magnitude_loss_power <= 2, "train.magnitude_loss_power", "must be in (0, 2]")
-        _check(self.select_by in SELECTION_METRICS, "train.select_by", f"must be one of {list(SELECTION_METRICS)}")
+        _check(
+            0 < self.magnitude_loss_power <= 2, "train.magnitude_loss_power", "must be in (0, 2]"
+        )
+        _check(
+            self.select_by in SELECTION_METRICS,
+            "train.select_by",
+            f"must be one of {list(SELECTION_METRICS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -208,17 +269,23 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         self.audio.validate()
         self.model.validate()
         self.train.validate()
-        _check(self.audio.n_bins % (2**self.model.n_layers) == 0, "audio.n_bins",
-               f"must be a multiple of 2**model.n_layers = {2 ** self.model.n_layers}")
+        _check(
+            self.audio.n_bins % (2**self.model.n_layers) == 0,
+            "audio.n_bins",
+            f"must be a multiple of 2**model.n_layers = {2**self.model.n_layers}",
+        )
         if self.train.joint:
             n_inst = len(self.model.instruments)
             _check(self.model.kind == "conditioned", "train.joint", "needs a conditioned model")
-            _check(self.train.batch_size % n_inst == 0, "train.batch_size",
-                   f"must be a multiple of the {n_inst} instruments in joint training")
+            _check(
+                self.train.batch_size % n_inst == 0,
+                "train.batch_size",
+                f"must be a multiple of the {n_inst} instruments in joint training",
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,15 +304,19 @@ class ChunkSettings:
     chunk_seconds: float = 12.0
     overlap_seconds: float = 1.0
 
-    def validate(self) -> "ChunkSettings":
+    def validate(self) -> ChunkSettings:
         """Self, or ConfigError (NaN, infinite, out of range) naming the CLI option and the argument."""
         c, o = self.chunk_seconds, self.overlap_seconds
         if not _is_number(c) or not 0 < c <= MAX_CHUNK_SECONDS:
-            raise ConfigError(f"chunk length (--chunk-seconds, chunk_seconds) must be a number of seconds in "
-                              f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}")
+            raise ConfigError(
+                f"chunk length (--chunk-seconds, chunk_seconds) must be a number of seconds in "
+                f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}"
+            )
         if not _is_number(o) or not 0 <= o < c / 2:
-            raise ConfigError(f"overlap (--overlap-seconds, overlap_seconds) must be a number of seconds in "
-                              f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}")
+            raise ConfigError(
+                f"overlap (--overlap-seconds, overlap_seconds) must be a number of seconds in "
+                f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}"
+            )
         return self
 
     def samples(self, audio: AudioConfig, time_multiple: int) -> tuple[int, int]:
@@ -256,8 +327,12 @@ class ChunkSettings:
         """
         self.validate()
         m = time_multiple
-        frames = max(m, int(round(self.chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m)
-        extra = (audio.n_fft - 2 * audio.hop_length) // audio.hop_length + 1  # frames added by the STFT padding
+        frames = max(
+            m, int(round(self.chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m
+        )
+        extra = (
+            audio.n_fft - 2 * audio.hop_length
+        ) // audio.hop_length + 1  # frames added by the STFT padding
         chunk = max(1, frames - extra) * audio.hop_length
         overlap = min(int(round(self.overlap_seconds * audio.sample_rate)), (chunk - 1) // 2)
         return chunk, overlap

@@ -9,6 +9,7 @@ Layout: waveforms [..., n_samples] float32; spectrograms [..., n_frames, n_fft /
 The FFTs are NumPy's (pocketfft; float32 since NumPy 2, float64 before): importing scipy.fft would add
 about 0.3 s to every `separate` start, more than the STFT of a short song takes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,7 +35,9 @@ def n_frames_for(n_samples: int, n_fft: int, hop_length: int) -> int:
 def hann_window(n_fft: int) -> np.ndarray:
     """Periodic Hann window float32 [n_fft], computed in float32 as tf.signal.hann_window does."""
     count = np.arange(n_fft, dtype=np.float32)
-    window = np.float32(0.5) - np.float32(0.5) * np.cos(np.float32(2 * np.pi) * count / np.float32(n_fft))
+    window = np.float32(0.5) - np.float32(0.5) * np.cos(
+        np.float32(2 * np.pi) * count / np.float32(n_fft)
+    )
     window.setflags(write=False)
     return window
 
@@ -44,7 +47,9 @@ def inverse_window(n_fft: int, hop_length: int) -> np.ndarray:
     """float32 [n_fft]: tf.signal.inverse_stft_window_fn(hop_length, hann_window)(n_fft)."""
     forward = hann_window(n_fft)
     overlaps = -(-n_fft // hop_length)
-    denom = np.pad(forward * forward, (0, overlaps * hop_length - n_fft)).reshape(overlaps, hop_length)
+    denom = np.pad(forward * forward, (0, overlaps * hop_length - n_fft)).reshape(
+        overlaps, hop_length
+    )
     denom = np.tile(denom.sum(axis=0, keepdims=True), (overlaps, 1)).reshape(-1)[:n_fft]
     window = (forward / denom).astype(np.float32)
     window.setflags(write=False)
@@ -57,7 +62,9 @@ def stft(waveform: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     left, right = pad_amounts(x.shape[-1], n_fft, hop_length)
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(left, right)])
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop_length, :]
-    return np.fft.rfft(frames * hann_window(n_fft), n=n_fft, axis=-1).astype(np.complex64, copy=False)
+    return np.fft.rfft(frames * hann_window(n_fft), n=n_fft, axis=-1).astype(
+        np.complex64, copy=False
+    )
 
 
 def istft(spectrogram: np.ndarray, n_samples: int, n_fft: int, hop_length: int) -> np.ndarray:
@@ -66,20 +73,22 @@ def istft(spectrogram: np.ndarray, n_samples: int, n_fft: int, hop_length: int) 
     frames = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32, copy=False)
     frames *= inverse_window(n_fft, hop_length)
     left = n_fft - hop_length
-    return overlap_add(frames, hop_length)[..., left:left + n_samples]
+    return overlap_add(frames, hop_length)[..., left : left + n_samples]
 
 
 def overlap_add(frames: np.ndarray, hop_length: int) -> np.ndarray:
     """Sum frames [..., n_frames, frame_length] placed hop_length apart -> [..., (n_frames - 1) * hop + length]."""
     *lead, n_frames, length = frames.shape
-    k = -(-length // hop_length)                      # hop-sized segments per frame
+    k = -(-length // hop_length)  # hop-sized segments per frame
     if k * hop_length != length:
         frames = np.pad(frames, [(0, 0)] * len(lead) + [(0, 0), (0, k * hop_length - length)])
     segments = frames.reshape(*lead, n_frames, k, hop_length)
     out = np.zeros((*lead, n_frames + k - 1, hop_length), frames.dtype)
     for j in range(k):
-        out[..., j:j + n_frames, :] += segments[..., j, :]
-    return out.reshape(*lead, (n_frames + k - 1) * hop_length)[..., :(n_frames - 1) * hop_length + length]
+        out[..., j : j + n_frames, :] += segments[..., j, :]
+    return out.reshape(*lead, (n_frames + k - 1) * hop_length)[
+        ..., : (n_frames - 1) * hop_length + length
+    ]
 
 
 def expand_mask_bins(mask: np.ndarray, n_fft: int) -> np.ndarray:

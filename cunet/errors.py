@@ -5,6 +5,7 @@ names the file or setting at fault. The CLI prints it as `error: <message>`
 (through `one_line`, so no name can break the line) and exits with code 2.
 Subclasses that were ValueErrors before the family existed still are.
 """
+
 from __future__ import annotations
 
 import signal
@@ -67,7 +68,7 @@ def one_line(text: str, limit: int = 2000) -> str:
             out.append(_ESCAPES[ch])
         elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
             code = ord(ch)
-            if 0xDC80 <= code <= 0xDCFF:       # a byte os.fsdecode could not decode
+            if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
                 code -= 0xDC00
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:

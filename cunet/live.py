@@ -7,6 +7,7 @@ thread (`read_ahead`), so the pipe is drained while a chunk is being separated a
 true. `Separator.latency_seconds` is the bound these measurements must stay under while separation keeps
 up with real time (each chunk separated within one hop).
 """
+
 from __future__ import annotations
 
 import queue
@@ -14,8 +15,8 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,8 +25,11 @@ from .separator import Separator
 _DONE = object()
 
 
-def read_ahead(blocks: Iterable[np.ndarray], max_blocks: int = 256,
-               clock: Callable[[], float] = time.perf_counter) -> Iterator[tuple[float, np.ndarray]]:
+def read_ahead(
+    blocks: Iterable[np.ndarray],
+    max_blocks: int = 256,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[tuple[float, np.ndarray]]:
     """(arrival time, block) pairs of `blocks`, read by a background thread up to `max_blocks` ahead
     (bounded memory). An exception raised while reading is raised here, in the consumer's thread."""
     q: queue.Queue = queue.Queue(max_blocks)
@@ -72,7 +76,7 @@ class StreamClock:
     compute: list[float] = field(default_factory=list)
     n_in: int = 0
     n_out: int = 0
-    _arrivals: deque = field(default_factory=deque)   # (input samples so far, arrival time)
+    _arrivals: deque = field(default_factory=deque)  # (input samples so far, arrival time)
     _busy_since: float = 0.0
 
     def feed(self, stamped: Iterable[tuple[float, np.ndarray]]) -> Iterator[np.ndarray]:
@@ -120,13 +124,19 @@ class StreamReport:
 
     def line(self) -> str:
         hop = self.chunk - self.overlap
-        parts = [f"stream: {self.n_samples / self.sample_rate:.1f} s separated in chunks of {self.chunk:.3f} s "
-                 f"(cross-fade {self.overlap:.3f} s); latency bound {self.bound:.3f} s"]
+        parts = [
+            f"stream: {self.n_samples / self.sample_rate:.1f} s separated in chunks of {self.chunk:.3f} s "
+            f"(cross-fade {self.overlap:.3f} s); latency bound {self.bound:.3f} s"
+        ]
         if self.latencies:
-            parts.append(f"measured median {statistics.median(self.latencies):.3f} s, max {max(self.latencies):.3f} s")
+            parts.append(
+                f"measured median {statistics.median(self.latencies):.3f} s, max {max(self.latencies):.3f} s"
+            )
         if self.compute:
-            parts.append(f"{1000 * statistics.median(self.compute):.0f} ms to separate a chunk (due within "
-                         f"{hop:.3f} s); real-time factor {self.real_time_factor:.2f}")
+            parts.append(
+                f"{1000 * statistics.median(self.compute):.0f} ms to separate a chunk (due within "
+                f"{hop:.3f} s); real-time factor {self.real_time_factor:.2f}"
+            )
             if max(self.compute) > hop:
                 parts.append(f"{sum(c > hop for c in self.compute)} chunk(s) fell behind real time")
         if self.n_clipped:
@@ -134,18 +144,36 @@ class StreamReport:
         return "; ".join(parts)
 
 
-def stream_separate(separator: Separator, stamped: Iterable[tuple[float, np.ndarray]], sample_rate: int,
-                    n_channels: int, instruments: Sequence[str] | None, write: Callable[[np.ndarray], None],
-                    clock: StreamClock | None = None) -> StreamReport:
+def stream_separate(
+    separator: Separator,
+    stamped: Iterable[tuple[float, np.ndarray]],
+    sample_rate: int,
+    n_channels: int,
+    instruments: Sequence[str] | None,
+    write: Callable[[np.ndarray], None],
+    clock: StreamClock | None = None,
+) -> StreamReport:
     """Separate (arrival time, block [m, n_channels]) pairs of unknown total length as they come, handing
     each separated block [n_instruments, m', n_channels] to `write` at once; returns what was measured.
     The engine is warmed up first (`Separator.warm_up`), before the first block is read."""
     clock = clock or StreamClock()
     separator.warm_up(n_channels, instruments)
-    for out in separator.stream(clock.feed(stamped), sample_rate, instruments, n_channels=n_channels,
-                                on_chunk=clock.chunk_done):
+    for out in separator.stream(
+        clock.feed(stamped),
+        sample_rate,
+        instruments,
+        n_channels=n_channels,
+        on_chunk=clock.chunk_done,
+    ):
         write(out)
         clock.written(out.shape[1])
     rate = separator.sample_rate
-    return StreamReport(sample_rate, clock.n_in, separator.chunk / rate, separator.overlap / rate,
-                        separator.latency_seconds, tuple(clock.latencies), tuple(clock.compute))
+    return StreamReport(
+        sample_rate,
+        clock.n_in,
+        separator.chunk / rate,
+        separator.overlap / rate,
+        separator.latency_seconds,
+        tuple(clock.latencies),
+        tuple(clock.compute),
+    )

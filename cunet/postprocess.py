@@ -8,11 +8,12 @@ A conditioned model gives one mask per instrument, each computed on its own. Mod
   magnitude estimates, which also uses the stereo image.
 "ratio" and "wiener" need every instrument's mask of the same chunk.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -41,9 +42,11 @@ def wiener_estimates(masks: np.ndarray, mixture: np.ndarray, iterations: int = 1
 
     out = np.empty(masks.shape, np.complex64)
     for g in range(mixture.shape[0]):
-        x = np.transpose(mixture[g], (1, 2, 0)).astype(np.complex128)                  # [F, freq, ch]
-        v = np.transpose(masks[:, g] * np.abs(mixture[g])[None], (2, 3, 1, 0))         # [F, freq, ch, I]
-        y = norbert.wiener(v.astype(np.float64), x, iterations, use_softmask=False)   # [F, freq, ch, I]
+        x = np.transpose(mixture[g], (1, 2, 0)).astype(np.complex128)  # [F, freq, ch]
+        v = np.transpose(masks[:, g] * np.abs(mixture[g])[None], (2, 3, 1, 0))  # [F, freq, ch, I]
+        y = norbert.wiener(
+            v.astype(np.float64), x, iterations, use_softmask=False
+        )  # [F, freq, ch, I]
         out[:, g] = np.transpose(y, (3, 2, 0, 1))
     return out
 
@@ -56,7 +59,7 @@ class Postprocess:
     power: float = 1.0
     iterations: int = 1
 
-    def validate(self) -> "Postprocess":
+    def validate(self) -> Postprocess:
         if self.mode not in MODES:
             raise UserError(f"unknown post-processing '{self.mode}' (valid: {', '.join(MODES)})")
         if not (math.isfinite(self.power) and 0 < self.power <= 4):
@@ -76,7 +79,9 @@ class Postprocess:
         normalised mask). masks: [n_cond, ...] in any layout. "wiener" estimates are not masks of the
         mixture: use `__call__`."""
         if self.mode == "wiener":
-            raise ValueError("Wiener estimates are not masks; call the Postprocess with the mixture")
+            raise ValueError(
+                "Wiener estimates are not masks; call the Postprocess with the mixture"
+            )
         if self.mode == "none":
             yield from (masks[c] for c in keep)
             return

@@ -4,6 +4,7 @@ A `.keras` file written by `save_model` carries an extra zip entry,
 `cunet.json`, with the config, git commit, package versions, data used and
 metrics, so a model file alone says where it came from.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -13,33 +14,60 @@ import platform
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .io.atomic import StagedFile, write_json_atomic
 from .errors import ModelError
+from .io.atomic import StagedFile, write_json_atomic
 
-__all__ = ["PROVENANCE_ENTRY", "MAX_RECORD_BYTES", "git_commit", "make_provenance", "package_versions",
-           "parse_record", "read_provenance", "save_model", "weights_digest", "write_json_atomic"]
+__all__ = [
+    "PROVENANCE_ENTRY",
+    "MAX_RECORD_BYTES",
+    "git_commit",
+    "make_provenance",
+    "package_versions",
+    "parse_record",
+    "read_provenance",
+    "save_model",
+    "weights_digest",
+    "write_json_atomic",
+]
 
 PROVENANCE_ENTRY = "cunet.json"
 MAX_RECORD_BYTES = 16 << 20  # a provenance record is a few kB; larger ones are refused unread
-TRAINING_PACKAGES = ("cunet", "tensorflow", "keras", "numpy", "librosa", "musdb", "museval", "soundfile")
+TRAINING_PACKAGES = (
+    "cunet",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "librosa",
+    "musdb",
+    "museval",
+    "soundfile",
+)
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
     """The commit checked out at `path` (default: this package's folder), or None."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
         return None
     commit = out.stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                           capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
@@ -52,13 +80,19 @@ def package_versions(names: Sequence[str] = TRAINING_PACKAGES) -> dict[str, str 
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    if "cunet" in versions and versions["cunet"] is None:  # the package itself is always imported already
+    if (
+        "cunet" in versions and versions["cunet"] is None
+    ):  # the package itself is always imported already
         versions["cunet"] = getattr(sys.modules.get(__package__ or "cunet"), "__version__", None)
     return versions
 
 
-def make_provenance(config: dict[str, Any], data: dict[str, Any] | None = None,
-                    metrics: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def make_provenance(
+    config: dict[str, Any],
+    data: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A JSON-serialisable provenance record."""
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -80,7 +114,9 @@ def save_model(model: Any, path: str | os.PathLike, provenance: dict[str, Any]) 
         model.save(staged.partial)
         record = {**provenance, "weights_sha256": weights_digest(staged.partial)}
         with zipfile.ZipFile(staged.partial, "a") as archive:
-            archive.writestr(PROVENANCE_ENTRY, json.dumps(record, indent=2, sort_keys=True, default=str))
+            archive.writestr(
+                PROVENANCE_ENTRY, json.dumps(record, indent=2, sort_keys=True, default=str)
+            )
         return staged.commit()
     except BaseException:
         staged.abort()
@@ -119,11 +155,15 @@ def parse_record(data: bytes, source: str) -> dict[str, Any]:
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ModelError(f"{source} is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     if not isinstance(record, dict):
-        raise ModelError(f"{source} holds a JSON {type(record).__name__}, not a provenance record (an object)")
+        raise ModelError(
+            f"{source} holds a JSON {type(record).__name__}, not a provenance record (an object)"
+        )
     if "config" not in record:
         raise ModelError(f"{source} carries no cunet config; was it saved by cunet?")
     if not isinstance(record["config"], dict):
-        raise ModelError(f"{source} has a config of type {type(record['config']).__name__}, not an object")
+        raise ModelError(
+            f"{source} has a config of type {type(record['config']).__name__}, not an object"
+        )
     return record
 
 
@@ -135,7 +175,9 @@ def read_record_entry(archive: zipfile.ZipFile, source: str) -> dict[str, Any] |
     except KeyError:
         return None
     if info.file_size > MAX_RECORD_BYTES:
-        raise ModelError(f"{source} is {info.file_size} bytes, more than a provenance record can be")
+        raise ModelError(
+            f"{source} is {info.file_size} bytes, more than a provenance record can be"
+        )
     return parse_record(archive.read(info), source)
 
 

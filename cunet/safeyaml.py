@@ -1,5 +1,6 @@
 """Reading small YAML files from strangers safely: one-line ConfigErrors naming file and line, and limits
 checked before anything is built (size, alias expansion, nesting; no tags that create Python objects)."""
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,9 @@ def read_yaml(path: str | Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file '{path}' is larger than {MAX_CONFIG_BYTES >> 20} MiB; not a cunet config")
+        raise ConfigError(
+            f"config file '{path}' is larger than {MAX_CONFIG_BYTES >> 20} MiB; not a cunet config"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -44,8 +47,10 @@ def read_yaml(path: str | Path) -> Any:
         if node is None:
             return None
         if _expanded_size(node, path) > MAX_CONFIG_NODES:
-            raise ConfigError(f"config file '{path}' expands to more than {MAX_CONFIG_NODES} values "
-                              "(aliases used too often); not a cunet config")
+            raise ConfigError(
+                f"config file '{path}' expands to more than {MAX_CONFIG_NODES} values "
+                "(aliases used too often); not a cunet config"
+            )
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -55,9 +60,13 @@ def read_yaml(path: str | Path) -> Any:
             problem += " (tags that create Python objects are not allowed)"
         raise ConfigError(f"config file '{path}' is not valid YAML: {where}{problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(
+            f"config file '{path}' is not valid YAML: {' '.join(str(exc).split())}"
+        ) from None
     except RecursionError:
-        raise ConfigError(f"config file '{path}' is nested too deeply; not a cunet config") from None
+        raise ConfigError(
+            f"config file '{path}' is nested too deeply; not a cunet config"
+        ) from None
     finally:
         loader.dispose()
 
@@ -77,7 +86,9 @@ def _expanded_size(root: Any, path: Path) -> int:
             size[key] = min(MAX_CONFIG_NODES + 1, 1 + sum(size[id(c)] for c in children))
         elif key not in size:
             if key in on_path:
-                raise ConfigError(f"config file '{path}' refers to itself (a recursive alias); not a cunet config")
+                raise ConfigError(
+                    f"config file '{path}' refers to itself (a recursive alias); not a cunet config"
+                )
             on_path.add(key)
             stack.append((node, True))
             stack.extend((child, False) for child in children)
@@ -87,5 +98,5 @@ def _expanded_size(root: Any, path: Path) -> int:
 def _yaml_children(node: Any) -> list[Any]:
     value = getattr(node, "value", None)
     if not isinstance(value, list):
-        return []                                   # a scalar
+        return []  # a scalar
     return [n for item in value for n in (item if isinstance(item, tuple) else (item,))]

@@ -11,30 +11,39 @@ of conditions over the same STFT.
 advance (files) or not (live audio); with `latency` the chunking is chosen so that
 every sample comes out at most that long after it went in (`latency_seconds`).
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .io.atomic import remove_stale_partials
-from .io.audio import AudioReader, Excerpt, input_stem
-from .chunking import (ChunkPlan, check_latency, chunks_for_latency, latency_bound, overlap_add_stream, plan_chunks,
-                       stream_plan)
-from .config import AudioConfig, ChunkSettings, Config
 from .chunk_separator import ChunkSeparator, check_channels
+from .chunking import (
+    ChunkPlan,
+    check_latency,
+    chunks_for_latency,
+    latency_bound,
+    overlap_add_stream,
+    plan_chunks,
+    stream_plan,
+)
+from .config import AudioConfig, ChunkSettings, Config
 from .engines.base import MaskEngine
 from .engines.keras import KerasEngine
-from .errors import AudioError, UserError
 from .engines.loading import load_engine
+from .errors import AudioError, UserError
+from .io.atomic import remove_stale_partials
+from .io.audio import AudioReader, Excerpt, input_stem
 from .io.naming import DEFAULT_TEMPLATE, FilenameTemplate, output_paths
 from .io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
-from .postprocess import Postprocess
 from .io.resample import exact_length, resample_outputs, resample_stream, take
+from .postprocess import Postprocess
 
 __all__ = ["Separator"]
 
@@ -55,9 +64,16 @@ class Separator:
     every instrument's mask even when fewer are asked for.
     """
 
-    def __init__(self, engine: MaskEngine, config: Config | None = None, provenance: Mapping[str, Any] | None = None,
-                 chunk_seconds: float = _DEFAULT.chunk_seconds, overlap_seconds: float = _DEFAULT.overlap_seconds,
-                 postprocess: str | Postprocess | None = None, latency: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: MaskEngine,
+        config: Config | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        chunk_seconds: float = _DEFAULT.chunk_seconds,
+        overlap_seconds: float = _DEFAULT.overlap_seconds,
+        postprocess: str | Postprocess | None = None,
+        latency: float | None = None,
+    ) -> None:
         if config is not None and config != engine.config:
             raise ValueError("config differs from the engine's config")
         self.engine = engine
@@ -65,34 +81,43 @@ class Separator:
         self.audio: AudioConfig = self.config.audio
         self.provenance = dict(provenance or {})
         self.instruments: tuple[str, ...] = self.config.model.outputs
-        self.chunks = (ChunkSettings(chunk_seconds, overlap_seconds) if latency is None
-                       else chunks_for_latency(latency, self.audio, engine.frame_multiple))
+        self.chunks = (
+            ChunkSettings(chunk_seconds, overlap_seconds)
+            if latency is None
+            else chunks_for_latency(latency, self.audio, engine.frame_multiple)
+        )
         self.chunk, self.overlap = self.chunks.samples(self.audio, self.config.model.time_multiple)
         if not isinstance(postprocess, Postprocess):
             postprocess = Postprocess(postprocess or self.config.model.postprocess)
         if postprocess.validate().joint and not self.config.model.conditioned:
-            raise UserError(f"post-processing '{postprocess.mode}' combines the masks of several instruments; "
-                            "this model separates one")
+            raise UserError(
+                f"post-processing '{postprocess.mode}' combines the masks of several instruments; "
+                "this model separates one"
+            )
         self.postprocess = postprocess
         self.chunk_separator = ChunkSeparator(engine, postprocess)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, engine: str = "auto", **kwargs: Any
-                        ) -> "Separator":
+    def from_pretrained(
+        cls, path: str | os.PathLike | None = None, engine: str = "auto", **kwargs: Any
+    ) -> Separator:
         """Load a `.keras` file, a training run directory, a SavedModel, `.tflite` or `.onnx` export, or
         (None) the shipped model. engine: "auto" (each file on its own engine; the shipped model on LiteRT,
         without TensorFlow), "keras" (the shipped model's `.keras` file on TensorFlow), "litert", "onnx"
         (`cunet.engines.loading.ENGINES`)."""
-        ChunkSettings(kwargs.get("chunk_seconds", _DEFAULT.chunk_seconds),
-                      kwargs.get("overlap_seconds", _DEFAULT.overlap_seconds)).validate()  # before loading
+        ChunkSettings(
+            kwargs.get("chunk_seconds", _DEFAULT.chunk_seconds),
+            kwargs.get("overlap_seconds", _DEFAULT.overlap_seconds),
+        ).validate()  # before loading
         if kwargs.get("latency") is not None:
             check_latency(kwargs["latency"])
         model_engine, config, provenance = load_engine(path, engine)
         return cls(model_engine, config, provenance, **kwargs)
 
     @classmethod
-    def from_keras_model(cls, model: Any, config: Config, provenance: Mapping[str, Any] | None = None,
-                         **kwargs: Any) -> "Separator":
+    def from_keras_model(
+        cls, model: Any, config: Config, provenance: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Separator:
         """A Separator over an in-memory cunet Keras model built from `config` (e.g. while training)."""
         return cls(KerasEngine(model, config), config, provenance, **kwargs)
 
@@ -123,12 +148,20 @@ class Separator:
         if instruments is None:
             return list(self.instruments)
         folded = {n.casefold(): n for n in self.instruments}
-        names = list(dict.fromkeys(self.instruments[self.instruments.index(n)] if n in self.instruments
-                                   else folded.get(str(n).casefold(), n) for n in instruments))
+        names = list(
+            dict.fromkeys(
+                self.instruments[self.instruments.index(n)]
+                if n in self.instruments
+                else folded.get(str(n).casefold(), n)
+                for n in instruments
+            )
+        )
         bad = [n for n in names if n not in self.instruments]
         if bad:
-            raise UserError(f"unknown instrument '{bad[0]}' for this model (it separates: "
-                            f"{', '.join(self.instruments)})")
+            raise UserError(
+                f"unknown instrument '{bad[0]}' for this model (it separates: "
+                f"{', '.join(self.instruments)})"
+            )
         if not names:
             raise UserError("no instrument requested")
         return names
@@ -136,7 +169,9 @@ class Separator:
     def plan(self, n_samples: int, sample_rate: int) -> ChunkPlan:
         """Chunk layout, at the model's rate, of an input of n_samples at sample_rate."""
         rate = self.audio.sample_rate
-        n_model = int(math.ceil(n_samples * rate / sample_rate)) if sample_rate != rate else n_samples
+        n_model = (
+            int(math.ceil(n_samples * rate / sample_rate)) if sample_rate != rate else n_samples
+        )
         return plan_chunks(n_model, self.chunk, self.overlap)
 
     def _conditions(self, names: Sequence[str]) -> tuple[np.ndarray, list[int] | None]:
@@ -154,11 +189,22 @@ class Separator:
 
     def stream_plan(self, n_samples: int | None, sample_rate: int) -> ChunkPlan:
         """`plan` for a known length, `chunking.stream_plan` (fixed chunks, length unknown) for None."""
-        return stream_plan(self.chunk, self.overlap) if n_samples is None else self.plan(n_samples, sample_rate)
+        return (
+            stream_plan(self.chunk, self.overlap)
+            if n_samples is None
+            else self.plan(n_samples, sample_rate)
+        )
 
-    def stream(self, blocks: Iterable[np.ndarray], sample_rate: int, instruments: Sequence[str] | None = None, *,
-               n_channels: int | None = None, n_samples: int | None = None,
-               on_chunk: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self,
+        blocks: Iterable[np.ndarray],
+        sample_rate: int,
+        instruments: Sequence[str] | None = None,
+        *,
+        n_channels: int | None = None,
+        n_samples: int | None = None,
+        on_chunk: Callable[[], None] | None = None,
+    ) -> Iterator[np.ndarray]:
         """Separate audio that arrives in blocks of any size: float32 [m, n_channels] (m >= 0) at sample_rate.
 
         n_samples: the total length if known in advance (a file): the chunk plan of `separate`. None
@@ -181,11 +227,26 @@ class Separator:
         n_channels = n_channels or first.shape[1]
         check_channels(n_channels)
         plan = self.stream_plan(n_samples, sample_rate)
-        return self._stream(itertools.chain([first], source), plan, n_samples, sample_rate, n_channels, names,
-                            on_chunk)
+        return self._stream(
+            itertools.chain([first], source),
+            plan,
+            n_samples,
+            sample_rate,
+            n_channels,
+            names,
+            on_chunk,
+        )
 
-    def _stream(self, blocks: Iterable[np.ndarray], plan: ChunkPlan, n_samples: int | None, sample_rate: int,
-                n_channels: int, names: Sequence[str], on_chunk: Callable[[], None] | None) -> Iterator[np.ndarray]:
+    def _stream(
+        self,
+        blocks: Iterable[np.ndarray],
+        plan: ChunkPlan,
+        n_samples: int | None,
+        sample_rate: int,
+        n_channels: int,
+        names: Sequence[str],
+        on_chunk: Callable[[], None] | None,
+    ) -> Iterator[np.ndarray]:
         """`stream` with checked arguments and its plan."""
         cond, outputs = self._conditions(names)
         rate = self.audio.sample_rate
@@ -194,8 +255,13 @@ class Separator:
         source = _checked(blocks, n_channels, counted)
         if resample:
             source = resample_stream(source, sample_rate, rate, n_channels)
-        out = overlap_add_stream(source, plan, n_channels, lambda c: self.chunk_separator(c, cond, outputs),
-                                 on_chunk=on_chunk)
+        out = overlap_add_stream(
+            source,
+            plan,
+            n_channels,
+            lambda c: self.chunk_separator(c, cond, outputs),
+            on_chunk=on_chunk,
+        )
         if resample:
             out = resample_outputs(out, rate, sample_rate, n_channels, len(names))
         if n_samples is not None:
@@ -204,8 +270,13 @@ class Separator:
             out = exact_length(out, lambda: counted[0], len(names), n_channels)
         yield from out
 
-    def separate(self, audio: np.ndarray, sample_rate: int, instruments: Sequence[str] | None = None,
-                 progress: bool = False) -> dict[str, np.ndarray]:
+    def separate(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        instruments: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Separate an in-memory signal.
 
         audio: float [n_samples] or [n_samples, n_channels] at `sample_rate` Hz.
@@ -217,31 +288,63 @@ class Separator:
         if squeeze:
             x = x[:, None]
         if x.ndim != 2 or x.shape[0] == 0:
-            raise AudioError(f"audio must be [n_samples, n_channels] with n_samples > 0, got shape {x.shape}")
+            raise AudioError(
+                f"audio must be [n_samples, n_channels] with n_samples > 0, got shape {x.shape}"
+            )
         if sample_rate <= 0:
             raise AudioError(f"invalid sample rate {sample_rate}")
         check_channels(x.shape[1])
         plan = self.plan(x.shape[0], sample_rate)
         bar = _progress(plan.n_chunks, not progress, "separating")
-        blocks = self._stream([x], plan, x.shape[0], sample_rate, x.shape[1], names, on_chunk=bar.update)
+        blocks = self._stream(
+            [x], plan, x.shape[0], sample_rate, x.shape[1], names, on_chunk=bar.update
+        )
         result = np.concatenate(list(blocks), axis=1)
         bar.close()
         return {name: (result[i, :, 0] if squeeze else result[i]) for i, name in enumerate(names)}
 
-    def output_paths(self, path: str | os.PathLike, outdir: str | os.PathLike, instruments: Sequence[str],
-                     fmt: str = "wav", residual: bool = False, filename: str = DEFAULT_TEMPLATE,
-                     track: str | None = None, folder: str = "") -> dict[str, Path]:
+    def output_paths(
+        self,
+        path: str | os.PathLike,
+        outdir: str | os.PathLike,
+        instruments: Sequence[str],
+        fmt: str = "wav",
+        residual: bool = False,
+        filename: str = DEFAULT_TEMPLATE,
+        track: str | None = None,
+        folder: str = "",
+    ) -> dict[str, Path]:
         """{output key: path} that `separate_file` would write (keys: instruments, `no_<instrument>`)."""
         template = FilenameTemplate(filename).validate()
-        return output_paths(template, outdir, track or input_stem(path), instruments, fmt,
-                            self.config.model.instruments, residual, folder)
+        return output_paths(
+            template,
+            outdir,
+            track or input_stem(path),
+            instruments,
+            fmt,
+            self.config.model.instruments,
+            residual,
+            folder,
+        )
 
-    def separate_file(self, path: str | os.PathLike, outdir: str | os.PathLike = "separated",
-                      instruments: Sequence[str] | None = None, fmt: str = "wav", residual: bool = False,
-                      force: bool = False, progress: bool = True, float32: bool = False, *,
-                      output: OutputSettings | None = None, filename: str = DEFAULT_TEMPLATE,
-                      track: str | None = None, folder: str = "", excerpt: Excerpt | None = None,
-                      notes: Callable[[str], None] | None = None) -> dict[str, Path]:
+    def separate_file(
+        self,
+        path: str | os.PathLike,
+        outdir: str | os.PathLike = "separated",
+        instruments: Sequence[str] | None = None,
+        fmt: str = "wav",
+        residual: bool = False,
+        force: bool = False,
+        progress: bool = True,
+        float32: bool = False,
+        *,
+        output: OutputSettings | None = None,
+        filename: str = DEFAULT_TEMPLATE,
+        track: str | None = None,
+        folder: str = "",
+        excerpt: Excerpt | None = None,
+        notes: Callable[[str], None] | None = None,
+    ) -> dict[str, Path]:
         """Separate one file into `outdir/<input name>/<instrument>.<fmt>` (and `no_<instrument>` with residual).
 
         output: format, bits, clipping and mp3 bitrate (default: `fmt`, 16-bit or `float32`, clamped).
@@ -258,7 +361,9 @@ class Separator:
             raise UserError("empty output directory; give a folder, e.g. 'separated'")
         path = Path(path)
         outdir = Path(outdir)
-        outputs = self.output_paths(path, outdir, names, output.fmt, residual, filename, track, folder)
+        outputs = self.output_paths(
+            path, outdir, names, output.fmt, residual, filename, track, folder
+        )
         check_targets([path], outputs.values(), outdir, force)
         with AudioReader(path, excerpt) as reader:
             info = reader.info
@@ -269,7 +374,9 @@ class Separator:
             plan = self.plan(info.n_samples, info.sample_rate)
             bar = _progress(plan.n_chunks, not progress, path.name)
             try:
-                files = StemFiles(outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir)
+                files = StemFiles(
+                    outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir
+                )
                 mixture_blocks: list[np.ndarray] = []
 
                 def tee(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -279,8 +386,15 @@ class Separator:
                         yield block
 
                 block_size = max(4096, self.chunk // 4)
-                for est in self._stream(tee(reader.blocks(block_size)), plan, info.n_samples, info.sample_rate,
-                                        info.n_channels, names, on_chunk=bar.update):
+                for est in self._stream(
+                    tee(reader.blocks(block_size)),
+                    plan,
+                    info.n_samples,
+                    info.sample_rate,
+                    info.n_channels,
+                    names,
+                    on_chunk=bar.update,
+                ):
                     for i, n in enumerate(names):
                         files.write(n, est[i])
                     if residual:
@@ -289,7 +403,9 @@ class Separator:
                             files.write(f"no_{n}", mix - est[i])
                 total = files.n_written
                 if any(v != info.n_samples for v in total.values()):
-                    raise AudioError(f"{path}: internal length mismatch {total} != {info.n_samples}")
+                    raise AudioError(
+                        f"{path}: internal length mismatch {total} != {info.n_samples}"
+                    )
                 files.finish()  # finish (encode) all first, so a failure leaves no partial set
                 summary = files.summary()
                 written = files.commit(overwrite=force)
@@ -314,13 +430,17 @@ def _as_block(block: np.ndarray) -> np.ndarray:
     return block
 
 
-def _checked(blocks: Iterable[np.ndarray], n_channels: int, counted: list[int]) -> Iterator[np.ndarray]:
+def _checked(
+    blocks: Iterable[np.ndarray], n_channels: int, counted: list[int]
+) -> Iterator[np.ndarray]:
     """Blocks as float32 [m, n_channels], refusing NaN, infinities and a change of channel count;
     counted[0] adds up the samples."""
     for block in blocks:
         block = _as_block(block)
         if block.shape[1] != n_channels:
-            raise AudioError(f"an audio block has {block.shape[1]} channels, the stream {n_channels}")
+            raise AudioError(
+                f"an audio block has {block.shape[1]} channels, the stream {n_channels}"
+            )
         if not np.all(np.isfinite(block)):
             raise AudioError("input contains NaN or infinite samples")
         counted[0] += block.shape[0]

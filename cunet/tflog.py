@@ -1,11 +1,13 @@
 """TensorFlow's start-up logging kept off the user's terminal, and the one place TensorFlow is imported from
 outside the TF-only modules (so the environment is set before the import)."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 def quiet_tensorflow() -> None:

@@ -15,6 +15,7 @@ folder's track_scores.csv) and on how many tracks A is ahead: paired, so less no
 rows.json: [{"name": ..., "lever": ..., "eval": "eval_dir", "method": "cunet", "run": "run_dir" (optional),
              "command": "..."}]; the row whose name is --reference is the baseline of the deltas.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,21 @@ INSTRUMENTS = ("vocals", "drums", "bass", "other")
 def aggregate_sdr(eval_dir: Path, method: str) -> dict[str, float]:
     """{instrument: SDR} of `method` in an evaluation folder's aggregate.csv."""
     with open(eval_dir / "aggregate.csv", newline="") as fh:
-        return {row["target"]: float(row["SDR"]) for row in csv.DictReader(fh) if row["method"] == method}
+        return {
+            row["target"]: float(row["SDR"])
+            for row in csv.DictReader(fh)
+            if row["method"] == method
+        }
 
 
 def track_sdr(eval_dir: Path, method: str) -> dict[tuple[str, str], float]:
     """{(track, instrument): SDR} of `method` in an evaluation folder's track_scores.csv."""
     with open(eval_dir / "track_scores.csv", newline="") as fh:
-        return {(row["track"], row["target"]): float(row["SDR"]) for row in csv.DictReader(fh)
-                if row["method"] == method}
+        return {
+            (row["track"], row["target"]): float(row["SDR"])
+            for row in csv.DictReader(fh)
+            if row["method"] == method
+        }
 
 
 def paired_table(rows: list[dict], pairs: list[str]) -> list[str]:
@@ -44,12 +52,18 @@ def paired_table(rows: list[dict], pairs: list[str]) -> list[str]:
     out = ["| comparison | " + " | ".join(INSTRUMENTS) + " |", "|---|" + "---:|" * len(INSTRUMENTS)]
     for pair in pairs:
         a_name, _, b_name = pair.partition(":")
-        a, b = (track_sdr(Path(by_name[n]["eval"]).expanduser(), by_name[n].get("method", "cunet"))
-                for n in (a_name, b_name))
+        a, b = (
+            track_sdr(Path(by_name[n]["eval"]).expanduser(), by_name[n].get("method", "cunet"))
+            for n in (a_name, b_name)
+        )
         cells = []
         for inst in INSTRUMENTS:
             diffs = [a[k] - b[k] for k in a if k[1] == inst and k in b]
-            cells.append(f"{sum(diffs) / len(diffs):+.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})" if diffs else "–")
+            cells.append(
+                f"{sum(diffs) / len(diffs):+.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
+                if diffs
+                else "–"
+            )
         out.append(f"| {a_name} - {b_name} | " + " | ".join(cells) + " |")
     return out
 
@@ -65,27 +79,52 @@ def training_minutes(run_dir: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", required=True, help="JSON list of rows (see the docstring)")
-    parser.add_argument("--reference", required=True, help="name of the row the deltas are taken against")
-    parser.add_argument("--paired", action="append", default=[], metavar="A:B",
-                        help="also compare rows A and B track by track (repeatable)")
+    parser.add_argument(
+        "--reference", required=True, help="name of the row the deltas are taken against"
+    )
+    parser.add_argument(
+        "--paired",
+        action="append",
+        default=[],
+        metavar="A:B",
+        help="also compare rows A and B track by track (repeatable)",
+    )
     args = parser.parse_args(argv)
     rows = json.loads(Path(args.rows).read_text())
-    scores = {r["name"]: aggregate_sdr(Path(r["eval"]).expanduser(), r.get("method", "cunet")) for r in rows}
+    scores = {
+        r["name"]: aggregate_sdr(Path(r["eval"]).expanduser(), r.get("method", "cunet"))
+        for r in rows
+    }
     ref = scores[args.reference]
-    out = ["| row | lever | " + " | ".join(INSTRUMENTS) + " | delta vs " + args.reference
-           + " (v / d / b / o) | training min | command |",
-           "|---|---|" + "---:|" * len(INSTRUMENTS) + "---|---:|---|"]
+    out = [
+        "| row | lever | "
+        + " | ".join(INSTRUMENTS)
+        + " | delta vs "
+        + args.reference
+        + " (v / d / b / o) | training min | command |",
+        "|---|---|" + "---:|" * len(INSTRUMENTS) + "---|---:|---|",
+    ]
     for r in rows:
         s = scores[r["name"]]
         cells = " | ".join(f"{s.get(i, float('nan')):.2f}" for i in INSTRUMENTS)
-        delta = " / ".join(f"{s.get(i, float('nan')) - ref.get(i, float('nan')):+.2f}" for i in INSTRUMENTS)
+        delta = " / ".join(
+            f"{s.get(i, float('nan')) - ref.get(i, float('nan')):+.2f}" for i in INSTRUMENTS
+        )
         run = Path(r["run"]).expanduser() if r.get("run") else None
-        out.append(f"| {r['name']} | {r['lever']} | {cells} | {delta} | {training_minutes(run)} | "
-                   f"`{r['command']}` |")
+        out.append(
+            f"| {r['name']} | {r['lever']} | {cells} | {delta} | {training_minutes(run)} | "
+            f"`{r['command']}` |"
+        )
     if args.paired:
-        out += ["", "Paired over tracks: mean SDR difference in dB (tracks where the first is ahead / tracks).", ""]
+        out += [
+            "",
+            "Paired over tracks: mean SDR difference in dB (tracks where the first is ahead / tracks).",
+            "",
+        ]
         out += paired_table(rows, args.paired)
     print("\n".join(out))
     return 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Score a model and baselines on MUSDB18 with museval:
 `python scripts/evaluate.py --musdb-root DIR [--model PATH] [--baselines] [--protocol musdb|paper] --out DIR`."""
+
 import sys
 
 from cunet.cli import main

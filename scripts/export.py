@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Export a model as a SavedModel: `python scripts/export.py --model run/best.keras --out models/cunet/1`."""
+
 import sys
 
 from cunet.cli import main

@@ -10,6 +10,7 @@ accuracy, see README "Engines and formats"), the default chunking (12 s chunks, 
 included). The output is deterministic: the same `.keras` file and TensorFlow version give the same
 bytes, so `--check` can compare them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,41 @@ QUANTIZE = "none"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare with the shipped file instead of writing it")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the shipped file instead of writing it"
+    )
     args = parser.parse_args(argv)
     import cunet.export.savedmodel  # noqa: F401  (TensorFlow; loaded here so the timing below is the conversion's)
     from cunet.export.formats import export_model_file
 
     if args.check:
         with tempfile.TemporaryDirectory(prefix="cunet-tflite-") as tmp:
-            fresh = export_model_file(SOURCE, Path(tmp) / TARGET.name, fmt="tflite", quantize=QUANTIZE,
-                                      source=str(SOURCE.relative_to(ROOT))).read_bytes()
+            fresh = export_model_file(
+                SOURCE,
+                Path(tmp) / TARGET.name,
+                fmt="tflite",
+                quantize=QUANTIZE,
+                source=str(SOURCE.relative_to(ROOT)),
+            ).read_bytes()
         same = TARGET.is_file() and TARGET.read_bytes() == fresh
-        print(f"{TARGET.relative_to(ROOT)}: {'up to date' if same else 'OUT OF DATE (run scripts/make_tflite.py)'}")
+        print(
+            f"{TARGET.relative_to(ROOT)}: {'up to date' if same else 'OUT OF DATE (run scripts/make_tflite.py)'}"
+        )
         return 0 if same else 1
-    out = export_model_file(SOURCE, TARGET, fmt="tflite", quantize=QUANTIZE, overwrite=True,
-                            source=str(SOURCE.relative_to(ROOT)))
-    print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size / 1e6:.1f} MB) from {SOURCE.relative_to(ROOT)}")
+    out = export_model_file(
+        SOURCE,
+        TARGET,
+        fmt="tflite",
+        quantize=QUANTIZE,
+        overwrite=True,
+        source=str(SOURCE.relative_to(ROOT)),
+    )
+    print(
+        f"wrote {out.relative_to(ROOT)} ({out.stat().st_size / 1e6:.1f} MB) from {SOURCE.relative_to(ROOT)}"
+    )
     return 0
 
 

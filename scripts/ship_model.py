@@ -8,6 +8,7 @@ Rebuilds the model from the checkpoint's embedded config (dropping the
 optimizer state), and stores weights plus provenance: the training record,
 museval metrics if given, and the commit/package versions at packaging time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="training run directory (uses best.keras) or a .keras file")
-    parser.add_argument("--metrics", default=None, help="JSON file with evaluation results to embed")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--run", required=True, help="training run directory (uses best.keras) or a .keras file"
+    )
+    parser.add_argument(
+        "--metrics", default=None, help="JSON file with evaluation results to embed"
+    )
     parser.add_argument("--out", default=str(ROOT / "cunet" / "pretrained" / "default.keras"))
     args = parser.parse_args(argv)
 
@@ -35,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     model.set_weights(trained.get_weights())
     evaluation = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     provenance = make_provenance(
-        config.to_dict(), data=training.get("data", {}),
+        config.to_dict(),
+        data=training.get("data", {}),
         metrics={"training": training.get("metrics", {}), "evaluation": evaluation},
-        source_checkpoint=str(source), training_git_commit=training.get("git_commit"),
-        training_packages=training.get("packages"), parent=training.get("parent"),
+        source_checkpoint=str(source),
+        training_git_commit=training.get("git_commit"),
+        training_packages=training.get("packages"),
+        parent=training.get("parent"),
         n_parameters=int(model.count_params()),
-        status="shipped")
+        status="shipped",
+    )
     provenance["metrics"]["training"].pop("history", None)
     provenance["training_history"] = training.get("metrics", {}).get("history", [])
     out = save_model(model, args.out, provenance)

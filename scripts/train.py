@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Train a C-U-Net on MUSDB18: `python scripts/train.py --config configs/default.yaml --musdb-root DIR --out DIR`."""
+
 import sys
 
 from cunet.cli import main

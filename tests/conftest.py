@@ -1,9 +1,10 @@
 """Shared fixtures: tiny models saved the way cunet saves them, synthetic audio."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pytest
@@ -48,11 +49,18 @@ def five_instrument_model_path(tmp_path_factory, tiny_config) -> Path:
     from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
-    config = dataclasses.replace(tiny_config, model=dataclasses.replace(
-        tiny_config.model, instruments=("vocals", "drums", "bass", "other", "guitar")))
+    config = dataclasses.replace(
+        tiny_config,
+        model=dataclasses.replace(
+            tiny_config.model, instruments=("vocals", "drums", "bass", "other", "guitar")
+        ),
+    )
     keras.utils.set_random_seed(1)
-    return save_model(build_model(config), tmp_path_factory.mktemp("five") / "five.keras",
-                      make_provenance(config.to_dict()))
+    return save_model(
+        build_model(config),
+        tmp_path_factory.mktemp("five") / "five.keras",
+        make_provenance(config.to_dict()),
+    )
 
 
 class OnesEngine(MaskEngine):
@@ -72,7 +80,9 @@ def tiny_separator(tiny_model_path):
     return Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25)
 
 
-def synth_mixture(seconds: float = 2.0, sample_rate: int = 44100, n_channels: int = 2, seed: int = 0) -> np.ndarray:
+def synth_mixture(
+    seconds: float = 2.0, sample_rate: int = 44100, n_channels: int = 2, seed: int = 0
+) -> np.ndarray:
     """A stereo-ish test signal: harmonic tone, noise bursts and a bass line; float32 [n_samples, n_channels]."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
@@ -91,7 +101,11 @@ def synth():
 
 
 # Real MUSDB18 names: musdb puts these in split "train" ...
-TRAIN_NAMES: tuple[str, ...] = ("A Classic Education - NightOwl", "Actions - Devil's Words", "Music Delta - Disco")
+TRAIN_NAMES: tuple[str, ...] = (
+    "A Classic Education - NightOwl",
+    "Actions - Devil's Words",
+    "Music Delta - Disco",
+)
 # ... and these in split "valid" (listed in musdb's configs/mus.yaml "validation_tracks").
 VALID_NAMES: tuple[str, ...] = ("Actions - One Minute Smile", "Johnny Lokke - Promises & Lies")
 STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
@@ -112,7 +126,9 @@ def synth_stems(seconds: float, sample_rate: int, seed: int) -> dict[str, np.nda
     n = int(seconds * sample_rate)
     t = np.arange(n) / sample_rate
     f0 = 220.0 * (1 + 0.1 * seed)
-    vocals = 0.15 * np.sin(2 * np.pi * f0 * t + 3 * np.sin(2 * np.pi * 5 * t)) + 0.05 * np.sin(4 * np.pi * f0 * t)
+    vocals = 0.15 * np.sin(2 * np.pi * f0 * t + 3 * np.sin(2 * np.pi * 5 * t)) + 0.05 * np.sin(
+        4 * np.pi * f0 * t
+    )
     envelope = np.exp(-30 * ((t * 2) % 1.0))
     drums = 0.2 * envelope * rng.standard_normal(n)
     bass = 0.2 * np.sin(2 * np.pi * (55 + 5 * seed) * t)
@@ -121,13 +137,19 @@ def synth_stems(seconds: float, sample_rate: int, seed: int) -> dict[str, np.nda
     out = {}
     for name, mono in (("vocals", vocals), ("drums", drums), ("bass", bass), ("other", other)):
         pan = pans[name]
-        out[name] = np.stack([mono * (1.0 - pan) * 2, mono * pan * 2], axis=1).astype(np.float32) * 0.5
+        out[name] = (
+            np.stack([mono * (1.0 - pan) * 2, mono * pan * 2], axis=1).astype(np.float32) * 0.5
+        )
     return out
 
 
-def make_synthetic_musdb(root: Path, train_names: Sequence[str] = TRAIN_NAMES,
-                         valid_names: Sequence[str] = VALID_NAMES, seconds: float = 3.5,
-                         sample_rate: int = 44100) -> Path:
+def make_synthetic_musdb(
+    root: Path,
+    train_names: Sequence[str] = TRAIN_NAMES,
+    valid_names: Sequence[str] = VALID_NAMES,
+    seconds: float = 3.5,
+    sample_rate: int = 44100,
+) -> Path:
     """Write a MUSDB18 root in the wav layout: root/train/<track>/{mixture,drums,bass,other,vocals}.wav."""
     import soundfile as sf
 
@@ -137,7 +159,12 @@ def make_synthetic_musdb(root: Path, train_names: Sequence[str] = TRAIN_NAMES,
         stems = synth_stems(seconds, sample_rate, seed)
         for stem, audio in stems.items():
             sf.write(folder / f"{stem}.wav", audio, sample_rate, subtype="PCM_16")
-        sf.write(folder / "mixture.wav", np.clip(sum(stems.values()), -1, 1), sample_rate, subtype="PCM_16")
+        sf.write(
+            folder / "mixture.wav",
+            np.clip(sum(stems.values()), -1, 1),
+            sample_rate,
+            subtype="PCM_16",
+        )
     return root
 
 
@@ -146,8 +173,13 @@ def musdb_root(tmp_path_factory) -> Path:
     return make_synthetic_musdb(tmp_path_factory.mktemp("musdb"))
 
 
-def write_track(folder: Path, stems: dict[str, np.ndarray], sample_rate: int = 44100, ext: str = "wav",
-                mixture: np.ndarray | None = None) -> Path:
+def write_track(
+    folder: Path,
+    stems: dict[str, np.ndarray],
+    sample_rate: int = 44100,
+    ext: str = "wav",
+    mixture: np.ndarray | None = None,
+) -> Path:
     """Write one folder-dataset track: folder/<stem>.<ext> per stem (16-bit), and mixture.<ext> if given."""
     import soundfile as sf
 
@@ -159,12 +191,22 @@ def write_track(folder: Path, stems: dict[str, np.ndarray], sample_rate: int = 4
     return folder
 
 
-def make_folder_dataset(root: Path, train_names: Sequence[str], valid_names: Sequence[str] = (),
-                        seconds: float = 1.5, sample_rate: int = 44100, instruments: Sequence[str] = STEMS) -> Path:
+def make_folder_dataset(
+    root: Path,
+    train_names: Sequence[str],
+    valid_names: Sequence[str] = (),
+    seconds: float = 1.5,
+    sample_rate: int = 44100,
+    instruments: Sequence[str] = STEMS,
+) -> Path:
     """A folder dataset: root/train/<track>/<stem>.wav (and root/valid/<track>/... when valid_names)."""
-    for seed, (split, name) in enumerate([*(("train", n) for n in train_names), *(("valid", n) for n in valid_names)]):
+    for seed, (split, name) in enumerate(
+        [*(("train", n) for n in train_names), *(("valid", n) for n in valid_names)]
+    ):
         stems = synth_stems(seconds, sample_rate, seed)
-        write_track(root / split / name, {k: v for k, v in stems.items() if k in instruments}, sample_rate)
+        write_track(
+            root / split / name, {k: v for k, v in stems.items() if k in instruments}, sample_rate
+        )
     return root
 
 
@@ -176,7 +218,10 @@ def musdb_cache(tmp_path_factory, musdb_root, tiny_config):
 
     cache = tmp_path_factory.mktemp("musdb-cache")
     splits = open_source(parse_data_spec(f"{musdb_root},wav"))
-    return cache, {s: build_cache(tracks, cache, tiny_config.audio, progress=False) for s, tracks in splits.items()}
+    return cache, {
+        s: build_cache(tracks, cache, tiny_config.audio, progress=False)
+        for s, tracks in splits.items()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -186,16 +231,24 @@ def tiny_tflite_path(tmp_path_factory, tiny_model_path) -> Path:
     from cunet.export.formats import export_model_file
 
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    return export_model_file(tiny_model_path, path, chunk_seconds=1.0, overlap_seconds=0.25, fmt="tflite")
+    return export_model_file(
+        tiny_model_path, path, chunk_seconds=1.0, overlap_seconds=0.25, fmt="tflite"
+    )
 
 
-def rewrite_tflite(src: Path, dst: Path, record: bytes | None | str = "keep", weights_delta: float = 0.0) -> Path:
+def rewrite_tflite(
+    src: Path, dst: Path, record: bytes | None | str = "keep", weights_delta: float = 0.0
+) -> Path:
     """A copy of a cunet `.tflite` whose "cunet.json" metadata is `record` ("keep": unchanged; None:
     dropped) and whose largest weight buffer is shifted by `weights_delta` (0: unchanged)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(src.read_bytes()))
-    entries = [m for m in model.metadata if (m.name.decode() if isinstance(m.name, bytes) else m.name) == "cunet.json"]
+    entries = [
+        m
+        for m in model.metadata
+        if (m.name.decode() if isinstance(m.name, bytes) else m.name) == "cunet.json"
+    ]
     if record is None:
         model.metadata = [m for m in model.metadata if m not in entries]
     elif record != "keep":

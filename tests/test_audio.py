@@ -1,5 +1,6 @@
 """Audio I/O: write/read round trips of random arrays (hypothesis), output names, ffmpeg decoding,
 atomic writes and the errors raised for unreadable files."""
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,23 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cunet.io.audio import (PARTIAL_SUFFIX, AtomicAudioWriter, AudioError, AudioReader, ffmpeg_available, input_stem, load_audio, remove_stale_partials, write_audio)
+from cunet.io.audio import (
+    PARTIAL_SUFFIX,
+    AtomicAudioWriter,
+    AudioError,
+    AudioReader,
+    ffmpeg_available,
+    input_stem,
+    load_audio,
+    remove_stale_partials,
+    write_audio,
+)
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 needs_ffmpeg = pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg is not installed")
 
 RATES = st.sampled_from([8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 192000])
@@ -27,15 +41,22 @@ def _partials(directory: Path) -> list[str]:
 
 
 @SETTINGS
-@given(n=st.integers(1, 4000), n_channels=st.integers(1, 8), rate=RATES, fmt=st.sampled_from(["wav", "flac"]),
-       seed=st.integers(0, 2**16), scale=st.sampled_from([0.5, 1.0, 3.0]))
-def test_write_read_round_trip(tmp_path_factory, n: int, n_channels: int, rate: int, fmt: str, seed: int,
-                               scale: float) -> None:
+@given(
+    n=st.integers(1, 4000),
+    n_channels=st.integers(1, 8),
+    rate=RATES,
+    fmt=st.sampled_from(["wav", "flac"]),
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([0.5, 1.0, 3.0]),
+)
+def test_write_read_round_trip(
+    tmp_path_factory, n: int, n_channels: int, rate: int, fmt: str, seed: int, scale: float
+) -> None:
     """16-bit wav/flac: same length, rate and channels; values clipped to [-1, 1] and within one LSB."""
     tmp = tmp_path_factory.mktemp("rt")
     x = (np.random.default_rng(seed).uniform(-1, 1, (n, n_channels)) * scale).astype(np.float32)
     path = write_audio(tmp / f"x.{fmt}", x, rate)
-    assert sorted(p.name for p in tmp.iterdir()) == [f"x.{fmt}"]          # no partial left behind
+    assert sorted(p.name for p in tmp.iterdir()) == [f"x.{fmt}"]  # no partial left behind
     y, rate_read = load_audio(path)
     assert rate_read == rate and y.shape == x.shape and y.dtype == np.float32
     assert np.isfinite(y).all()
@@ -43,19 +64,29 @@ def test_write_read_round_trip(tmp_path_factory, n: int, n_channels: int, rate: 
 
 
 @SETTINGS
-@given(n=st.integers(1, 4000), n_channels=st.integers(1, 6), rate=RATES, seed=st.integers(0, 2**16),
-       block=st.integers(1, 1500))
-def test_float_wav_round_trip_is_exact_and_blocks_match_read(tmp_path_factory, n: int, n_channels: int,
-                                                             rate: int, seed: int, block: int) -> None:
+@given(
+    n=st.integers(1, 4000),
+    n_channels=st.integers(1, 6),
+    rate=RATES,
+    seed=st.integers(0, 2**16),
+    block=st.integers(1, 1500),
+)
+def test_float_wav_round_trip_is_exact_and_blocks_match_read(
+    tmp_path_factory, n: int, n_channels: int, rate: int, seed: int, block: int
+) -> None:
     """32-bit float wav keeps values (even beyond full scale); streaming blocks add up to the whole file."""
     tmp = tmp_path_factory.mktemp("f32")
     x = np.random.default_rng(seed).normal(0, 2, (n, n_channels)).astype(np.float32)
     writer = AtomicAudioWriter(tmp / "x.wav", rate, n_channels, "wav", float32=True)
     for start in range(0, n, block):
-        writer.write(x[start:start + block])
+        writer.write(x[start : start + block])
     writer.commit()
     with AudioReader(tmp / "x.wav") as reader:
-        assert (reader.info.sample_rate, reader.info.n_channels, reader.info.n_samples) == (rate, n_channels, n)
+        assert (reader.info.sample_rate, reader.info.n_channels, reader.info.n_samples) == (
+            rate,
+            n_channels,
+            n,
+        )
         blocks = list(reader.blocks(block))
         whole = reader.read()
     assert all(b.shape[0] <= block for b in blocks)
@@ -63,50 +94,91 @@ def test_float_wav_round_trip_is_exact_and_blocks_match_read(tmp_path_factory, n
     np.testing.assert_array_equal(whole, x)
 
 
-@settings(max_examples=6, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(ext=st.sampled_from(["mp3", "m4a"]), rate=st.sampled_from([22050, 44100, 48000]),
-       n_channels=st.integers(1, 2), seconds=st.floats(0.1, 1.5))
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    ext=st.sampled_from(["mp3", "m4a"]),
+    rate=st.sampled_from([22050, 44100, 48000]),
+    n_channels=st.integers(1, 2),
+    seconds=st.floats(0.1, 1.5),
+)
 @needs_ffmpeg
-def test_ffmpeg_decodes_compressed_inputs(tmp_path_factory, ext: str, rate: int, n_channels: int,
-                                          seconds: float) -> None:
+def test_ffmpeg_decodes_compressed_inputs(
+    tmp_path_factory, ext: str, rate: int, n_channels: int, seconds: float
+) -> None:
     """mp3 / m4a are decoded through ffmpeg: rate and channels kept, length within the codec's padding."""
     tmp = tmp_path_factory.mktemp("ff")
     n = int(seconds * rate)
     t = np.arange(n) / rate
-    x = np.stack([0.4 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(n_channels)], 1).astype(np.float32)
+    x = np.stack(
+        [0.4 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(n_channels)], 1
+    ).astype(np.float32)
     sf.write(tmp / "src.wav", x, rate, subtype="FLOAT")
     codec = ["-c:a", "libmp3lame"] if ext == "mp3" else ["-c:a", "aac"]
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(tmp / "src.wav"), *codec,
-                    str(tmp / f"enc ñ.{ext}")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(tmp / "src.wav"),
+            *codec,
+            str(tmp / f"enc ñ.{ext}"),
+        ],
+        check=True,
+    )
     with AudioReader(tmp / f"enc ñ.{ext}") as reader:
         info = reader.info
         y = reader.read()
     assert info.sample_rate == rate and info.n_channels == n_channels
     assert abs(info.n_samples - n) <= 2 * 1152 and y.shape == (info.n_samples, n_channels)
     assert np.isfinite(y).all() and 0.1 < np.abs(y).max() < 1.0
-    assert not list(Path(reader.path).parent.glob("decoded*"))        # temporary decode removed
+    assert not list(Path(reader.path).parent.glob("decoded*"))  # temporary decode removed
 
 
-@given(name=st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/.\\\x00"),
-                    min_size=1, max_size=30),
-       ext=st.sampled_from([".wav", ".flac", ".mp3", ".m4a", ".ogg", ".stem.mp4", ".WAV", ".Stem.MP4"]))
+@given(
+    name=st.text(
+        st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/.\\\x00"),
+        min_size=1,
+        max_size=30,
+    ),
+    ext=st.sampled_from(
+        [".wav", ".flac", ".mp3", ".m4a", ".ogg", ".stem.mp4", ".WAV", ".Stem.MP4"]
+    ),
+)
 @settings(max_examples=100, deadline=None)
 def test_input_stem_drops_only_the_extension(name: str, ext: str) -> None:
     assert input_stem(f"/some dir/{name}{ext}") == name
     assert input_stem(name + ext) == name
 
 
-@pytest.mark.parametrize("name,stem", [("song.stem.mp4", "song"), ("a.b.wav", "a.b"), (".wav", ".wav"),
-                                       ("no_ext", "no_ext"), ("my song ünï 歌.flac", "my song ünï 歌"),
-                                       (".stem.mp4", ".stem.mp4"), ("..wav", "..wav"), ("...wav", "...wav"),
-                                       ("...stem.mp4", "...stem.mp4")])
+@pytest.mark.parametrize(
+    "name,stem",
+    [
+        ("song.stem.mp4", "song"),
+        ("a.b.wav", "a.b"),
+        (".wav", ".wav"),
+        ("no_ext", "no_ext"),
+        ("my song ünï 歌.flac", "my song ünï 歌"),
+        (".stem.mp4", ".stem.mp4"),
+        ("..wav", "..wav"),
+        ("...wav", "...wav"),
+        ("...stem.mp4", "...stem.mp4"),
+    ],
+)
 def test_input_stem_examples(name: str, stem: str) -> None:
     assert input_stem(name) == stem
 
 
-@given(name=st.text(st.sampled_from(list(". aé歌_-")), min_size=1, max_size=12),
-       ext=st.sampled_from(["", ".wav", ".stem.mp4"]))
+@given(
+    name=st.text(st.sampled_from(list(". aé歌_-")), min_size=1, max_size=12),
+    ext=st.sampled_from(["", ".wav", ".stem.mp4"]),
+)
 @example(name="..", ext="")
 @example(name="...", ext=".wav")
 @example(name=".", ext=".stem.mp4")
@@ -142,7 +214,7 @@ def test_corrupt_data_mid_stream_raises_audio_error(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     sf.write(tmp_path / "x.flac", rng.uniform(-0.5, 0.5, (88200, 2)).astype(np.float32), 44100)
     data = (tmp_path / "x.flac").read_bytes()
-    (tmp_path / "cut.flac").write_bytes(data[:len(data) // 2])
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
     with AudioReader(tmp_path / "cut.flac") as reader, pytest.raises(AudioError, match="cut.flac"):
         for _ in reader.blocks(4096):
             pass
@@ -151,8 +223,8 @@ def test_corrupt_data_mid_stream_raises_audio_error(tmp_path: Path) -> None:
 def test_abort_and_failed_commit_leave_nothing(tmp_path: Path) -> None:
     writer = AtomicAudioWriter(tmp_path / "a.wav", 8000, 1)
     writer.write(np.zeros((100, 1), np.float32))
-    assert _partials(tmp_path)                      # staged under a hidden partial name...
-    assert not (tmp_path / "a.wav").exists()        # ...never under the final one
+    assert _partials(tmp_path)  # staged under a hidden partial name...
+    assert not (tmp_path / "a.wav").exists()  # ...never under the final one
     writer.abort()
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(AudioError, match="unknown output format"):
@@ -180,12 +252,19 @@ def test_remove_stale_partials_keeps_live_writers(tmp_path: Path) -> None:
 # -- excerpts and output sample formats (issue 12) --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start,duration,message", [(-1.0, None, "--start"), (float("nan"), None, "--start"),
-                                                    (0.0, 0.0, "--duration"), (0.0, -2.0, "--duration"),
-                                                    (0.0, float("inf"), "--duration")])
+@pytest.mark.parametrize(
+    "start,duration,message",
+    [
+        (-1.0, None, "--start"),
+        (float("nan"), None, "--start"),
+        (0.0, 0.0, "--duration"),
+        (0.0, -2.0, "--duration"),
+        (0.0, float("inf"), "--duration"),
+    ],
+)
 def test_bad_excerpts(start: float, duration: float | None, message: str) -> None:
-    from cunet.io.audio import Excerpt
     from cunet.errors import UserError
+    from cunet.io.audio import Excerpt
 
     with pytest.raises(UserError, match=message):
         Excerpt(start, duration).validate()
@@ -213,10 +292,12 @@ def test_excerpt_seeks_and_reads_only_its_part(tmp_path: Path, fmt: str, monkeyp
         whole = reader.read()
     np.testing.assert_array_equal(np.concatenate(blocks), full[32000:40000])
     np.testing.assert_array_equal(whole, full[32000:40000])
-    assert sum(frames_read) == 16000                         # the excerpt twice, nothing before it
+    assert sum(frames_read) == 16000  # the excerpt twice, nothing before it
     with AudioReader(tmp_path / f"x.{fmt}", Excerpt(2.9)) as reader:
-        assert reader.info.n_samples == 1600                 # to the end
-    with pytest.raises(AudioError, match=r"--start 3 s is at or past the end of the audio \(3.000 s\)"):
+        assert reader.info.n_samples == 1600  # to the end
+    with pytest.raises(
+        AudioError, match=r"--start 3 s is at or past the end of the audio \(3.000 s\)"
+    ):
         AudioReader(tmp_path / f"x.{fmt}", Excerpt(3.0))
 
 
@@ -226,8 +307,18 @@ def test_ffmpeg_excerpt_seeks_before_decoding(tmp_path: Path, monkeypatch) -> No
 
     t = np.arange(3 * 44100) / 44100
     sf.write(tmp_path / "src.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 44100)
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "src.wav"), str(tmp_path / "x.mp3")],
-                   check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(tmp_path / "src.wav"),
+            str(tmp_path / "x.mp3"),
+        ],
+        check=True,
+    )
     calls = []
     real_run = subprocess.run
 
@@ -239,13 +330,20 @@ def test_ffmpeg_excerpt_seeks_before_decoding(tmp_path: Path, monkeypatch) -> No
     with AudioReader(tmp_path / "x.mp3", Excerpt(1.25, 0.5)) as reader:
         assert abs(reader.info.n_samples - 22050) <= 2
     cmd = calls[-1]
-    assert cmd.index("-ss") < cmd.index("-i") and cmd.index("-t") < cmd.index("-i")   # input seeking
+    assert cmd.index("-ss") < cmd.index("-i") and cmd.index("-t") < cmd.index("-i")  # input seeking
     with pytest.raises(AudioError, match="--start 10 s is at or past the end of the audio"):
         AudioReader(tmp_path / "x.mp3", Excerpt(10.0))
 
 
-@pytest.mark.parametrize("fmt,bits,subtype", [("wav", "24", "PCM_24"), ("flac", "24", "PCM_24"),
-                                              ("wav", "16", "PCM_16"), ("wav", "32f", "FLOAT")])
+@pytest.mark.parametrize(
+    "fmt,bits,subtype",
+    [
+        ("wav", "24", "PCM_24"),
+        ("flac", "24", "PCM_24"),
+        ("wav", "16", "PCM_16"),
+        ("wav", "32f", "FLOAT"),
+    ],
+)
 def test_writer_bits_and_clamp_count(tmp_path: Path, fmt: str, bits: str, subtype: str) -> None:
     x = np.random.default_rng(5).uniform(-1.5, 1.5, (4000, 2)).astype(np.float32)
     writer = AtomicAudioWriter(tmp_path / f"x.{fmt}", 44100, 2, fmt, bits=bits)

@@ -1,4 +1,5 @@
 """The CLI front: instant --help (no TensorFlow), sub-commands, one-line user errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,9 +11,11 @@ from cunet.cli import build_parser, main
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from cunet.cli import build_parser; p = build_parser(); p.format_help();"
-            "p._subparsers._group_actions[0].choices['separate'].format_help();"
-            "assert 'tensorflow' not in sys.modules, 'tf imported'")
+    code = (
+        "import sys; from cunet.cli import build_parser; p = build_parser(); p.format_help();"
+        "p._subparsers._group_actions[0].choices['separate'].format_help();"
+        "assert 'tensorflow' not in sys.modules, 'tf imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -30,12 +33,29 @@ def test_separate_help_exits_zero(capsys):
 
 
 def test_user_errors_are_one_line(capsys, tmp_path, tiny_model_path):
-    assert main(["separate", "x.wav", "--instrument", "kazoo", "--model", str(tiny_model_path)]) == 2
+    assert (
+        main(["separate", "x.wav", "--instrument", "kazoo", "--model", str(tiny_model_path)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: unknown instrument 'kazoo' for this model (it separates: vocals, drums, bass, other)"]
+    assert err == [
+        "error: unknown instrument 'kazoo' for this model (it separates: vocals, drums, bass, other)"
+    ]
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {n_filterz: 3}\n")
-    assert main(["train", "--config", str(bad), "--musdb-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(bad),
+                "--musdb-root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.n_filterz" in err[0]
 

@@ -4,6 +4,7 @@
 Synthetic data only. Most runs use the paper protocol (8192 Hz mono, whole-track BSSEval: fast); the
 SiSEC protocol runs on one stem of short tracks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import make_folder_dataset, synth_stems, write_track
 
 from cunet.cli import main
 from cunet.data.sources import open_sources, parse_data_spec
-
-from conftest import make_folder_dataset, synth_stems, write_track
 
 FIVE = ("vocals", "drums", "bass", "other", "guitar")
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,9 @@ def guitar_data(tmp_path_factory) -> Path:
 
 
 def five_config(tiny_config):
-    return dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, instruments=FIVE)).validate()
+    return dataclasses.replace(
+        tiny_config, model=dataclasses.replace(tiny_config.model, instruments=FIVE)
+    ).validate()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,9 @@ def five_model_path(tmp_path_factory, tiny_config) -> Path:
     config = five_config(tiny_config)
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("five") / "five.keras"
-    save_model(build_model(config), path, make_provenance(config.to_dict(), data={"synthetic": True}))
+    save_model(
+        build_model(config), path, make_provenance(config.to_dict(), data={"synthetic": True})
+    )
     return path
 
 
@@ -77,7 +81,9 @@ def one_error_line(capsys) -> str:
 
 def scored(out: Path) -> pd.DataFrame:
     """track_scores.csv indexed by (method, track, target)."""
-    return pd.read_csv(out / "track_scores.csv").set_index(["method", "track", "target"]).sort_index()
+    return (
+        pd.read_csv(out / "track_scores.csv").set_index(["method", "track", "target"]).sort_index()
+    )
 
 
 # --------------------------------------------------------------------------- data, splits, stems
@@ -87,10 +93,29 @@ def test_five_instrument_model_on_a_valid_folder(guitar_data, five_model_path, t
     """Default instruments: the model's outputs the data holds (no `other` here); track `e` lacks drums and is
     scored for the stems it has; the mixture is the sum of the stems, and settings.json says so."""
     out = tmp_path / "out"
-    assert evaluate("--data", str(guitar_data), "--model", str(five_model_path), "--name", "five",
-                    "--baselines", "mixture", "IRM1", "--protocol", "paper", "--out", str(out)) == 0
+    assert (
+        evaluate(
+            "--data",
+            str(guitar_data),
+            "--model",
+            str(five_model_path),
+            "--name",
+            "five",
+            "--baselines",
+            "mixture",
+            "IRM1",
+            "--protocol",
+            "paper",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "| method | vocals | drums | bass | guitar |" in printed and "<method>/valid/*.json" in printed
+    assert (
+        "| method | vocals | drums | bass | guitar |" in printed
+        and "<method>/valid/*.json" in printed
+    )
     for method in ("five", "mixture", "IRM1"):
         assert sorted(p.name for p in (out / method / "valid").iterdir()) == ["d.json", "e.json"]
     table = scored(out)
@@ -98,15 +123,31 @@ def test_five_instrument_model_on_a_valid_folder(guitar_data, five_model_path, t
     assert set(table.loc[("five", "e")].index) == {"vocals", "bass", "guitar"}
     assert np.isfinite(table.loc[("five", "d", "guitar"), "SDR"])
     aggregate = pd.read_csv(out / "aggregate.csv").set_index(["method", "target"])
-    assert aggregate.loc[("IRM1", "guitar"), "SDR"] > aggregate.loc[("mixture", "guitar"), "SDR"] + 3
+    assert (
+        aggregate.loc[("IRM1", "guitar"), "SDR"] > aggregate.loc[("mixture", "guitar"), "SDR"] + 3
+    )
     markdown = (out / "aggregate.md").read_text()
-    assert "vocals 2, drums 1, bass 2, guitar 2" in markdown and "Share of the IRM1 gain" in markdown
+    assert (
+        "vocals 2, drums 1, bass 2, guitar 2" in markdown and "Share of the IRM1 gain" in markdown
+    )
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["data"] == [str(guitar_data)] and settings["split"] == "valid" and settings["seed"] == 42
+    assert (
+        settings["data"] == [str(guitar_data)]
+        and settings["split"] == "valid"
+        and settings["seed"] == 42
+    )
     assert settings["mixture"] == "sum of the stems (2 tracks)" and settings["instruments"] == [
-        "vocals", "drums", "bass", "guitar"]
-    assert settings["tracks"][1] == {"name": "e", "split": "valid", "mixture": "sum of the stems",
-                                     "stems": ["bass", "guitar", "vocals"]}
+        "vocals",
+        "drums",
+        "bass",
+        "guitar",
+    ]
+    assert settings["tracks"][1] == {
+        "name": "e",
+        "split": "valid",
+        "mixture": "sum of the stems",
+        "stems": ["bass", "guitar", "vocals"],
+    }
     assert settings["estimate_from"]["guitar"] == "guitar" and settings["failures"] == []
 
 
@@ -117,15 +158,47 @@ def test_hold_out_matches_training(tmp_path, capsys):
         spec = f"{root},valid=2"
         held = sorted(t.name for t in open_sources([parse_data_spec(spec)], seed)["valid"])
         out = tmp_path / f"out{seed}"
-        assert evaluate("--data", spec, "--seed", str(seed), "--no-model", "--baselines", "mixture",
-                        "--instruments", "bass", "--protocol", "paper", "--out", str(out)) == 0
+        assert (
+            evaluate(
+                "--data",
+                spec,
+                "--seed",
+                str(seed),
+                "--no-model",
+                "--baselines",
+                "mixture",
+                "--instruments",
+                "bass",
+                "--protocol",
+                "paper",
+                "--out",
+                str(out),
+            )
+            == 0
+        )
         assert sorted(p.name[:-5] for p in (out / "mixture" / "valid").iterdir()) == held
         assert json.loads((out / "settings.json").read_text())["seed"] == seed
     capsys.readouterr()
     # --split train scores the other four, --split all every track
     out = tmp_path / "all"
-    assert evaluate("--data", f"{root},valid=2", "--split", "all", "--no-model", "--baselines", "mixture",
-                    "--instruments", "bass", "--protocol", "paper", "--out", str(out)) == 0
+    assert (
+        evaluate(
+            "--data",
+            f"{root},valid=2",
+            "--split",
+            "all",
+            "--no-model",
+            "--baselines",
+            "mixture",
+            "--instruments",
+            "bass",
+            "--protocol",
+            "paper",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     assert len(list((out / "mixture" / "train").iterdir())) == 4
     assert len(list((out / "mixture" / "valid").iterdir())) == 2
 
@@ -133,19 +206,46 @@ def test_hold_out_matches_training(tmp_path, capsys):
 def test_map_scores_another_output_as_a_stem(guitar_data, tiny_model_path, tmp_path, capsys):
     """A four-instrument model's `other` scored as a guitar separator, with the SiSEC protocol."""
     out = tmp_path / "out"
-    assert evaluate("--data", str(guitar_data), "--model", str(tiny_model_path), "--map", "guitar=other",
-                    "--instruments", "guitar", "--baselines", "mixture", "--out", str(out), "--track-limit", "1") == 0
+    assert (
+        evaluate(
+            "--data",
+            str(guitar_data),
+            "--model",
+            str(tiny_model_path),
+            "--map",
+            "guitar=other",
+            "--instruments",
+            "guitar",
+            "--baselines",
+            "mixture",
+            "--out",
+            str(out),
+            "--track-limit",
+            "1",
+        )
+        == 0
+    )
     markdown = (out / "aggregate.md").read_text()
     assert "Model estimates (`--map`): cunet scores `guitar` from its `other` output." in markdown
     table = scored(out)
     assert set(table.index.get_level_values("target")) == {"guitar"}
     assert table["ISR"].notna().all()  # the musdb protocol (BSSEval v4 images)
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["map"] == {"guitar": "other"} and settings["estimate_from"] == {"guitar": "other"}
+    assert settings["map"] == {"guitar": "other"} and settings["estimate_from"] == {
+        "guitar": "other"
+    }
     # without --map the model has no guitar output, and the default is what both hold
     capsys.readouterr()
-    assert evaluate("--data", str(guitar_data), "--model", str(tiny_model_path), "--instruments", "guitar") == 2
-    assert "the model has no 'guitar' output (outputs: vocals, drums, bass, other)" in one_error_line(capsys)
+    assert (
+        evaluate(
+            "--data", str(guitar_data), "--model", str(tiny_model_path), "--instruments", "guitar"
+        )
+        == 2
+    )
+    assert (
+        "the model has no 'guitar' output (outputs: vocals, drums, bass, other)"
+        in one_error_line(capsys)
+    )
 
 
 def test_a_track_without_any_scored_stem_is_skipped(guitar_data, tmp_path, capsys):
@@ -153,34 +253,81 @@ def test_a_track_without_any_scored_stem_is_skipped(guitar_data, tmp_path, capsy
     guitar_track(root / "valid" / "with guitar", 0, seconds=1.0)
     guitar_track(root / "valid" / "no guitar", 1, seconds=1.0, drop="guitar")
     out = tmp_path / "out"
-    assert evaluate("--data", str(root), "--no-model", "--baselines", "IRM1", "--instruments", "guitar",
-                    "--protocol", "paper", "--out", str(out)) == 0
-    assert "note: 1 track(s) not scored, e.g. 'no guitar': holds none of the scored stems (guitar)" in \
-        capsys.readouterr().err
+    assert (
+        evaluate(
+            "--data",
+            str(root),
+            "--no-model",
+            "--baselines",
+            "IRM1",
+            "--instruments",
+            "guitar",
+            "--protocol",
+            "paper",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    assert (
+        "note: 1 track(s) not scored, e.g. 'no guitar': holds none of the scored stems (guitar)"
+        in capsys.readouterr().err
+    )
     assert [p.name for p in (out / "IRM1" / "valid").iterdir()] == ["with guitar.json"]
     assert json.loads((out / "settings.json").read_text())["skipped"][0]["track"] == "no guitar"
     # a silent stem is not scored (museval refuses all-zero references): nothing left is exit 1, not a traceback
     silent = tmp_path / "silent"
     stems = synth_stems(1.0, 44100, 2)
-    write_track(silent / "valid" / "quiet", {"guitar": np.zeros_like(stems["other"]), "bass": stems["bass"]})
-    assert evaluate("--data", str(silent), "--no-model", "--baselines", "IRM1", "--instruments", "guitar",
-                    "--protocol", "paper", "--out", str(tmp_path / "quiet")) == 1
+    write_track(
+        silent / "valid" / "quiet", {"guitar": np.zeros_like(stems["other"]), "bass": stems["bass"]}
+    )
+    assert (
+        evaluate(
+            "--data",
+            str(silent),
+            "--no-model",
+            "--baselines",
+            "IRM1",
+            "--instruments",
+            "guitar",
+            "--protocol",
+            "paper",
+            "--out",
+            str(tmp_path / "quiet"),
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "'quiet': its scored stems are silent (guitar)" in err
     assert "error: no track could be scored (0 failures, 1 not scored; see " in err
-
 
 
 @pytest.mark.slow
 def test_data_tracks_in_two_worker_processes(guitar_data, tiny_model_path, tmp_path, capsys):
     """--jobs 2: the folder tracks and the map travel to 'spawn' workers, each loading the model."""
     out = tmp_path / "out"
-    assert evaluate("--data", str(guitar_data), "--model", str(tiny_model_path), "--map", "guitar=other",
-                    "--protocol", "paper", "--jobs", "2", "--out", str(out)) == 0
+    assert (
+        evaluate(
+            "--data",
+            str(guitar_data),
+            "--model",
+            str(tiny_model_path),
+            "--map",
+            "guitar=other",
+            "--protocol",
+            "paper",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     assert not capsys.readouterr().err  # no TensorFlow start-up lines from the workers
     table = scored(out)
     assert set(table.loc[("cunet", "d")].index) == {"vocals", "drums", "bass", "guitar"}
     assert set(table.loc[("cunet", "e")].index) == {"vocals", "bass", "guitar"}
+
 
 # --------------------------------------------------------------------------- bad input: one line, exit 2
 
@@ -190,20 +337,34 @@ def test_bad_data_specs_and_names(guitar_data, tmp_path, capsys):
     twin = make_folder_dataset(tmp_path / "twin", ["x"], ["d"], seconds=0.2)
     base = ["--no-model", "--baselines"]
     cases = [
-        (["--data", str(guitar_data), "--musdb-root", str(guitar_data), *base], "exclude each other"),
+        (
+            ["--data", str(guitar_data), "--musdb-root", str(guitar_data), *base],
+            "exclude each other",
+        ),
         (base, "no data: give --musdb-root DIR (MUSDB18) or --data SPEC"),
-        (["--data", f"{guitar_data},bogus=1", *base], f"bad option 'bogus=1' in data spec '{guitar_data},bogus=1'"),
+        (
+            ["--data", f"{guitar_data},bogus=1", *base],
+            f"bad option 'bogus=1' in data spec '{guitar_data},bogus=1'",
+        ),
         (["--data", f"{guitar_data},stem=vocals", *base], "is a clip folder (stem=vocals)"),
         (["--data", str(tmp_path / "nowhere"), *base], "is not a directory"),
-        (["--data", str(guitar_data), "--subsets", "test", *base], "--subsets applies to --musdb-root"),
+        (
+            ["--data", str(guitar_data), "--subsets", "test", *base],
+            "--subsets applies to --musdb-root",
+        ),
         (["--musdb-root", str(guitar_data), "--seed", "3", *base], "--seed applies to --data"),
         (["--data", str(lone), *base], "no valid tracks to evaluate"),
         (["--data", str(guitar_data), "--data", str(twin), *base], "two tracks named 'd'"),
         (["--data", f"{guitar_data},rename=guitar:drums", *base], "has two files for stem 'drums'"),
-        (["--data", str(guitar_data), "--map", "guitar"], "bad --map 'guitar' (expected REFERENCE=OUTPUT"),
+        (
+            ["--data", str(guitar_data), "--map", "guitar"],
+            "bad --map 'guitar' (expected REFERENCE=OUTPUT",
+        ),
         (["--data", str(guitar_data), "--map", "guitar=other", *base], "--map needs a model"),
-        (["--data", str(guitar_data), "--instruments", "piano", *base],
-         "unknown instrument 'piano': no track holds a 'piano' stem (stems in the data: vocals, drums, bass, guitar)"),
+        (
+            ["--data", str(guitar_data), "--instruments", "piano", *base],
+            "unknown instrument 'piano': no track holds a 'piano' stem (stems in the data: vocals, drums, bass, guitar)",
+        ),
     ]
     for argv, message in cases:
         assert evaluate(*argv) == 2, argv
@@ -219,8 +380,11 @@ def test_bad_names_against_the_model(guitar_data, five_model_path, capsys, monke
         monkeypatch.setattr(command, "_recorded_outputs", lambda model: None)
     model = ["--data", str(guitar_data), "--model", str(five_model_path)]
     for argv, message in [
-        (["--map", "guitar=piano"], "--map guitar=piano: the model has no 'piano' output (outputs: vocals, drums, "
-                                    "bass, other, guitar)"),
+        (
+            ["--map", "guitar=piano"],
+            "--map guitar=piano: the model has no 'piano' output (outputs: vocals, drums, "
+            "bass, other, guitar)",
+        ),
         (["--map", "keys=other"], "--map keys=other: no track holds a 'keys' stem"),
         (["--map", "guitar=other,guitar=bass"], "--map gives two outputs for 'guitar'"),
     ]:
@@ -229,17 +393,26 @@ def test_bad_names_against_the_model(guitar_data, five_model_path, capsys, monke
 
 
 def test_name_errors_come_before_tensorflow(guitar_data, tiny_model_path):
-    code = ("import sys\n"
-            "from cunet.cli import main\n"
-            f"rc = main(['evaluate', '--data', {str(guitar_data)!r}, '--model', {str(tiny_model_path)!r}, "
-            "'--instruments', 'guitar'])\n"
-            "assert rc == 2 and 'tensorflow' not in sys.modules, (rc, 'tensorflow' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys\n"
+        "from cunet.cli import main\n"
+        f"rc = main(['evaluate', '--data', {str(guitar_data)!r}, '--model', {str(tiny_model_path)!r}, "
+        "'--instruments', 'guitar'])\n"
+        "assert rc == 2 and 'tensorflow' not in sys.modules, (rc, 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines() == ["error: the model has no 'guitar' output (outputs: vocals, drums, "
-                                                "bass, other); score another output as 'guitar' with "
-                                                "--map guitar=OUTPUT"]
+    assert done.stderr.strip().splitlines() == [
+        "error: the model has no 'guitar' output (outputs: vocals, drums, "
+        "bass, other); score another output as 'guitar' with "
+        "--map guitar=OUTPUT"
+    ]
 
 
 def test_parser_is_light_and_mirrors_the_library():
@@ -249,30 +422,71 @@ def test_parser_is_light_and_mirrors_the_library():
     assert command.EVAL_SPLIT_CHOICES == EVAL_SPLITS
     parser = argparse.ArgumentParser()
     command.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["evaluate", "--data", "a", "--data", "b,valid=2", "--map", "guitar=other",
-                              "--instruments", "guitar", "piano"])
-    assert args.data == ["a", "b,valid=2"] and args.map == ["guitar=other"] and args.instruments == ["guitar", "piano"]
-    assert args.musdb_root is None and args.split is None and args.seed is None and args.subsets is None
+    args = parser.parse_args(
+        [
+            "evaluate",
+            "--data",
+            "a",
+            "--data",
+            "b,valid=2",
+            "--map",
+            "guitar=other",
+            "--instruments",
+            "guitar",
+            "piano",
+        ]
+    )
+    assert (
+        args.data == ["a", "b,valid=2"]
+        and args.map == ["guitar=other"]
+        and args.instruments == ["guitar", "piano"]
+    )
+    assert (
+        args.musdb_root is None
+        and args.split is None
+        and args.seed is None
+        and args.subsets is None
+    )
     assert "--map guitar=other" in command.EXAMPLES and "REFERENCE=OUTPUT" in command.MAP_HELP
 
 
 # --------------------------------------------------------------------------- train -> separate -> evaluate
 
 
-def test_finetune_a_guitar_condition_then_separate_and_evaluate(guitar_data, tiny_config, tiny_model_path,
-                                                                tmp_path, capsys):
+def test_finetune_a_guitar_condition_then_separate_and_evaluate(
+    guitar_data, tiny_config, tiny_model_path, tmp_path, capsys
+):
     """`cunet train --init-from` a four-instrument model with a five-instrument config on guitar stems, one
     short epoch; the run separates `guitar` and `cunet evaluate --data` scores it."""
     from cunet.separator import Separator
 
-    config = dataclasses.replace(five_config(tiny_config),
-                                 train=dataclasses.replace(tiny_config.train, epochs=1, steps_per_epoch=2))
+    config = dataclasses.replace(
+        five_config(tiny_config),
+        train=dataclasses.replace(tiny_config.train, epochs=1, steps_per_epoch=2),
+    )
     config_path = tmp_path / "five.yaml"
     config_path.write_text(yaml.safe_dump(config.to_dict()))
     run = tmp_path / "run"
-    assert main(["train", "--config", str(config_path), "--data", str(guitar_data), "--init-from",
-                 str(tiny_model_path), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
-                 "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config_path),
+                "--data",
+                str(guitar_data),
+                "--init-from",
+                str(tiny_model_path),
+                "--out",
+                str(run),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     separator = Separator.from_pretrained(run)
     assert separator.instruments == FIVE
     x = synth_stems(1.0, 44100, 7)["other"]
@@ -280,9 +494,24 @@ def test_finetune_a_guitar_condition_then_separate_and_evaluate(guitar_data, tin
     assert guitar.shape == x.shape and np.isfinite(guitar).all() and np.abs(guitar).max() > 0
     out = tmp_path / "eval"
     capsys.readouterr()
-    assert evaluate("--data", str(guitar_data), "--model", str(run), "--instruments", "guitar",
-                    "--baselines", "mixture", "--out", str(out)) == 0
+    assert (
+        evaluate(
+            "--data",
+            str(guitar_data),
+            "--model",
+            str(run),
+            "--instruments",
+            "guitar",
+            "--baselines",
+            "mixture",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     assert "| method | guitar |" in capsys.readouterr().out
     table = pd.read_csv(out / "aggregate.csv").set_index(["method", "target"])
-    assert np.isfinite(table.loc[("cunet", "guitar"), "SDR"]) and np.isfinite(table.loc[("mixture", "guitar"), "SDR"])
+    assert np.isfinite(table.loc[("cunet", "guitar"), "SDR"]) and np.isfinite(
+        table.loc[("mixture", "guitar"), "SDR"]
+    )
     assert json.loads((out / "settings.json").read_text())["model"] == str(run / "best.keras")

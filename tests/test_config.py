@@ -25,7 +25,13 @@ def test_all_configs_present_and_valid():
 def test_paper_setup(name):
     cfg = load_config(Path(CONFIGS[0]).parent / f"{name}.yaml")
     a, m = cfg.audio, cfg.model
-    assert (a.sample_rate, a.n_channels, a.n_fft, a.hop_length, a.n_bins) == (8192, 1, 1024, 256, 512)
+    assert (a.sample_rate, a.n_channels, a.n_fft, a.hop_length, a.n_bins) == (
+        8192,
+        1,
+        1024,
+        256,
+        512,
+    )
     assert (m.n_frames, m.n_layers, m.kernel_size, m.first_filters) == (128, 6, 5, 16)
     assert m.filters == (16, 32, 64, 128, 256, 512)
     assert cfg.train.batch_size == 64 and cfg.train.learning_rate == 1e-3
@@ -77,9 +83,18 @@ def test_chunk_settings_are_validated_once(tiny_config):
     from cunet.config import ChunkSettings
 
     assert ChunkSettings().validate() == ChunkSettings(12.0, 1.0)
-    chunk, overlap = ChunkSettings(1.0, 0.25).samples(tiny_config.audio, tiny_config.model.time_multiple)
+    chunk, overlap = ChunkSettings(1.0, 0.25).samples(
+        tiny_config.audio, tiny_config.model.time_multiple
+    )
     assert overlap == round(0.25 * 44100) and 0 < 2 * overlap < chunk
-    for bad in ([math.nan, 1.0], [math.inf, 1.0], [0.0, 0.0], [-1.0, 0.0], [601.0, 1.0], [True, 0.0]):
+    for bad in (
+        [math.nan, 1.0],
+        [math.inf, 1.0],
+        [0.0, 0.0],
+        [-1.0, 0.0],
+        [601.0, 1.0],
+        [True, 0.0],
+    ):
         with pytest.raises(ConfigError, match="--chunk-seconds"):
             ChunkSettings(*bad).validate()
     for bad in ([1.0, math.nan], [1.0, math.inf], [1.0, -0.5], [1.0, 0.5]):
@@ -90,4 +105,9 @@ def test_chunk_settings_are_validated_once(tiny_config):
 def test_model_kind_says_conditioned_and_outputs():
     standard = config_from_dict({"model": {"kind": "standard", "target": "bass"}})
     assert not standard.model.conditioned and standard.model.outputs == ("bass",)
-    assert Config().model.conditioned and Config().model.outputs == ("vocals", "drums", "bass", "other")
+    assert Config().model.conditioned and Config().model.outputs == (
+        "vocals",
+        "drums",
+        "bass",
+        "other",
+    )

@@ -5,6 +5,7 @@ track names are real MUSDB18 names, some from musdb's fixed validation list and 
 training split, so musdb's own split logic is exercised; folder datasets and clip folders are
 written file by file here. Nothing here needs TensorFlow.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,15 +13,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import (
+    STEMS,
+    TRAIN_NAMES,
+    VALID_NAMES,
+    make_folder_dataset,
+    musdb_validation_names,
+    write_track,
+)
 
-from cunet.data.sources import DataSpec, open_musdb, open_source, open_sources, parse_data_spec, source_kind, track_key
+from cunet.data.sources import (
+    DataSpec,
+    open_musdb,
+    open_source,
+    open_sources,
+    parse_data_spec,
+    source_kind,
+    track_key,
+)
 from cunet.errors import DataError
-
-from conftest import STEMS, TRAIN_NAMES, VALID_NAMES, make_folder_dataset, musdb_validation_names, write_track
 
 
 def noise(seconds: float = 0.2, rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
-    return (0.1 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels))).astype(np.float32)
+    return (
+        0.1 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels))
+    ).astype(np.float32)
 
 
 def names(tracks) -> list[str]:
@@ -31,21 +48,56 @@ def names(tracks) -> list[str]:
 
 
 def test_parse_data_spec_options(tmp_path):
-    spec = parse_data_spec(f"{tmp_path},stem=Vocals,rename=other:guitar,rename=Keys:other,weight=0.3,valid=3,wav")
-    assert spec == DataSpec(tmp_path, stem="vocals", rename=(("other", "guitar"), ("keys", "other")), weight=0.3,
-                            valid_tracks=3, is_wav=True)
-    assert spec.renamed("other") == "guitar" and spec.renamed("keys") == "other" and spec.renamed("bass") == "bass"
+    spec = parse_data_spec(
+        f"{tmp_path},stem=Vocals,rename=other:guitar,rename=Keys:other,weight=0.3,valid=3,wav"
+    )
+    assert spec == DataSpec(
+        tmp_path,
+        stem="vocals",
+        rename=(("other", "guitar"), ("keys", "other")),
+        weight=0.3,
+        valid_tracks=3,
+        is_wav=True,
+    )
+    assert (
+        spec.renamed("other") == "guitar"
+        and spec.renamed("keys") == "other"
+        and spec.renamed("bass") == "bass"
+    )
     plain = parse_data_spec(str(tmp_path))
     assert plain == DataSpec(tmp_path) and plain.weight == 1.0 and plain.valid_tracks is None
-    assert not plain.is_wav and parse_data_spec(str(tmp_path), is_wav=True).is_wav  # --is-wav for every spec
-    assert parse_data_spec(f"{tmp_path}, weight=2 ").weight == 2.0  # spaces around an option are allowed
+    assert (
+        not plain.is_wav and parse_data_spec(str(tmp_path), is_wav=True).is_wav
+    )  # --is-wav for every spec
+    assert (
+        parse_data_spec(f"{tmp_path}, weight=2 ").weight == 2.0
+    )  # spaces around an option are allowed
     assert parse_data_spec(f"{tmp_path},valid=0").valid_tracks == 0
     assert parse_data_spec("~/x").path == Path("~/x").expanduser()
 
 
-@pytest.mark.parametrize("option", ["foo=1", "weight=0", "weight=-1", "weight=inf", "weight=nan", "weight=abc",
-                                    "valid=-1", "valid=1.5", "valid=x", "rename=a", "rename=a:", "rename=:b",
-                                    "rename=a:b:c", "stem=", "wav=1", "", "stems=vocals"])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "foo=1",
+        "weight=0",
+        "weight=-1",
+        "weight=inf",
+        "weight=nan",
+        "weight=abc",
+        "valid=-1",
+        "valid=1.5",
+        "valid=x",
+        "rename=a",
+        "rename=a:",
+        "rename=:b",
+        "rename=a:b:c",
+        "stem=",
+        "wav=1",
+        "",
+        "stems=vocals",
+    ],
+)
 def test_parse_data_spec_rejects_bad_options(tmp_path, option):
     text = f"{tmp_path},{option}"
     with pytest.raises(DataError) as info:
@@ -65,10 +117,15 @@ def test_parse_data_spec_needs_a_path(text):
 def test_source_id_is_stable_safe_and_distinguishes_options(tmp_path):
     (tmp_path / "My Stems!").mkdir()
     spec = parse_data_spec(str(tmp_path / "My Stems!"))
-    assert spec.source_id == parse_data_spec(str(tmp_path / "My Stems!") + ",weight=3,valid=2").source_id
+    assert (
+        spec.source_id
+        == parse_data_spec(str(tmp_path / "My Stems!") + ",weight=3,valid=2").source_id
+    )
     assert spec.source_id.startswith("My_Stems-") and "/" not in spec.source_id
-    others = {parse_data_spec(str(tmp_path / "My Stems!") + extra).source_id
-              for extra in (",stem=vocals", ",stem=drums", ",rename=other:guitar")}
+    others = {
+        parse_data_spec(str(tmp_path / "My Stems!") + extra).source_id
+        for extra in (",stem=vocals", ",stem=drums", ",rename=other:guitar")
+    }
     assert len(others) == 3 and spec.source_id not in others
     assert parse_data_spec(str(tmp_path)).source_id != spec.source_id
 
@@ -110,7 +167,9 @@ def test_open_musdb_uses_musdbs_split(musdb_root):
     assert names(train_tracks) == sorted(TRAIN_NAMES)
     assert names(valid_tracks) == sorted(VALID_NAMES)
     assert not {t.name for t in train_tracks} & musdb_validation_names()
-    assert names(open_musdb(musdb_root, "train", None, is_wav=True)) == sorted([*TRAIN_NAMES, *VALID_NAMES])
+    assert names(open_musdb(musdb_root, "train", None, is_wav=True)) == sorted(
+        [*TRAIN_NAMES, *VALID_NAMES]
+    )
 
 
 def test_open_musdb_missing_root(tmp_path):
@@ -121,7 +180,9 @@ def test_open_musdb_missing_root(tmp_path):
 def test_open_source_musdb(musdb_root):
     spec = parse_data_spec(f"{musdb_root},wav,weight=2,rename=other:guitar")
     splits = open_source(spec)
-    assert names(splits["train"]) == sorted(TRAIN_NAMES) and names(splits["valid"]) == sorted(VALID_NAMES)
+    assert names(splits["train"]) == sorted(TRAIN_NAMES) and names(splits["valid"]) == sorted(
+        VALID_NAMES
+    )
     track = splits["train"][0]
     assert set(track.stems) == {"vocals", "drums", "bass", "guitar"}
     assert track.source_id == spec.source_id and track.weight == 2.0 and track.silent == frozenset()
@@ -139,7 +200,9 @@ def test_musdb_valid_tracks_in_training_split_are_refused(musdb_root, monkeypatc
     real_open = sources.open_musdb
 
     def leaky_open(root, subsets="train", split="train", is_wav=False):
-        return real_open(root, subsets, None if split == "train" else split, is_wav)  # train = everything
+        return real_open(
+            root, subsets, None if split == "train" else split, is_wav
+        )  # train = everything
 
     monkeypatch.setattr(sources, "open_musdb", leaky_open)
     with pytest.raises(DataError, match="valid tracks found in the training split"):
@@ -157,10 +220,14 @@ def test_unreadable_musdb_root_is_a_data_error(tmp_path):
 
 
 def test_folder_dataset_with_valid_folder(tmp_path):
-    root = make_folder_dataset(tmp_path / "ds", ["song a", "song b", "song c"], ["held"], seconds=0.3)
+    root = make_folder_dataset(
+        tmp_path / "ds", ["song a", "song b", "song c"], ["held"], seconds=0.3
+    )
     spec = parse_data_spec(f"{root},valid=2")  # a valid/ folder wins over valid=N
     splits = open_source(spec)
-    assert names(splits["train"]) == ["song a", "song b", "song c"] and names(splits["valid"]) == ["held"]
+    assert names(splits["train"]) == ["song a", "song b", "song c"] and names(splits["valid"]) == [
+        "held"
+    ]
     track = splits["train"][0]
     assert set(track.stems) == set(STEMS) and track.mixture is None and track.origin == str(root)
     audio, rate = track.stems["bass"]()
@@ -174,8 +241,13 @@ def test_folder_dataset_without_train_folder_holds_out_a_tenth(tmp_path):
     assert len(splits["valid"]) == 1 and len(splits["train"]) == 11
     assert not set(names(splits["train"])) & set(names(splits["valid"]))
     # Seeded: the same seed holds out the same track; the split does not depend on listing order.
-    assert names(open_source(parse_data_spec(str(tmp_path / "flat")), seed=1)["valid"]) == names(splits["valid"])
-    held = {names(open_source(parse_data_spec(str(tmp_path / "flat")), seed=s)["valid"])[0] for s in range(8)}
+    assert names(open_source(parse_data_spec(str(tmp_path / "flat")), seed=1)["valid"]) == names(
+        splits["valid"]
+    )
+    held = {
+        names(open_source(parse_data_spec(str(tmp_path / "flat")), seed=s)["valid"])[0]
+        for s in range(8)
+    }
     assert len(held) > 1
 
 
@@ -211,7 +283,9 @@ def test_folder_track_contents(tmp_path):
     (folder / "cover.jpg").write_bytes(b"\xff\xd8")
     (folder / ".DS_Store").write_bytes(b"\0")
     (folder / "extras").mkdir()
-    sf.write(folder / "extras" / "drums.wav", noise(0.1), 44100)  # sub-folders of a track are not stems
+    sf.write(
+        folder / "extras" / "drums.wav", noise(0.1), 44100
+    )  # sub-folders of a track are not stems
     write_track(tmp_path / "ds" / "train" / "other song", {"guitar": noise(0.1)})
     (tmp_path / "ds" / "train" / "empty").mkdir()  # no audio: not a track
     (tmp_path / "ds" / "train" / "readme.md").write_text("hi")
@@ -230,7 +304,6 @@ def test_folder_track_contents(tmp_path):
     assert rate == 44100 and mixture.shape == (8820, 2)
 
 
-
 def test_tracks_pickle_with_their_readers(tmp_path, musdb_root):
     """Evaluation sends tracks to worker processes: folder and MUSDB18 tracks survive pickling, readers too."""
     import pickle
@@ -245,6 +318,7 @@ def test_tracks_pickle_with_their_readers(tmp_path, musdb_root):
         for stem, reader in track.stems.items():
             np.testing.assert_array_equal(copy.stems[stem]()[0], reader()[0])
         np.testing.assert_array_equal(copy.mixture()[0], track.mixture()[0])
+
 
 def test_silent_marker_is_renamed(tmp_path):
     folder = tmp_path / "ds" / "song"
@@ -280,9 +354,15 @@ def test_clip_folder(tmp_path):
     (clips / "list.txt").write_text("not audio")
     spec = parse_data_spec(f"{clips},stem=Vocals,weight=0.3")
     splits = open_source(spec)
-    assert names(splits["train"]) == ["a/x.wav", "b/deep/y.flac", "top.wav"] and splits["valid"] == []
+    assert (
+        names(splits["train"]) == ["a/x.wav", "b/deep/y.flac", "top.wav"] and splits["valid"] == []
+    )
     for track in splits["train"]:
-        assert set(track.stems) == {"vocals"} and track.weight == 0.3 and track.source_id == spec.source_id
+        assert (
+            set(track.stems) == {"vocals"}
+            and track.weight == 0.3
+            and track.source_id == spec.source_id
+        )
         assert track.silent == frozenset() and track.mixture is None
     audio, rate = splits["train"][1].stems["vocals"]()
     assert audio.shape == (2205, 1) and rate == 44100
@@ -298,8 +378,11 @@ def test_clip_folder(tmp_path):
 def test_open_sources_merges_sources(tmp_path, musdb_root):
     make_folder_dataset(tmp_path / "ds", ["mine 1", "mine 2"], ["mine 3"], seconds=0.1)
     write_track(tmp_path / "clips", {"c1": noise(0.05), "c2": noise(0.05)})
-    specs = [parse_data_spec(f"{musdb_root},wav"), parse_data_spec(str(tmp_path / "ds")),
-             parse_data_spec(f"{tmp_path / 'clips'},stem=vocals")]
+    specs = [
+        parse_data_spec(f"{musdb_root},wav"),
+        parse_data_spec(str(tmp_path / "ds")),
+        parse_data_spec(f"{tmp_path / 'clips'},stem=vocals"),
+    ]
     splits = open_sources(specs)
     assert names(splits["train"]) == sorted([*TRAIN_NAMES, "mine 1", "mine 2", "c1.wav", "c2.wav"])
     assert names(splits["valid"]) == sorted([*VALID_NAMES, "mine 3"])
@@ -310,7 +393,9 @@ def test_open_sources_refuses_cross_source_leaks(tmp_path):
     """A track that validates one source must not train through another."""
     make_folder_dataset(tmp_path / "a", ["x"], ["shared song"], seconds=0.1)
     make_folder_dataset(tmp_path / "b", ["shared song", "y"], ["z"], seconds=0.1)
-    with pytest.raises(DataError, match="validation tracks also appear in the training data: \\['shared song'\\]"):
+    with pytest.raises(
+        DataError, match="validation tracks also appear in the training data: \\['shared song'\\]"
+    ):
         open_sources([parse_data_spec(str(tmp_path / "a")), parse_data_spec(str(tmp_path / "b"))])
 
 

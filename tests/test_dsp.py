@@ -1,4 +1,5 @@
 """cunet.dsp reproduces cunet.nn.spectral (tf.signal) in NumPy: same frames, same spectra, exact inverse."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,9 @@ def test_stft_matches_tf_signal(n_fft: int, hop: int, n_samples: int) -> None:
     x = np.random.default_rng(n_samples).standard_normal((2, 3, n_samples)).astype(np.float32)
     want = spectral.stft(tf.constant(x), n_fft, hop).numpy()
     got = dsp.stft(x, n_fft, hop)
-    assert got.shape == want.shape == (2, 3, dsp.n_frames_for(n_samples, n_fft, hop), n_fft // 2 + 1)
+    assert (
+        got.shape == want.shape == (2, 3, dsp.n_frames_for(n_samples, n_fft, hop), n_fft // 2 + 1)
+    )
     assert got.dtype == np.complex64
     assert dsp.n_frames_for(n_samples, n_fft, hop) == spectral.n_frames_for(n_samples, n_fft, hop)
     np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
@@ -26,8 +29,12 @@ def test_stft_matches_tf_signal(n_fft: int, hop: int, n_samples: int) -> None:
 
 
 def test_windows_match_tf_signal() -> None:
-    np.testing.assert_allclose(dsp.hann_window(2048), tf.signal.hann_window(2048).numpy(), atol=1e-7)
-    inverse = tf.signal.inverse_stft_window_fn(512, forward_window_fn=tf.signal.hann_window)(2048, tf.float32)
+    np.testing.assert_allclose(
+        dsp.hann_window(2048), tf.signal.hann_window(2048).numpy(), atol=1e-7
+    )
+    inverse = tf.signal.inverse_stft_window_fn(512, forward_window_fn=tf.signal.hann_window)(
+        2048, tf.float32
+    )
     np.testing.assert_allclose(dsp.inverse_window(2048, 512), inverse.numpy(), atol=1e-7)
 
 
@@ -36,10 +43,11 @@ def test_overlap_add_sums_shifted_frames(length: int, hop: int) -> None:
     frames = np.random.default_rng(0).standard_normal((2, 5, length)).astype(np.float32)
     want = np.zeros((2, 4 * hop + length), np.float32)
     for k in range(5):
-        want[:, k * hop:k * hop + length] += frames[:, k]
+        want[:, k * hop : k * hop + length] += frames[:, k]
     np.testing.assert_allclose(dsp.overlap_add(frames, hop), want, atol=1e-6)
-    np.testing.assert_allclose(dsp.overlap_add(frames, hop), tf.signal.overlap_and_add(frames, hop).numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        dsp.overlap_add(frames, hop), tf.signal.overlap_and_add(frames, hop).numpy(), atol=1e-6
+    )
 
 
 def test_expand_mask_bins_repeats_top_bin() -> None:
@@ -53,8 +61,12 @@ def test_expand_mask_bins_repeats_top_bin() -> None:
 
 def test_apply_mask_equals_the_expanded_mask_times_the_spectrogram() -> None:
     rng = np.random.default_rng(5)
-    spec = (rng.standard_normal((2, 3, 9)) + 1j * rng.standard_normal((2, 3, 9))).astype(np.complex64)
-    mask = rng.uniform(0, 1, (2, 8, 3)).astype(np.float32).transpose(0, 2, 1)   # a strided view, 8 of 9 bins
+    spec = (rng.standard_normal((2, 3, 9)) + 1j * rng.standard_normal((2, 3, 9))).astype(
+        np.complex64
+    )
+    mask = (
+        rng.uniform(0, 1, (2, 8, 3)).astype(np.float32).transpose(0, 2, 1)
+    )  # a strided view, 8 of 9 bins
     out = dsp.apply_mask(spec, mask)
     assert out.dtype == np.complex64 and out.shape == spec.shape
     np.testing.assert_array_equal(out, dsp.expand_mask_bins(mask, n_fft=16) * spec)

@@ -1,15 +1,27 @@
 """The error family and one-line messages."""
+
 from __future__ import annotations
 
 import signal
 
 import pytest
 
-from cunet.errors import (AudioError, ConfigError, CunetError, DataError, ExportError, Interrupted, ModelError,
-                          UserError, one_line)
+from cunet.errors import (
+    AudioError,
+    ConfigError,
+    CunetError,
+    DataError,
+    ExportError,
+    Interrupted,
+    ModelError,
+    UserError,
+    one_line,
+)
 
 
-@pytest.mark.parametrize("cls", [AudioError, ConfigError, DataError, ExportError, ModelError, UserError])
+@pytest.mark.parametrize(
+    "cls", [AudioError, ConfigError, DataError, ExportError, ModelError, UserError]
+)
 def test_one_family_that_stays_value_errors(cls: type) -> None:
     assert issubclass(cls, CunetError) and issubclass(cls, ValueError)
 
@@ -21,17 +33,20 @@ def test_interrupted_unwinds_like_ctrl_c() -> None:
     assert Interrupted(200).name == "signal 200"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("plain ünïcødé 歌", "plain ünïcødé 歌"),
-    ("a\nb\rc\td", "a\\nb\\rc\\td"),
-    ("red \x1b[31m bell \x07 del \x7f c1 \x9b", "red \\x1b[31m bell \\x07 del \\x7f c1 \\x9b"),
-    ("line\u2028sep\u2029para", "line\\u2028sep\\u2029para"),
-    ("byte \udcff from a file name", "byte \\xff from a file name"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("plain ünïcødé 歌", "plain ünïcødé 歌"),
+        ("a\nb\rc\td", "a\\nb\\rc\\td"),
+        ("red \x1b[31m bell \x07 del \x7f c1 \x9b", "red \\x1b[31m bell \\x07 del \\x7f c1 \\x9b"),
+        ("line\u2028sep\u2029para", "line\\u2028sep\\u2029para"),
+        ("byte \udcff from a file name", "byte \\xff from a file name"),
+    ],
+)
 def test_one_line_escapes_what_would_break_the_line(text: str, expected: str) -> None:
     line = one_line(text)
     assert line == expected and len(line.splitlines()) == 1
-    line.encode("utf-8")                                 # printable, even from undecodable file names
+    line.encode("utf-8")  # printable, even from undecodable file names
 
 
 def test_one_line_is_bounded() -> None:

@@ -4,6 +4,7 @@ Fast tests use the 6 s MUSDB excerpt that stempeg ships (paper protocol, or
 down-mixed to mono, where BSSEval's filter fits are cheap) and short synthetic
 arrays; the stereo SiSEC run of the CLI and the model runs are marked slow.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,16 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import museval
 import numpy as np
 import pandas as pd
 import pytest
 
-import museval
 from cunet.cli import main
 from cunet.config import INSTRUMENTS
-from cunet.evaluate import (BASELINES, PAPER_SAMPLE_RATE, PROTOCOLS, ArrayTrack, EvaluationSettings,
-                            aggregate_scores, evaluate_tracks, open_musdb_tracks, oracle_estimates,
-                            score_track, to_paper_domain, track_scores, write_reports)
+from cunet.evaluate import (
+    BASELINES,
+    PAPER_SAMPLE_RATE,
+    PROTOCOLS,
+    ArrayTrack,
+    EvaluationSettings,
+    aggregate_scores,
+    evaluate_tracks,
+    open_musdb_tracks,
+    oracle_estimates,
+    score_track,
+    to_paper_domain,
+    track_scores,
+    write_reports,
+)
 
 stempeg = pytest.importorskip("stempeg")
 jsonschema = pytest.importorskip("jsonschema")
@@ -68,7 +81,9 @@ def _validate_json(path: Path) -> dict:
     return data
 
 
-def _synthetic_stems(seconds: float = 3.0, rate: int = 8000, seed: int = 0) -> dict[str, np.ndarray]:
+def _synthetic_stems(
+    seconds: float = 3.0, rate: int = 8000, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Four mono sources with different spectra and envelopes: float32 [n_samples, 1] each."""
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
@@ -129,11 +144,19 @@ def test_oracle_masks_shapes_and_sums():
         assert list(estimates) == list(INSTRUMENTS)
         for est in estimates.values():
             assert est.shape == mixture.shape and est.dtype == np.float32 and np.isfinite(est).all()
-    for method in ("IRM1", "IRM2"):  # ratio masks sum to one, so the estimates add up to the mixture
+    for method in (
+        "IRM1",
+        "IRM2",
+    ):  # ratio masks sum to one, so the estimates add up to the mixture
         np.testing.assert_allclose(np.sum(list(out[method].values()), axis=0), mixture, atol=1e-4)
     # a source that is alone in the mixture gets all of it, from every oracle
-    alone = {"vocals": stereo["vocals"], **{k: np.zeros_like(v) for k, v in stereo.items() if k != "vocals"}}
-    single = oracle_estimates(stereo["vocals"], alone, ("IRM1", "IRM2", "IBM"), ["vocals", "bass"], 512, 128)
+    alone = {
+        "vocals": stereo["vocals"],
+        **{k: np.zeros_like(v) for k, v in stereo.items() if k != "vocals"},
+    }
+    single = oracle_estimates(
+        stereo["vocals"], alone, ("IRM1", "IRM2", "IBM"), ["vocals", "bass"], 512, 128
+    )
     for method in single:
         np.testing.assert_allclose(single[method]["vocals"], stereo["vocals"], atol=1e-4)
         np.testing.assert_allclose(single[method]["bass"], 0.0, atol=1e-6)
@@ -143,7 +166,6 @@ def test_oracle_rejects_unknown_method():
     stems = _synthetic_stems(0.5)
     with pytest.raises(ValueError, match="unknown oracle"):
         oracle_estimates(stems["bass"], stems, ("IRM3",))
-
 
 
 def test_oracles_for_any_set_of_stems():
@@ -161,6 +183,7 @@ def test_oracles_for_any_set_of_stems():
     with pytest.raises(ValueError, match="no reference stem 'piano' for the oracle masks"):
         oracle_estimates(mixture, stems, ("IRM1",), ["piano"])
 
+
 # -- scoring ---------------------------------------------------------------------------------------------------
 
 
@@ -169,9 +192,15 @@ def test_score_track_matches_museval_eval_mus_track(tmp_path):
     rng = np.random.default_rng(1)
     stems = {k: v for k, v in _synthetic_stems(3.0).items() if k in ("vocals", "bass")}
     mixture = np.sum(list(stems.values()), axis=0)
-    estimates = {k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32) for k, v in stems.items()}
-    track = SimpleNamespace(name="synthetic", subset="test", rate=8000,
-                            targets={k: SimpleNamespace(audio=v) for k, v in stems.items()})
+    estimates = {
+        k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32) for k, v in stems.items()
+    }
+    track = SimpleNamespace(
+        name="synthetic",
+        subset="test",
+        rate=8000,
+        targets={k: SimpleNamespace(audio=v) for k, v in stems.items()},
+    )
     reference = museval.eval_mus_track(track, estimates, output_dir=str(tmp_path))
     ours = score_track(mixture, stems, estimates, 8000, "synthetic")
     assert json.loads(ours.json) == json.loads(reference.json)
@@ -183,7 +212,9 @@ def test_score_track_matches_museval_eval_mus_track(tmp_path):
 def test_score_track_subset_adds_rest_of_mixture():
     stems = _synthetic_stems(2.0)
     mixture = np.sum(list(stems.values()), axis=0)
-    store = score_track(mixture, stems, {"vocals": stems["vocals"] * 0.9}, 8000, "one", instruments=["vocals"])
+    store = score_track(
+        mixture, stems, {"vocals": stems["vocals"] * 0.9}, 8000, "one", instruments=["vocals"]
+    )
     assert [t["name"] for t in store.scores["targets"]] == ["vocals"]
     sdr = [float(f["metrics"]["SDR"]) for f in store.scores["targets"][0]["frames"]]
     assert np.nanmedian(sdr) > 15  # the residual is then a near-perfect estimate of the rest
@@ -193,8 +224,13 @@ def test_score_track_paper_protocol():
     rng = np.random.default_rng(2)
     stems = _synthetic_stems(2.0)
     mixture = np.sum(list(stems.values()), axis=0)
-    noisy = {k: v + 0.01 * v.std() * rng.standard_normal(v.shape).astype(np.float32) for k, v in stems.items()}
-    store = score_track(mixture, stems, noisy, 8000, "paper", protocol="paper", instruments=["vocals", "other"])
+    noisy = {
+        k: v + 0.01 * v.std() * rng.standard_normal(v.shape).astype(np.float32)
+        for k, v in stems.items()
+    }
+    store = score_track(
+        mixture, stems, noisy, 8000, "paper", protocol="paper", instruments=["vocals", "other"]
+    )
     data = json.loads(store.json)
     jsonschema.validate(data, SCHEMA)
     assert [t["name"] for t in data["targets"]] == ["vocals", "other"]
@@ -203,9 +239,19 @@ def test_score_track_paper_protocol():
         assert frame["duration"] == pytest.approx(2.0) and math.isnan(frame["metrics"]["ISR"])
         assert frame["metrics"]["SDR"] > 30  # 1 % noise: about 40 dB
     # the mixture baseline's complement is the mixture itself, so nothing is silent or NaN
-    mixed = score_track(mixture, stems, {k: mixture for k in stems}, 8000, "mix", protocol="paper",
-                        instruments=["bass"], complement="mixture")
-    assert all(np.isfinite(float(t["frames"][0]["metrics"]["SDR"])) for t in mixed.scores["targets"])
+    mixed = score_track(
+        mixture,
+        stems,
+        {k: mixture for k in stems},
+        8000,
+        "mix",
+        protocol="paper",
+        instruments=["bass"],
+        complement="mixture",
+    )
+    assert all(
+        np.isfinite(float(t["frames"][0]["metrics"]["SDR"])) for t in mixed.scores["targets"]
+    )
 
 
 def test_to_paper_domain():
@@ -219,8 +265,12 @@ def test_irm1_beats_mixture_on_musdb_example(example_audio, tmp_path):
     """SiSEC scorer (BSSEval v4, 1 s frames) on the MUSDB excerpt, down-mixed to mono to keep it fast."""
     a = example_audio
     assert a.rate == 44100 and a.mixture.shape[1] == 2 and set(a.stems) == set(INSTRUMENTS)
-    track = ArrayTrack(EXAMPLE_NAME, a.mixture.mean(1, keepdims=True),
-                       {k: v.mean(1, keepdims=True) for k, v in a.stems.items()}, a.rate)
+    track = ArrayTrack(
+        EXAMPLE_NAME,
+        a.mixture.mean(1, keepdims=True),
+        {k: v.mean(1, keepdims=True) for k, v in a.stems.items()},
+        a.rate,
+    )
     settings = EvaluationSettings(out_dir=tmp_path, baselines=("mixture", "IRM1"))
     evaluation = evaluate_tracks([track], settings)
     assert not evaluation.failures
@@ -238,20 +288,28 @@ def test_irm1_beats_mixture_on_musdb_example(example_audio, tmp_path):
 def test_aggregation_median_frames_then_tracks():
     """Median over frames (NaN frames skipped), then median over tracks, per method/target/metric."""
     frames = {  # (method, track, target) -> SDR per frame; other metrics are SDR + 1, + 2, + 3
-        ("A", "t1", "vocals"): [1.0, 2.0, 9.0],          # median 2
+        ("A", "t1", "vocals"): [1.0, 2.0, 9.0],  # median 2
         ("A", "t2", "vocals"): [4.0, math.nan, 6.0, 100.0],  # NaN skipped: median of 4, 6, 100 = 6
-        ("A", "t3", "vocals"): [math.nan, math.nan],     # no valid frame: the track is skipped
-        ("A", "t1", "bass"): [0.0, 1.0],                  # 0.5
-        ("A", "t2", "bass"): [3.0],                       # 3
-        ("A", "t3", "bass"): [-1.0, -3.0, -2.0],          # -2
+        ("A", "t3", "vocals"): [math.nan, math.nan],  # no valid frame: the track is skipped
+        ("A", "t1", "bass"): [0.0, 1.0],  # 0.5
+        ("A", "t2", "bass"): [3.0],  # 3
+        ("A", "t3", "bass"): [-1.0, -3.0, -2.0],  # -2
         ("B", "t1", "vocals"): [7.0],
     }
     rows = []
     for (method, track, target), values in frames.items():
         for i, value in enumerate(values):
             for k, metric in enumerate(("SDR", "SIR", "ISR", "SAR")):
-                rows.append({"time": float(i), "target": target, "metric": metric, "score": value + k,
-                             "track": track, "method": method})
+                rows.append(
+                    {
+                        "time": float(i),
+                        "target": target,
+                        "metric": metric,
+                        "score": value + k,
+                        "track": track,
+                        "method": method,
+                    }
+                )
     scores = pd.DataFrame(rows)
     expected_sdr = {("A", "vocals"): (2.0 + 6.0) / 2, ("A", "bass"): 0.5, ("B", "vocals"): 7.0}
     table = aggregate_scores(scores, methods=["A", "B"], targets=["vocals", "bass"])
@@ -271,26 +329,40 @@ def test_share_of_the_oracle_gain_over_the_mixture():
     """(method - mixture) / (IRM1 - mixture) of the aggregate SDR, as `cunet evaluate --baselines` prints it."""
     from cunet.evaluate.reports import oracle_share, oracle_share_section
 
-    rows = [{"time": 0.0, "target": t, "metric": "SDR", "score": v, "track": "t1", "method": m}
-            for (m, t), v in {("cunet", "vocals"): 4.0, ("mixture", "vocals"): -4.0, ("IRM1", "vocals"): 8.0,
-                              ("cunet", "bass"): 1.0, ("mixture", "bass"): -5.0}.items()]
+    rows = [
+        {"time": 0.0, "target": t, "metric": "SDR", "score": v, "track": "t1", "method": m}
+        for (m, t), v in {
+            ("cunet", "vocals"): 4.0,
+            ("mixture", "vocals"): -4.0,
+            ("IRM1", "vocals"): 8.0,
+            ("cunet", "bass"): 1.0,
+            ("mixture", "bass"): -5.0,
+        }.items()
+    ]
     table = aggregate_scores(pd.DataFrame(rows))
     assert oracle_share(table, "cunet", "vocals") == pytest.approx(8.0 / 12.0)
     assert math.isnan(oracle_share(table, "cunet", "bass"))  # no IRM1 score for bass
     lines = oracle_share_section(table, ["cunet", "mixture", "IRM1"], ["vocals", "bass"])
     assert "| cunet | 67% | – |" in lines
-    assert oracle_share_section(aggregate_scores(pd.DataFrame(rows[:1])), ["cunet"], ["vocals"]) == []
+    assert (
+        oracle_share_section(aggregate_scores(pd.DataFrame(rows[:1])), ["cunet"], ["vocals"]) == []
+    )
 
 
 # -- parallel workers and failures ---------------------------------------------------------------------------
 
 
 def test_failing_track_is_reported_and_others_scored(tmp_path):
-    tracks = [_synthetic_track("good", 3.0, seed=3), BrokenTrack("broken"),
-              _synthetic_track("model-fails", FAILING_LENGTH / 8000, seed=4)]
+    tracks = [
+        _synthetic_track("good", 3.0, seed=3),
+        BrokenTrack("broken"),
+        _synthetic_track("model-fails", FAILING_LENGTH / 8000, seed=4),
+    ]
     settings = EvaluationSettings(out_dir=tmp_path, baselines=("mixture",), model_name="fake")
     messages: list[str] = []
-    evaluation = evaluate_tracks(tracks, settings, quarter_mixture_factory, jobs=2, log=messages.append)
+    evaluation = evaluate_tracks(
+        tracks, settings, quarter_mixture_factory, jobs=2, log=messages.append
+    )
     failures = {(f.track, f.method): f.message for f in evaluation.failures}
     assert set(failures) == {("broken", "load"), ("model-fails", "fake")}
     assert "cannot decode" in failures[("broken", "load")]
@@ -308,7 +380,12 @@ def guitar_from_other_factory():
     """A fake four-instrument model (vocals, drums, bass, other; no guitar): each output a quarter of the mixture."""
 
     def separate(mixture: np.ndarray, rate: int) -> dict[str, np.ndarray]:
-        return {"vocals": mixture / 4, "drums": mixture / 4, "bass": mixture / 4, "other": mixture / 4}
+        return {
+            "vocals": mixture / 4,
+            "drums": mixture / 4,
+            "bass": mixture / 4,
+            "other": mixture / 4,
+        }
 
     return separate
 
@@ -320,17 +397,26 @@ def test_tracks_scored_for_the_stems_they_hold(tmp_path):
     full = dict(base, guitar=base.pop("other"))  # vocals, drums, bass, guitar
     lacking = {k: v for k, v in full.items() if k != "drums"}
     silent = dict(full, vocals=np.zeros_like(full["vocals"]))
-    tracks = [ArrayTrack("full", np.sum(list(full.values()), axis=0), full, 8000),
-              ArrayTrack("no drums", np.sum(list(lacking.values()), axis=0), lacking, 8000),
-              ArrayTrack("silent vocals", np.sum(list(silent.values()), axis=0), silent, 8000),
-              BrokenTrack("piano only")]
+    tracks = [
+        ArrayTrack("full", np.sum(list(full.values()), axis=0), full, 8000),
+        ArrayTrack("no drums", np.sum(list(lacking.values()), axis=0), lacking, 8000),
+        ArrayTrack("silent vocals", np.sum(list(silent.values()), axis=0), silent, 8000),
+        BrokenTrack("piano only"),
+    ]
     tracks[-1].stem_names = ("piano",)  # known without decoding: never loaded
-    settings = EvaluationSettings(out_dir=tmp_path, protocol="paper", instruments=("vocals", "drums", "guitar"),
-                                  baselines=("mixture", "IRM1"), model_name="fake",
-                                  estimate_from=(("guitar", "other"),))
+    settings = EvaluationSettings(
+        out_dir=tmp_path,
+        protocol="paper",
+        instruments=("vocals", "drums", "guitar"),
+        baselines=("mixture", "IRM1"),
+        model_name="fake",
+        estimate_from=(("guitar", "other"),),
+    )
     evaluation = evaluate_tracks(tracks, settings, guitar_from_other_factory)
     assert not evaluation.failures
-    assert evaluation.skipped == [("piano only", "holds none of the scored stems (vocals, drums, guitar)")]
+    assert evaluation.skipped == [
+        ("piano only", "holds none of the scored stems (vocals, drums, guitar)")
+    ]
     scored = evaluation.scores.groupby("track")["target"].unique()
     assert sorted(scored["full"]) == ["drums", "guitar", "vocals"]
     assert sorted(scored["no drums"]) == ["guitar", "vocals"]
@@ -347,10 +433,17 @@ def test_tracks_scored_for_the_stems_they_hold(tmp_path):
     assert record["estimate_from"] == {"vocals": "vocals", "drums": "drums", "guitar": "other"}
     assert record["skipped"] == [{"track": "piano only", "reason": evaluation.skipped[0][1]}]
     # a model that lacks the mapped output is a failure of that method, not of the track
-    missing = evaluate_tracks(tracks[:1], EvaluationSettings(out_dir=tmp_path / "m", protocol="paper",
-                                                             instruments=("guitar",), model_name="fake",
-                                                             estimate_from=(("guitar", "piano"),)),
-                              guitar_from_other_factory)
+    missing = evaluate_tracks(
+        tracks[:1],
+        EvaluationSettings(
+            out_dir=tmp_path / "m",
+            protocol="paper",
+            instruments=("guitar",),
+            model_name="fake",
+            estimate_from=(("guitar", "piano"),),
+        ),
+        guitar_from_other_factory,
+    )
     (failure,) = missing.failures
     assert failure.method == "fake" and "the model returned no 'piano' estimate" in failure.message
 
@@ -362,9 +455,14 @@ def test_settings_validation(tmp_path):
         with pytest.raises(ValueError, match="instruments"):
             EvaluationSettings(out_dir=tmp_path, instruments=bad)
     with pytest.raises(ValueError, match="estimate_from"):
-        EvaluationSettings(out_dir=tmp_path, estimate_from=(("guitar", "other"), ("guitar", "bass")))
-    piano = EvaluationSettings(out_dir=tmp_path, instruments=("piano", "guitar", "bass"),
-                               estimate_from=(("piano", "other"), ("guitar", "other")))
+        EvaluationSettings(
+            out_dir=tmp_path, estimate_from=(("guitar", "other"), ("guitar", "bass"))
+        )
+    piano = EvaluationSettings(
+        out_dir=tmp_path,
+        instruments=("piano", "guitar", "bass"),
+        estimate_from=(("piano", "other"), ("guitar", "other")),
+    )
     assert piano.output_for("piano") == "other" and piano.output_for("bass") == "bass"
     assert piano.model_outputs == ("other", "bass")
     with pytest.raises(ValueError, match="protocol"):
@@ -379,7 +477,13 @@ def test_settings_validation(tmp_path):
 
 
 def _check_outputs(out: Path, methods: list[str]) -> pd.DataFrame:
-    for name in ("aggregate.md", "aggregate.csv", "track_scores.csv", "settings.json", "methodstore.pandas"):
+    for name in (
+        "aggregate.md",
+        "aggregate.csv",
+        "track_scores.csv",
+        "settings.json",
+        "methodstore.pandas",
+    ):
         assert (out / name).is_file(), name
     assert (out / "boxplot_sdr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in methods:
@@ -400,20 +504,40 @@ def _check_outputs(out: Path, methods: list[str]) -> pd.DataFrame:
     again = store.agg_frames_tracks_scores().unstack("metric")
     for method in methods:
         for name in INSTRUMENTS:
-            assert again.loc[(method, name), "SDR"] == pytest.approx(table.loc[(method, name), "SDR"], abs=1e-4)
+            assert again.loc[(method, name), "SDR"] == pytest.approx(
+                table.loc[(method, name), "SDR"], abs=1e-4
+            )
     return table
 
 
 def test_cli_paper_protocol_baselines(musdb_root, tmp_path, capsys):
     out = tmp_path / "paper"
-    rc = main(["evaluate", "--musdb-root", str(musdb_root), "--no-model", "--baselines", "mixture", "IRM1",
-               "--protocol", "paper", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            "--musdb-root",
+            str(musdb_root),
+            "--no-model",
+            "--baselines",
+            "mixture",
+            "IRM1",
+            "--protocol",
+            "paper",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     table = _check_outputs(out, ["mixture", "IRM1"])
     assert table["ISR"].isna().all()  # undefined for bss_eval_sources
     assert (out / "aggregate_mean.csv").is_file()
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["protocol"] == "paper" and settings["n_tracks_scored"] == 1 and settings["failures"] == []
+    assert (
+        settings["protocol"] == "paper"
+        and settings["n_tracks_scored"] == 1
+        and settings["failures"] == []
+    )
     assert "| IRM1 |" in capsys.readouterr().out
 
 
@@ -421,8 +545,20 @@ def test_cli_paper_protocol_baselines(musdb_root, tmp_path, capsys):
 def test_cli_musdb_protocol_stereo(musdb_root, tmp_path):
     """The SiSEC run as users do it, on the stereo excerpt (BSSEval v4 on stereo is slow)."""
     out = tmp_path / "musdb"
-    rc = main(["evaluate", "--musdb-root", str(musdb_root), "--no-model", "--baselines", "mixture", "IRM1",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            "--musdb-root",
+            str(musdb_root),
+            "--no-model",
+            "--baselines",
+            "mixture",
+            "IRM1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     table = _check_outputs(out, ["mixture", "IRM1"])
     assert table["ISR"].notna().all()
@@ -433,25 +569,44 @@ def test_cli_musdb_protocol_stereo(musdb_root, tmp_path):
     assert agg.loc["vocals", "SDR"] == pytest.approx(table.loc[("IRM1", "vocals"), "SDR"], abs=1e-4)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--no-model"], "needs --baselines"),
-    (["--subsets", "test", "--split", "valid", "--baselines"], "--split only applies"),
-    (["--jobs", "0", "--baselines"], "--jobs"),
-    (["--no-model", "--model", "x.keras", "--baselines"], "exclude"),
-    (["--name", "IBM", "--baselines"], "--name"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--no-model"], "needs --baselines"),
+        (["--subsets", "test", "--split", "valid", "--baselines"], "--split only applies"),
+        (["--jobs", "0", "--baselines"], "--jobs"),
+        (["--no-model", "--model", "x.keras", "--baselines"], "exclude"),
+        (["--name", "IBM", "--baselines"], "--name"),
+    ],
+)
 def test_cli_argument_errors(musdb_root, argv, message, capsys):
     assert main(["evaluate", "--musdb-root", str(musdb_root), *argv]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_missing_data_and_model(tmp_path, musdb_root, capsys):
-    assert main(["evaluate", "--musdb-root", str(tmp_path / "nope"), "--no-model", "--baselines"]) == 2
+    assert (
+        main(["evaluate", "--musdb-root", str(tmp_path / "nope"), "--no-model", "--baselines"]) == 2
+    )
     assert "not a directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["evaluate", "--musdb-root", str(tmp_path / "empty"), "--no-model", "--baselines"]) == 2
+    assert (
+        main(["evaluate", "--musdb-root", str(tmp_path / "empty"), "--no-model", "--baselines"])
+        == 2
+    )
     assert "no MUSDB18 tracks" in capsys.readouterr().err
-    assert main(["evaluate", "--musdb-root", str(musdb_root), "--model", str(tmp_path / "missing.keras")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--musdb-root",
+                str(musdb_root),
+                "--model",
+                str(tmp_path / "missing.keras"),
+            ]
+        )
+        == 2
+    )
     assert "missing.keras" in capsys.readouterr().err
     # musdb probes every file while listing; a corrupt one is named instead of a traceback
     bad_root = tmp_path / "bad"
@@ -463,20 +618,31 @@ def test_cli_missing_data_and_model(tmp_path, musdb_root, capsys):
 
 def test_cli_module_is_light_and_consistent():
     """Building the parser imports no numpy/museval/tensorflow; the CLI choices mirror the library's."""
-    code = ("import argparse, sys\n"
-            "from cunet.commands import evaluate\n"
-            "p = argparse.ArgumentParser(); evaluate.add_parser(p.add_subparsers())\n"
-            "heavy = [m for m in ('numpy', 'museval', 'tensorflow', 'pandas') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import argparse, sys\n"
+        "from cunet.commands import evaluate\n"
+        "p = argparse.ArgumentParser(); evaluate.add_parser(p.add_subparsers())\n"
+        "heavy = [m for m in ('numpy', 'museval', 'tensorflow', 'pandas') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     from cunet.commands import evaluate as command
 
     assert command.BASELINE_CHOICES == BASELINES and command.PROTOCOL_CHOICES == PROTOCOLS
     parser = argparse.ArgumentParser()
     command.add_parser(parser.add_subparsers())
     args = parser.parse_args(["evaluate", "--musdb-root", "x", "--baselines"])
-    assert args.baselines == [] and args.handler is command.run and args.jobs == 1 and args.model is None
+    assert (
+        args.baselines == []
+        and args.handler is command.run
+        and args.jobs == 1
+        and args.model is None
+    )
 
 
 # -- with a model (slow: TensorFlow) --------------------------------------------------------------------------
@@ -489,9 +655,26 @@ def test_cli_with_model_in_two_workers(tiny_model_path, tmp_path):
     for name in ("A - one", "B - two"):
         _link(EXAMPLE, root / "test" / f"{name}.stem.mp4")
     out = tmp_path / "out"
-    rc = main(["evaluate", "--musdb-root", str(root), "--model", str(tiny_model_path), "--name", "tiny",
-               "--baselines", "mixture", "--protocol", "paper", "--jobs", "2", "--out", str(out),
-               "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            "--musdb-root",
+            str(root),
+            "--model",
+            str(tiny_model_path),
+            "--name",
+            "tiny",
+            "--baselines",
+            "mixture",
+            "--protocol",
+            "paper",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     for name in ("A - one", "B - two"):
         _validate_json(out / "tiny" / "test" / f"{name}.json")

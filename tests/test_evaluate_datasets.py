@@ -2,6 +2,7 @@
 
 Synthetic folder datasets only; no TensorFlow, no scoring (tests/test_commands_evaluate.py scores them).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -9,13 +10,19 @@ import pickle
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import VALID_NAMES, make_folder_dataset, synth_stems, write_track
 
 from cunet.data.sources import open_sources, parse_data_spec
 from cunet.errors import DataError
-from cunet.evaluate.datasets import (OWN_MIXTURE, SUM_OF_STEMS, DataTrack, conform, describe_tracks,
-                                     open_data_tracks, stem_union)
-
-from conftest import VALID_NAMES, make_folder_dataset, synth_stems, write_track
+from cunet.evaluate.datasets import (
+    OWN_MIXTURE,
+    SUM_OF_STEMS,
+    DataTrack,
+    conform,
+    describe_tracks,
+    open_data_tracks,
+    stem_union,
+)
 
 SONGS = [f"song {i:02d}" for i in range(12)]
 
@@ -31,8 +38,13 @@ def test_valid_folder_and_splits(tmp_path):
     assert names(valid) == ["d", "e"] and {t.subset for t in valid} == {"valid"}
     assert names(open_data_tracks(spec, "train")) == ["a", "b", "c"]
     both = open_data_tracks(spec, "all")
-    assert [(t.name, t.subset) for t in both] == [("a", "train"), ("b", "train"), ("c", "train"),
-                                                   ("d", "valid"), ("e", "valid")]
+    assert [(t.name, t.subset) for t in both] == [
+        ("a", "train"),
+        ("b", "train"),
+        ("c", "train"),
+        ("d", "valid"),
+        ("e", "valid"),
+    ]
     assert names(open_data_tracks(spec, "all", track_limit=2)) == ["a", "b"]
     assert valid[0].stem_names == ("bass", "drums", "other", "vocals")
 
@@ -73,8 +85,11 @@ def test_errors(tmp_path):
     with pytest.raises(DataError, match="two tracks named 'c'"):
         open_data_tracks([parse_data_spec(str(root)), parse_data_spec(str(other))])
     lone = make_folder_dataset(tmp_path / "lone", ["x"], seconds=0.1)
-    with pytest.raises(DataError, match=r"no valid tracks to evaluate \('.*lone' has 1 train and 0 valid tracks; "
-                                        r"hold tracks out with PATH,valid=N or choose --split train\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no valid tracks to evaluate \('.*lone' has 1 train and 0 valid tracks; "
+        r"hold tracks out with PATH,valid=N or choose --split train\)",
+    ):
         open_data_tracks([parse_data_spec(str(lone))])
     with pytest.raises(DataError, match="split must be one of train, valid, all"):
         open_data_tracks([parse_data_spec(str(root))], "test")
@@ -89,8 +104,12 @@ def test_sum_of_stems_conformed_to_the_highest_rate_and_most_channels(tmp_path):
     stems = synth_stems(0.5, 44100, 0)
     folder = tmp_path / "ds" / "valid" / "song"
     write_track(folder, {"vocals": stems["vocals"], "drums": stems["drums"]})
-    sf.write(folder / "bass.wav", stems["bass"][:, 0][::2], 22050, subtype="FLOAT")  # mono, half the rate
-    sf.write(folder / "guitar.wav", stems["other"][:11025], 44100, subtype="FLOAT")  # a quarter second
+    sf.write(
+        folder / "bass.wav", stems["bass"][:, 0][::2], 22050, subtype="FLOAT"
+    )  # mono, half the rate
+    sf.write(
+        folder / "guitar.wav", stems["other"][:11025], 44100, subtype="FLOAT"
+    )  # a quarter second
     (track,) = open_data_tracks([parse_data_spec(str(tmp_path / "ds"))])
     assert track.mixture_kind == SUM_OF_STEMS
     audio = track.load()
@@ -98,9 +117,13 @@ def test_sum_of_stems_conformed_to_the_highest_rate_and_most_channels(tmp_path):
     for stem in audio.stems.values():
         assert stem.shape == audio.mixture.shape == (22050, 2) and stem.dtype == np.float32
     np.testing.assert_allclose(audio.mixture, sum(audio.stems.values()), atol=1e-6)
-    np.testing.assert_array_equal(audio.stems["bass"][:, 0], audio.stems["bass"][:, 1])  # mono on both sides
+    np.testing.assert_array_equal(
+        audio.stems["bass"][:, 0], audio.stems["bass"][:, 1]
+    )  # mono on both sides
     assert not audio.stems["guitar"][11025:].any()  # padded with silence
-    assert np.corrcoef(audio.stems["bass"][1000:20000, 0], stems["bass"][1000:20000, 0])[0, 1] > 0.99
+    assert (
+        np.corrcoef(audio.stems["bass"][1000:20000, 0], stems["bass"][1000:20000, 0])[0, 1] > 0.99
+    )
 
 
 def test_own_mixture_sets_rate_channels_and_length(tmp_path):
@@ -125,8 +148,12 @@ def test_data_tracks_pickle_and_describe(tmp_path):
     np.testing.assert_array_equal(copy.load().mixture, tracks[1].load().mixture)
     described = describe_tracks(tracks)
     assert described["mixture"] == "own mixture (1 track), sum of the stems (1 track)"
-    assert described["tracks"][0] == {"name": "b", "split": "valid", "mixture": SUM_OF_STEMS,
-                                      "stems": ["bass", "drums", "guitar", "vocals"]}
+    assert described["tracks"][0] == {
+        "name": "b",
+        "split": "valid",
+        "mixture": SUM_OF_STEMS,
+        "stems": ["bass", "drums", "guitar", "vocals"],
+    }
     assert stem_union(tracks) == ["vocals", "drums", "bass", "guitar"]
 
 

@@ -1,4 +1,5 @@
 """SavedModel export (issue 6): in-graph separation equals `Separator`, and needs no cunet to run."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import synth_mixture
 
 # Small chunks so a couple of seconds span several chunks (0.5 s -> 24448 samples, 0.1 s -> 4410).
@@ -24,7 +24,7 @@ CHUNK_SECONDS, OVERLAP_SECONDS = 0.5, 0.1
 TOLERANCE = 1e-5
 
 # Runs in a fresh, isolated interpreter with cunet made unimportable: only TensorFlow and NumPy.
-CLIENT = textwrap.dedent('''
+CLIENT = textwrap.dedent("""
     import importlib.abc, json, sys
     from pathlib import Path
 
@@ -58,14 +58,18 @@ CLIENT = textwrap.dedent('''
     mono = serve(waveform=tf.constant(x[:, :1]), instrument=tf.constant("drums"))["waveform"].numpy()
     assert not [m for m in sys.modules if m == "cunet" or m.startswith("cunet.")]
     np.savez(result, vocals=vocals, bass=bass, mono=mono, sample_rate=meta["export"]["sample_rate"])
-''')
+""")
 
 
 def _quiet_env() -> dict[str, str]:
     """Environment for child interpreters: no PYTHONPATH, few threads (a model may be training)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
-               CUDA_VISIBLE_DEVICES="")
+    env.update(
+        TF_CPP_MIN_LOG_LEVEL="2",
+        TF_NUM_INTRAOP_THREADS="1",
+        TF_NUM_INTEROP_THREADS="1",
+        CUDA_VISIBLE_DEVICES="",
+    )
     return env
 
 
@@ -75,8 +79,20 @@ def export_dir(tiny_model_path, tmp_path_factory) -> Path:
     from cunet.cli import main
 
     out = tmp_path_factory.mktemp("serving") / "cunet" / "1"
-    code = main(["export", "--model", str(tiny_model_path), "--out", str(out), "-q",
-                 "--chunk-seconds", str(CHUNK_SECONDS), "--overlap-seconds", str(OVERLAP_SECONDS)])
+    code = main(
+        [
+            "export",
+            "--model",
+            str(tiny_model_path),
+            "--out",
+            str(out),
+            "-q",
+            "--chunk-seconds",
+            str(CHUNK_SECONDS),
+            "--overlap-seconds",
+            str(OVERLAP_SECONDS),
+        ]
+    )
     assert code == 0
     return out
 
@@ -86,7 +102,9 @@ def reference(tiny_model_path):
     """The Keras-model Separator with the export's chunk settings."""
     from cunet.separator import Separator
 
-    return Separator.from_pretrained(tiny_model_path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
+    return Separator.from_pretrained(
+        tiny_model_path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +129,21 @@ def test_client_without_cunet_matches_separator(export_dir, reference, tmp_path)
     script.write_text(CLIENT, encoding="utf-8")
     work = tmp_path / "elsewhere"
     work.mkdir()
-    proc = subprocess.run([sys.executable, "-I", str(script), str(export_dir), str(tmp_path / "mix.npy"),
-                           str(tmp_path / "result.npz")], cwd=work, env=_quiet_env(), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            str(export_dir),
+            str(tmp_path / "mix.npy"),
+            str(tmp_path / "result.npz"),
+        ],
+        cwd=work,
+        env=_quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.load(tmp_path / "result.npz")
     assert int(got["sample_rate"]) == reference.sample_rate
@@ -125,7 +155,9 @@ def test_client_without_cunet_matches_separator(export_dir, reference, tmp_path)
     assert _max_diff(got["mono"][:, 0], mono) < TOLERANCE
     assert np.abs(got["vocals"]).max() > 1e-3 and not np.allclose(got["vocals"], got["bass"])
     # The comparison can tell chunk layouts apart: a slightly different overlap fails it.
-    other = Separator(reference.engine, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS * 1.2)
+    other = Separator(
+        reference.engine, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS * 1.2
+    )
     assert _max_diff(got["vocals"], other.separate(x, 44100, ["vocals"])["vocals"]) > TOLERANCE
 
 
@@ -144,7 +176,9 @@ def test_unknown_instrument_is_an_error(loaded):
     import tensorflow as tf
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="unknown instrument"):
-        loaded.signatures["serving_default"](waveform=tf.zeros([4000, 2]), instrument=tf.constant("kazoo"))
+        loaded.signatures["serving_default"](
+            waveform=tf.zeros([4000, 2]), instrument=tf.constant("kazoo")
+        )
 
 
 def test_spectrogram_signature_matches_keras(loaded, reference, tiny_config):
@@ -165,25 +199,44 @@ def test_spectrogram_signature_matches_keras(loaded, reference, tiny_config):
 
 def test_saved_model_cli_lists_signatures(export_dir, tiny_config):
     cli = Path(sys.executable).with_name("saved_model_cli")
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    proc = subprocess.run([*command, "show", "--all", "--dir", str(export_dir)], env=_quiet_env(),
-                          capture_output=True, text=True, timeout=300)
+    command = (
+        [str(cli)]
+        if cli.exists()
+        else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    )
+    proc = subprocess.run(
+        [*command, "show", "--all", "--dir", str(export_dir)],
+        env=_quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     bins, n_inst = tiny_config.audio.n_bins, len(tiny_config.model.instruments)
     found = {}
     for name, block in re.findall(r"signature_def\['(\w+)'\]:(.*?)Method name", proc.stdout, re.S):
-        tensors = re.findall(r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (.*)", block)
+        tensors = re.findall(
+            r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (.*)", block
+        )
         found[name] = {(kind, key, dtype, shape.strip()) for kind, key, dtype, shape in tensors}
     wave = ("DT_FLOAT", "(-1, -1)")
     patch = ("DT_FLOAT", f"(-1, {bins}, -1, 2)")
-    assert found["serving_default"] == {("inputs", "waveform", *wave), ("inputs", "instrument", "DT_STRING", "()"),
-                                        ("outputs", "waveform", *wave)}
-    assert found["separate_condition"] == {("inputs", "waveform", *wave),
-                                           ("inputs", "condition", "DT_FLOAT", f"({n_inst})"),
-                                           ("outputs", "waveform", *wave)}
-    assert found["spectrogram"] == {("inputs", "magnitude", *patch),
-                                    ("inputs", "condition", "DT_FLOAT", f"(-1, {n_inst})"),
-                                    ("outputs", "magnitude", *patch), ("outputs", "mask", *patch)}
+    assert found["serving_default"] == {
+        ("inputs", "waveform", *wave),
+        ("inputs", "instrument", "DT_STRING", "()"),
+        ("outputs", "waveform", *wave),
+    }
+    assert found["separate_condition"] == {
+        ("inputs", "waveform", *wave),
+        ("inputs", "condition", "DT_FLOAT", f"({n_inst})"),
+        ("outputs", "waveform", *wave),
+    }
+    assert found["spectrogram"] == {
+        ("inputs", "magnitude", *patch),
+        ("inputs", "condition", "DT_FLOAT", f"(-1, {n_inst})"),
+        ("outputs", "magnitude", *patch),
+        ("outputs", "mask", *patch),
+    }
 
 
 def test_separate_cli_accepts_export(export_dir, reference, tmp_path):
@@ -192,17 +245,37 @@ def test_separate_cli_accepts_export(export_dir, reference, tmp_path):
     x = synth_mixture(1.5, seed=5)
     song = tmp_path / "song.wav"
     sf.write(song, x, 44100, subtype="FLOAT")
-    code = main(["separate", str(song), "--model", str(export_dir), "-o", str(tmp_path / "out"), "-i", "vocals,bass",
-                 "--float32", "-q", "--chunk-seconds", str(CHUNK_SECONDS), "--overlap-seconds", str(OVERLAP_SECONDS)])
+    code = main(
+        [
+            "separate",
+            str(song),
+            "--model",
+            str(export_dir),
+            "-o",
+            str(tmp_path / "out"),
+            "-i",
+            "vocals,bass",
+            "--float32",
+            "-q",
+            "--chunk-seconds",
+            str(CHUNK_SECONDS),
+            "--overlap-seconds",
+            str(OVERLAP_SECONDS),
+        ]
+    )
     assert code == 0
     want = reference.separate(x, 44100, ["vocals", "bass"])
     for name in ("vocals", "bass"):
-        got, rate = sf.read(tmp_path / "out" / "song" / f"{name}.wav", dtype="float32", always_2d=True)
+        got, rate = sf.read(
+            tmp_path / "out" / "song" / f"{name}.wav", dtype="float32", always_2d=True
+        )
         assert rate == 44100
         assert _max_diff(got, want[name]) < TOLERANCE
 
 
-def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, reference, tiny_config, tmp_path):
+def test_keras_and_saved_model_round_trips_agree(
+    tiny_model_path, export_dir, reference, tiny_config, tmp_path
+):
     from cunet.engines.keras import SavedModelEngine
     from cunet.engines.loading import load_exported, load_keras_model
     from cunet.provenance import read_provenance, save_model
@@ -213,7 +286,10 @@ def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, re
     settings = {"chunk_seconds": CHUNK_SECONDS, "overlap_seconds": OVERLAP_SECONDS}
     from_keras = Separator.from_pretrained(resaved, **settings)
     from_export = Separator.from_pretrained(export_dir, **settings)
-    assert isinstance(from_export.engine, SavedModelEngine) and from_export.instruments == reference.instruments
+    assert (
+        isinstance(from_export.engine, SavedModelEngine)
+        and from_export.instruments == reference.instruments
+    )
     x = synth_mixture(2.0, seed=7)
     want = reference.separate(x, 44100)
     for sep in (from_keras, from_export):
@@ -229,8 +305,8 @@ def test_keras_and_saved_model_round_trips_agree(tiny_model_path, export_dir, re
 
 
 def test_bad_exports_raise_model_error(export_dir, tmp_path):
-    from cunet.errors import ModelError
     from cunet.engines.loading import load_exported
+    from cunet.errors import ModelError
     from cunet.separator import Separator
 
     with pytest.raises(ModelError, match="no saved_model.pb"):
@@ -265,7 +341,20 @@ def test_export_cli_refuses_bad_outputs(tiny_model_path, export_dir, tmp_path, c
     assert "refusing" in capsys.readouterr().err and (other / "keep.txt").exists()
     assert main(["export", "--model", str(export_dir), "--out", str(tmp_path / "x")]) == 2
     assert "is already an export" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "y"), "--chunk-seconds", "1", "--overlap-seconds", "0.5"]) == 2
+    assert (
+        main(
+            [
+                *base,
+                "--out",
+                str(tmp_path / "y"),
+                "--chunk-seconds",
+                "1",
+                "--overlap-seconds",
+                "0.5",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -278,11 +367,32 @@ def test_ratio_export_matches_the_ratio_separator(tiny_model_path, tmp_path):
     from cunet.separator import Separator
 
     out = tmp_path / "ratio" / "1"
-    assert main(["export", "--model", str(tiny_model_path), "--out", str(out), "-q", "--postprocess", "ratio",
-                 "--chunk-seconds", str(CHUNK_SECONDS), "--overlap-seconds", str(OVERLAP_SECONDS)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(out),
+                "-q",
+                "--postprocess",
+                "ratio",
+                "--chunk-seconds",
+                str(CHUNK_SECONDS),
+                "--overlap-seconds",
+                str(OVERLAP_SECONDS),
+            ]
+        )
+        == 0
+    )
     x = synth_mixture(2.0, seed=9)
-    ours = Separator.from_pretrained(tiny_model_path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS,
-                                     postprocess="ratio").separate(x, 44100)
+    ours = Separator.from_pretrained(
+        tiny_model_path,
+        chunk_seconds=CHUNK_SECONDS,
+        overlap_seconds=OVERLAP_SECONDS,
+        postprocess="ratio",
+    ).separate(x, 44100)
     served = tf.saved_model.load(str(out)).signatures["serving_default"]
     for name in ("vocals", "other"):
         got = served(waveform=tf.constant(x), instrument=tf.constant(name))["waveform"].numpy()
@@ -296,7 +406,17 @@ def test_wiener_export_is_refused(tiny_model_path, tmp_path, capsys):
     from cunet.cli import main
 
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses the choice
-        main(["export", "--model", str(tiny_model_path), "--out", str(tmp_path / "w"), "--postprocess", "wiener"])
+        main(
+            [
+                "export",
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(tmp_path / "w"),
+                "--postprocess",
+                "wiener",
+            ]
+        )
     assert exit_info.value.code == 2 and "invalid choice: 'wiener'" in capsys.readouterr().err
     from cunet.errors import ExportError
     from cunet.export.formats import export_model_file

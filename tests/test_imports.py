@@ -1,5 +1,6 @@
 """Imports run one way: no cycle among cunet's modules (function-level imports included), every module
 imports alone in a fresh interpreter, and no module grows past 400 lines."""
+
 from __future__ import annotations
 
 import ast
@@ -34,11 +35,13 @@ def _imports(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if node.module:  # `from ..nn import layers` imports cunet.nn.layers, not the (always loaded) package
+            if (
+                node.module
+            ):  # `from ..nn import layers` imports cunet.nn.layers, not the (always loaded) package
                 found.add(target)
             found.update(f"{target}.{alias.name}" for alias in node.names)
     return {m for m in found if m in MODULES and m != name}
@@ -78,7 +81,10 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle() -> None:
     graph = {name: _imports(name, path) for name, path in MODULES.items()}
-    assert graph["cunet.separator"] >= {"cunet.chunk_separator", "cunet.engines.loading"}  # real edges seen
+    assert graph["cunet.separator"] >= {
+        "cunet.chunk_separator",
+        "cunet.engines.loading",
+    }  # real edges seen
     assert "cunet.separator" not in graph["cunet.export.formats"]
     assert not any(m.startswith("cunet.export") for m in graph["cunet.engines.loading"])
     assert _cycles(graph) == []
@@ -90,8 +96,13 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_every_module_imports_alone() -> None:
     def run(name: str) -> tuple[str, int, str]:
-        proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
-                              timeout=300, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {name}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
         return name, proc.returncode, proc.stderr[-2000:]
 
     with ThreadPoolExecutor(2) as pool:

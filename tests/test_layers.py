@@ -42,12 +42,15 @@ def test_param_counts():
     assert film_param_count("complex", (16, 32, 64, 128, 256, 512)) == 1008
 
 
-@pytest.mark.parametrize("layer", [
-    DenseControl((16, 64, 256), n_params=6),
-    DenseControl((16, 256, 1024), n_params=1008),
-    CNNControl((16, 32, 64), n_params=6, n_instruments=4),
-    CNNControl((32, 64, 256), n_params=1008, n_instruments=4),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        DenseControl((16, 64, 256), n_params=6),
+        DenseControl((16, 256, 1024), n_params=1008),
+        CNNControl((16, 32, 64), n_params=6, n_instruments=4),
+        CNNControl((32, 64, 256), n_params=1008, n_instruments=4),
+    ],
+)
 def test_control_shapes_and_config_round_trip(layer):
     cond = np.eye(4, dtype="float32")
     gammas, betas = layer(cond, training=False)
@@ -56,8 +59,12 @@ def test_control_shapes_and_config_round_trip(layer):
     clone(cond)
     clone.set_weights(layer.get_weights())
     g2, b2 = clone(cond, training=False)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(g2), keras.ops.convert_to_numpy(gammas), atol=1e-6)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(b2), keras.ops.convert_to_numpy(betas), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(g2), keras.ops.convert_to_numpy(gammas), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(b2), keras.ops.convert_to_numpy(betas), atol=1e-6
+    )
     # Different instruments get different FiLM parameters.
     g = keras.ops.convert_to_numpy(gammas)
     assert not np.allclose(g[0], g[1])
@@ -76,11 +83,15 @@ def test_input_scaling_matches_hand_computation():
     rng = np.random.default_rng(2)
     x = rng.uniform(0, 3, (2, 4, 3, 2)).astype("float32")  # [batch, n_bins, n_frames, n_channels]
     layer = InputScaling(4)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), np.log1p(x), rtol=1e-6)  # identity statistics
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(x)), np.log1p(x), rtol=1e-6
+    )  # identity statistics
     mean = np.array([0.1, 0.2, 0.3, 0.4], "float32")
     std = np.array([0.5, 1.0, 2.0, 0.0], "float32")  # a constant bin: scale capped at 1 / 1e-3
     layer.set_statistics(mean, std)
-    expected = (np.log1p(x) - mean[None, :, None, None]) / np.maximum(std, 1e-3)[None, :, None, None]
+    expected = (np.log1p(x) - mean[None, :, None, None]) / np.maximum(std, 1e-3)[
+        None, :, None, None
+    ]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5)
     assert [w.shape for w in layer.trainable_weights] == [(4,), (4,)]
     clone = InputScaling.from_config(layer.get_config())

@@ -1,5 +1,6 @@
 """The LiteRT engine: parity with the Keras engine (masks and stems), the embedded record, files from
 strangers refused with one line, no TensorFlow on its path, and the shipped `.tflite` twin."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import rewrite_tflite, synth_mixture
+
 from cunet.dsp import n_frames_for
-from cunet.errors import ModelError
-from cunet.engines.litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, LiteRTEngine, load_tflite, read_tflite
+from cunet.engines.litert import (
+    CHUNK_SIGNATURE,
+    MASKS_SIGNATURE,
+    LiteRTEngine,
+    load_tflite,
+    read_tflite,
+)
 from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE
+from cunet.errors import ModelError
 from cunet.provenance import weights_digest
 from cunet.separator import Separator
 
@@ -34,9 +41,11 @@ def counting(engine: LiteRTEngine, monkeypatch) -> dict[str, int]:
     """Count the engine's runs per signature."""
     counts = {CHUNK_SIGNATURE: 0, MASKS_SIGNATURE: 0}
     for name, runner in list(engine._runners.items()):
+
         def wrapped(_runner=runner, _name=name, **inputs):
             counts[_name] += 1
             return _runner(**inputs)
+
         monkeypatch.setitem(engine._runners, name, wrapped)
     return counts
 
@@ -52,7 +61,10 @@ def test_masks_match_the_keras_engine(engines, tiny_config, monkeypatch) -> None
         got, want = litert.masks(mag, cond), keras_engine.masks(mag, cond)
         assert got.shape == want.shape == (3, *mag.shape) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=1e-5)
-    assert counts == {CHUNK_SIGNATURE: 6, MASKS_SIGNATURE: 12}  # one run per (condition, group) pair
+    assert counts == {
+        CHUNK_SIGNATURE: 6,
+        MASKS_SIGNATURE: 12,
+    }  # one run per (condition, group) pair
 
 
 def _exact_chunk_seconds(sep: Separator) -> float:
@@ -60,30 +72,52 @@ def _exact_chunk_seconds(sep: Separator) -> float:
 
 
 # (seconds or "exact", sample rate, channels, post-processing)
-PARITY = [(0.3, 44100, 2, "none"), ("exact", 44100, 2, "none"), (3.3, 44100, 2, "none"), (3.3, 44100, 1, "none"),
-          (2.0, 22050, 2, "none"), (1.7, 48000, 1, "ratio"), (3.3, 44100, 2, "ratio"), ("exact", 44100, 1, "ratio"),
-          (1 / 8000, 8000, 1, "none")]
+PARITY = [
+    (0.3, 44100, 2, "none"),
+    ("exact", 44100, 2, "none"),
+    (3.3, 44100, 2, "none"),
+    (3.3, 44100, 1, "none"),
+    (2.0, 22050, 2, "none"),
+    (1.7, 48000, 1, "ratio"),
+    (3.3, 44100, 2, "ratio"),
+    ("exact", 44100, 1, "ratio"),
+    (1 / 8000, 8000, 1, "none"),
+]
 
 
-@pytest.mark.parametrize("seconds,rate,n_channels,postprocess", PARITY,
-                         ids=[f"{s if isinstance(s, str) else round(s, 4)}s-{r}-{c}ch-{p}" for s, r, c, p in PARITY])
-def test_stems_match_the_keras_engine(engines, seconds, rate: int, n_channels: int, postprocess: str,
-                                      monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "seconds,rate,n_channels,postprocess",
+    PARITY,
+    ids=[f"{s if isinstance(s, str) else round(s, 4)}s-{r}-{c}ch-{p}" for s, r, c, p in PARITY],
+)
+def test_stems_match_the_keras_engine(
+    engines, seconds, rate: int, n_channels: int, postprocess: str, monkeypatch
+) -> None:
     litert, keras_engine = engines
     counts = counting(litert, monkeypatch)
-    seps = [Separator(e, chunk_seconds=CHUNK, overlap_seconds=OVERLAP, postprocess=postprocess)
-            for e in (litert, keras_engine)]
+    seps = [
+        Separator(e, chunk_seconds=CHUNK, overlap_seconds=OVERLAP, postprocess=postprocess)
+        for e in (litert, keras_engine)
+    ]
     if seconds == "exact":
         seconds = _exact_chunk_seconds(seps[0])
-    x = synth_mixture(max(seconds, 1 / rate), rate, n_channels, seed=3)[:max(1, int(round(seconds * rate)))]
+    x = synth_mixture(max(seconds, 1 / rate), rate, n_channels, seed=3)[
+        : max(1, int(round(seconds * rate)))
+    ]
     lite, ref = (s.separate(x, rate) for s in seps)
     for name in ref:
         assert lite[name].shape == x.shape and np.isfinite(lite[name]).all()
         np.testing.assert_allclose(lite[name], ref[name], atol=1e-4, err_msg=name)
     a, multiple = litert.config.audio, litert.config.model.time_multiple
     frames = n_frames_for(seps[0].plan(x.shape[0], rate).chunk, a.n_fft, a.hop_length)
-    used = CHUNK_SIGNATURE if -(-frames // multiple) * multiple == litert.chunk_frames else MASKS_SIGNATURE
-    assert counts[used] > 0 and sum(counts.values()) == counts[used]  # full chunks: the fixed-shape signature
+    used = (
+        CHUNK_SIGNATURE
+        if -(-frames // multiple) * multiple == litert.chunk_frames
+        else MASKS_SIGNATURE
+    )
+    assert (
+        counts[used] > 0 and sum(counts.values()) == counts[used]
+    )  # full chunks: the fixed-shape signature
 
 
 def test_record_says_what_a_caller_needs(tiny_tflite_path, tiny_model_path, tiny_config) -> None:
@@ -91,11 +125,22 @@ def test_record_says_what_a_caller_needs(tiny_tflite_path, tiny_model_path, tiny
     assert config == tiny_config and record["data"] == {"synthetic": True}
     export = record["export"]
     sep = Separator(engine, chunk_seconds=CHUNK, overlap_seconds=OVERLAP)
-    assert export["source_weights_sha256"] == weights_digest(tiny_model_path) == record["weights_sha256"]
+    assert (
+        export["source_weights_sha256"]
+        == weights_digest(tiny_model_path)
+        == record["weights_sha256"]
+    )
     assert (export["chunk_samples"], export["overlap_samples"]) == (sep.chunk, sep.overlap)
-    assert export["chunk_frames"] == n_frames_for(sep.chunk, config.audio.n_fft, config.audio.hop_length)
-    assert (export["sample_rate"], export["n_fft"], export["hop_length"], export["n_bins"], export["n_channels"]) \
-        == (44100, 256, 128, 128, 2)
+    assert export["chunk_frames"] == n_frames_for(
+        sep.chunk, config.audio.n_fft, config.audio.hop_length
+    )
+    assert (
+        export["sample_rate"],
+        export["n_fft"],
+        export["hop_length"],
+        export["n_bins"],
+        export["n_channels"],
+    ) == (44100, 256, 128, 128, 2)
     assert export["instruments"] == export["conditions"] == list(config.model.instruments)
     assert export["postprocess"] == "none" and export["quantize"] == "none"
     assert set(export["signatures"]) == {CHUNK_SIGNATURE, MASKS_SIGNATURE}
@@ -135,8 +180,10 @@ def bad_tflite_files(src: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     for name, (rec, delta, msg) in rewrites.items():
         files[name] = (rewrite_tflite(src, folder / f"{name}.tflite", rec, delta), msg)
     # A record whose config does not describe the network: the buffers are intact, the shapes are not.
-    files["wrong_shapes"] = (rewrite_tflite(src, folder / "wrong_shapes.tflite", _json(wrong_bins)),
-                             "does not match the network's")
+    files["wrong_shapes"] = (
+        rewrite_tflite(src, folder / "wrong_shapes.tflite", _json(wrong_bins)),
+        "does not match the network's",
+    )
     return files
 
 
@@ -176,19 +223,29 @@ def test_litert_path_never_imports_tensorflow(tiny_tflite_path, tmp_path) -> Non
 
     sf.write(tmp_path / "song.wav", synth_mixture(3.0), 44100)
     shipped = "shipped" if DEFAULT_TFLITE.exists() else "-"
-    proc = subprocess.run([sys.executable, "-c", NO_TF_RUN, str(tiny_tflite_path), shipped], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TF_RUN, str(tiny_tflite_path), shipped],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "HEAVY []" in proc.stdout, proc.stdout
     stems = sorted(p.name for p in (tmp_path / "out" / "song").iterdir())
     assert stems == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     if shipped == "shipped":
-        assert sorted(p.name for p in (tmp_path / "shipped" / "song").iterdir()) == ["bass.wav", "vocals.wav"]
+        assert sorted(p.name for p in (tmp_path / "shipped" / "song").iterdir()) == [
+            "bass.wav",
+            "vocals.wav",
+        ]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ["error: missing.wav: no such file"], proc.stderr  # no LiteRT/XNNPACK chatter
 
 
-@pytest.mark.skipif(not DEFAULT_TFLITE.exists(), reason="shipped .tflite not generated (scripts/make_tflite.py)")
+@pytest.mark.skipif(
+    not DEFAULT_TFLITE.exists(), reason="shipped .tflite not generated (scripts/make_tflite.py)"
+)
 def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
     """Whatever model is shipped: the .tflite records the .keras weights' checksum and config, and computes
     the same masks (rerun scripts/make_tflite.py when default.keras changes)."""
@@ -197,14 +254,17 @@ def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
 
     lite, config, record = load_engine()
     assert isinstance(lite, LiteRTEngine) and default_model() == DEFAULT_TFLITE
-    assert record["export"]["source_weights_sha256"] == weights_digest(DEFAULT_MODEL), \
+    assert record["export"]["source_weights_sha256"] == weights_digest(DEFAULT_MODEL), (
         "cunet/pretrained/default.tflite is stale: run python scripts/make_tflite.py"
+    )
     keras_record = read_keras_provenance(DEFAULT_MODEL)
     for key in ("git_commit", "data", "metrics", "packages"):
         assert record.get(key) == keras_record.get(key)
     defaults = ChunkSettings()
-    assert (record["export"]["chunk_seconds"], record["export"]["overlap_seconds"]) == \
-        (defaults.chunk_seconds, defaults.overlap_seconds)
+    assert (record["export"]["chunk_seconds"], record["export"]["overlap_seconds"]) == (
+        defaults.chunk_seconds,
+        defaults.overlap_seconds,
+    )
     assert record["export"]["source"] == "cunet/pretrained/default.keras"
     keras_engine, keras_config, _ = load_engine(None, engine="keras")
     assert keras_config == config  # the same settings, post-processing default included
@@ -219,6 +279,11 @@ def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_TFLITE.exists(), reason="shipped .tflite not generated")
 def test_make_tflite_check_finds_the_shipped_file_up_to_date() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tflite.py"), "--check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_tflite.py"), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0 and "up to date" in proc.stdout, proc.stdout + proc.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Live separation: reading ahead in a thread, latency bookkeeping, and a paced stream through the tiny model
 whose output equals the offline separation and whose measured latency stays under the bound."""
+
 from __future__ import annotations
 
 import threading
@@ -7,10 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import synth_mixture
 
 from cunet.errors import AudioError
 from cunet.live import StreamClock, StreamReport, read_ahead, stream_separate
-from conftest import synth_mixture
 
 
 def test_read_ahead_keeps_order_and_raises_in_the_consumer() -> None:
@@ -35,7 +36,10 @@ def test_read_ahead_stops_its_thread_when_the_consumer_stops() -> None:
     next(stamped)
     stamped.close()
     deadline = time.monotonic() + 5
-    while any(t.name == "cunet-read-ahead" for t in threading.enumerate()) and time.monotonic() < deadline:
+    while (
+        any(t.name == "cunet-read-ahead" for t in threading.enumerate())
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert not any(t.name == "cunet-read-ahead" for t in threading.enumerate())
 
@@ -47,19 +51,21 @@ def test_stream_clock_latency_is_from_arrival_of_the_first_sample_written() -> N
     feed = clock.feed(stamped)
     next(feed)
     now[0] = 1.0
-    next(feed)                      # 200 samples in at 1.0 s; the chunk takes 0.25 s
+    next(feed)  # 200 samples in at 1.0 s; the chunk takes 0.25 s
     now[0] = 1.25
     clock.chunk_done()
-    clock.written(150)              # samples 0..149: the first arrived at 0.0
+    clock.written(150)  # samples 0..149: the first arrived at 0.0
     now[0] = 2.0
     next(feed)
     now[0] = 2.5
     clock.chunk_done()
-    clock.written(150)              # samples 150..299: the first arrived at 1.0
+    clock.written(150)  # samples 150..299: the first arrived at 1.0
     assert clock.latencies == [1.25, 1.5] and clock.compute == [0.25, 0.5]
     report = StreamReport(100, 300, 0.5, 0.1, 1.0, tuple(clock.latencies), tuple(clock.compute))
     assert report.real_time_factor == pytest.approx(0.25)
-    assert "measured median 1.375 s, max 1.500 s" in report.line() and "fell behind" in report.line()
+    assert (
+        "measured median 1.375 s, max 1.500 s" in report.line() and "fell behind" in report.line()
+    )
 
 
 def test_paced_stream_matches_offline_and_stays_under_the_bound(tiny_model_path) -> None:
@@ -76,7 +82,7 @@ def test_paced_stream_matches_offline_and_stays_under_the_bound(tiny_model_path)
             delay = start + (i + 1000) / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            yield x[i:i + 1000]
+            yield x[i : i + 1000]
 
     outputs: list[np.ndarray] = []
     report = stream_separate(sep, read_ahead(paced()), rate, 2, ["vocals", "bass"], outputs.append)

@@ -1,4 +1,5 @@
 """Model loading: paths, engines, and files from strangers refused with one line before they cost anything."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from cunet.engines.loading import (
+    EXPANSION_LIMIT,
+    load_engine,
+    read_export_provenance,
+    read_keras_provenance,
+    resolve_model_path,
+)
 from cunet.errors import ModelError
-from cunet.engines.loading import (EXPANSION_LIMIT, load_engine, read_export_provenance, read_keras_provenance, resolve_model_path)
 
 
 def test_model_resolution_errors(tmp_path: Path) -> None:
@@ -33,7 +40,9 @@ def test_load_engine_of_a_keras_file(tiny_model_path: Path, tiny_config) -> None
     assert config.model.conditioned and config.model.outputs == config.model.instruments
 
 
-def _with_record(src: Path, dst: Path, record: bytes | None, compress: int = zipfile.ZIP_STORED) -> Path:
+def _with_record(
+    src: Path, dst: Path, record: bytes | None, compress: int = zipfile.ZIP_STORED
+) -> Path:
     """A copy of a .keras archive whose cunet.json is `record` (None: dropped)."""
     with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w", compress) as out:
         for name in archive.namelist():
@@ -79,7 +88,10 @@ def test_oversized_record_is_refused_unread(tiny_model_path: Path, tmp_path: Pat
 def test_zip_bomb_is_refused_before_unpacking(tiny_model_path: Path, tmp_path: Path) -> None:
     """A member of 64 MiB of zeros deflates to ~64 KiB: its declared size is far beyond EXPANSION_LIMIT x."""
     bomb = tmp_path / "bomb.keras"
-    with zipfile.ZipFile(tiny_model_path) as archive, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+    with (
+        zipfile.ZipFile(tiny_model_path) as archive,
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out,
+    ):
         for name in archive.namelist():
             out.writestr(name, archive.read(name))
         with out.open("padding.bin", "w", force_zip64=True) as member:
@@ -92,11 +104,15 @@ def test_zip_bomb_is_refused_before_unpacking(tiny_model_path: Path, tmp_path: P
     assert str(bomb) in str(info.value)
 
 
-def test_rejections_happen_before_tensorflow_is_imported(tiny_model_path: Path, tmp_path: Path) -> None:
+def test_rejections_happen_before_tensorflow_is_imported(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
     path = _with_record(tiny_model_path, tmp_path / "list.keras", b"[]")
-    code = ("import sys\nfrom cunet.errors import ModelError\nfrom cunet.engines.loading import load_engine\n"
-            f"try:\n    load_engine({str(path)!r})\nexcept ModelError:\n    pass\nelse:\n    sys.exit('loaded')\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
+    code = (
+        "import sys\nfrom cunet.errors import ModelError\nfrom cunet.engines.loading import load_engine\n"
+        f"try:\n    load_engine({str(path)!r})\nexcept ModelError:\n    pass\nelse:\n    sys.exit('loaded')\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -107,16 +123,24 @@ def test_export_record_types_are_checked(tmp_path: Path) -> None:
     (export / "assets" / "cunet.json").write_text(json.dumps(["config"]))
     with pytest.raises(ModelError, match="holds a JSON list"):
         read_export_provenance(export)
-    (export / "assets" / "cunet.json").write_text(json.dumps({"config": {"audio": {"n_channels": 3}}}))
+    (export / "assets" / "cunet.json").write_text(
+        json.dumps({"config": {"audio": {"n_channels": 3}}})
+    )
     with pytest.raises(ModelError, match="invalid config"):
         load_engine(export)
 
 
 def test_engines_follow_the_model_file(tiny_model_path: Path, tiny_tflite_path: Path) -> None:
     from cunet.engines.keras import KerasEngine
-    from cunet.errors import UserError
     from cunet.engines.litert import LiteRTEngine
-    from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE, ENGINES, default_model, engine_for
+    from cunet.engines.loading import (
+        DEFAULT_MODEL,
+        DEFAULT_TFLITE,
+        ENGINES,
+        default_model,
+        engine_for,
+    )
+    from cunet.errors import UserError
 
     assert engine_for(tiny_tflite_path) == "litert" and engine_for(tiny_model_path) == "keras"
     assert engine_for(Path("m.ONNX")) == "onnx" and engine_for(tiny_model_path.parent) == "keras"
@@ -137,7 +161,9 @@ def test_engines_follow_the_model_file(tiny_model_path: Path, tiny_tflite_path: 
         default_model("onnx")
 
 
-def test_missing_shipped_tflite_falls_back_to_keras_or_is_an_error(monkeypatch, tmp_path: Path) -> None:
+def test_missing_shipped_tflite_falls_back_to_keras_or_is_an_error(
+    monkeypatch, tmp_path: Path
+) -> None:
     import cunet.engines.loading as modelio
 
     monkeypatch.setattr(modelio, "DEFAULT_TFLITE", tmp_path / "gone.tflite")

@@ -15,7 +15,9 @@ ALL = ["tiny", "default", "standard", "simple_dense", "complex_dense", "simple_c
 
 def _inputs(cfg, batch=2, n_frames=64, seed=0):
     rng = np.random.default_rng(seed)
-    mag = np.abs(rng.standard_normal((batch, cfg.audio.n_bins, n_frames, cfg.audio.n_channels))).astype("float32")
+    mag = np.abs(
+        rng.standard_normal((batch, cfg.audio.n_bins, n_frames, cfg.audio.n_channels))
+    ).astype("float32")
     inputs = {"magnitude": mag}
     if cfg.model.kind == "conditioned":
         inputs["condition"] = np.eye(len(cfg.model.instruments), dtype="float32")[:batch]
@@ -30,7 +32,9 @@ def test_conditions_change_output_and_shapes(tiny_config):
     for k in range(4):
         cond = np.zeros((1, 4), "float32")
         cond[0, k] = 1
-        out = keras.ops.convert_to_numpy(model({"magnitude": mag, "condition": cond}, training=False))
+        out = keras.ops.convert_to_numpy(
+            model({"magnitude": mag, "condition": cond}, training=False)
+        )
         assert out.shape == mag.shape
         outs.append(out)
     for i in range(4):
@@ -60,7 +64,9 @@ def test_keras_save_load_identical(tmp_path, name):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), expected)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(inputs, training=False)), expected
+    )
 
 
 def test_parameter_counts_match_paper():
@@ -74,7 +80,9 @@ def test_parameter_counts_match_paper():
 def test_keras_round_trip_with_log_input_scaling(tmp_path, tiny_config):
     import dataclasses
 
-    cfg = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, input_scaling="log"))
+    cfg = dataclasses.replace(
+        tiny_config, model=dataclasses.replace(tiny_config.model, input_scaling="log")
+    )
     model = build_model(cfg)
     layer = model.get_layer("input_scaling")
     rng = np.random.default_rng(5)
@@ -85,6 +93,8 @@ def test_keras_round_trip_with_log_input_scaling(tmp_path, tiny_config):
     path = tmp_path / "log.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), expected)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(inputs, training=False)), expected
+    )
     for a, b in zip(loaded.get_layer("input_scaling").get_weights(), layer.get_weights()):
         np.testing.assert_array_equal(a, b)

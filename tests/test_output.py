@@ -1,5 +1,6 @@
 """Output settings and stem file sets: bit depths, clamping counted, one shared gain when rescaling,
 nothing published on failure, checks before any work."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cunet.io.audio import AudioError, PARTIAL_SUFFIX
 from cunet.errors import UserError
+from cunet.io.audio import PARTIAL_SUFFIX, AudioError
 from cunet.io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
 
 
@@ -17,15 +18,18 @@ def _partials(root: Path) -> list[Path]:
     return list(root.rglob(f"*{PARTIAL_SUFFIX}*"))
 
 
-@pytest.mark.parametrize("settings,message", [
-    (OutputSettings("ogg"), "unknown output format"),
-    (OutputSettings("wav", "8"), "unknown --bits"),
-    (OutputSettings("flac", "32f"), "flac holds no float samples"),
-    (OutputSettings("wav", "16", "soft"), "unknown --clip"),
-    (OutputSettings("wav", "24", "none"), "--clip none keeps samples beyond full scale"),
-    (OutputSettings("mp3", "16", "none"), "--clip none"),
-    (OutputSettings("mp3", mp3_bitrate=100), "--mp3-bitrate must be one of"),
-])
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (OutputSettings("ogg"), "unknown output format"),
+        (OutputSettings("wav", "8"), "unknown --bits"),
+        (OutputSettings("flac", "32f"), "flac holds no float samples"),
+        (OutputSettings("wav", "16", "soft"), "unknown --clip"),
+        (OutputSettings("wav", "24", "none"), "--clip none keeps samples beyond full scale"),
+        (OutputSettings("mp3", "16", "none"), "--clip none"),
+        (OutputSettings("mp3", mp3_bitrate=100), "--mp3-bitrate must be one of"),
+    ],
+)
 def test_bad_settings(settings: OutputSettings, message: str) -> None:
     with pytest.raises(UserError, match=message):
         settings.validate()
@@ -33,13 +37,18 @@ def test_bad_settings(settings: OutputSettings, message: str) -> None:
 
 def test_default_clipping_follows_the_sample_format() -> None:
     assert OutputSettings("wav", "32f").clip_mode == "none"
-    assert OutputSettings("wav", "24").clip_mode == "clamp" and OutputSettings("mp3").clip_mode == "clamp"
+    assert (
+        OutputSettings("wav", "24").clip_mode == "clamp"
+        and OutputSettings("mp3").clip_mode == "clamp"
+    )
     assert OutputSettings("wav", "16", "rescale").clip_mode == "rescale"
 
 
 def _stems(seconds: float = 0.5, rate: int = 8000) -> dict[str, np.ndarray]:
     t = np.arange(int(seconds * rate)) / rate
-    a = np.stack([1.5 * np.sin(2 * np.pi * 50 * t), 0.5 * np.sin(2 * np.pi * 70 * t)], 1).astype(np.float32)
+    a = np.stack([1.5 * np.sin(2 * np.pi * 50 * t), 0.5 * np.sin(2 * np.pi * 70 * t)], 1).astype(
+        np.float32
+    )
     b = (0.3 * a[::-1]).copy()
     return {"vocals": a, "drums": b}
 
@@ -48,18 +57,26 @@ def _write_all(files: StemFiles, stems: dict[str, np.ndarray], block: int = 777)
     n = next(iter(stems.values())).shape[0]
     for start in range(0, n, block):
         for key, x in stems.items():
-            files.write(key, x[start:start + block])
+            files.write(key, x[start : start + block])
 
 
-@pytest.mark.parametrize("fmt,bits,subtype,step", [("wav", "24", "PCM_24", 2.0 ** -23),
-                                                  ("flac", "24", "PCM_24", 2.0 ** -23),
-                                                  ("wav", "16", "PCM_16", 2.0 ** -15)])
-def test_rescale_shares_one_gain_and_round_trips(tmp_path: Path, fmt: str, bits: str, subtype: str,
-                                                 step: float) -> None:
+@pytest.mark.parametrize(
+    "fmt,bits,subtype,step",
+    [
+        ("wav", "24", "PCM_24", 2.0**-23),
+        ("flac", "24", "PCM_24", 2.0**-23),
+        ("wav", "16", "PCM_16", 2.0**-15),
+    ],
+)
+def test_rescale_shares_one_gain_and_round_trips(
+    tmp_path: Path, fmt: str, bits: str, subtype: str, step: float
+) -> None:
     stems = _stems()
     peak = max(float(np.abs(x).max()) for x in stems.values())
     paths = {k: tmp_path / "out" / "song" / f"{k}.{fmt}" for k in stems}
-    files = StemFiles(paths, 8000, 2, OutputSettings(fmt, bits, "rescale").validate(), staging_dir=tmp_path)
+    files = StemFiles(
+        paths, 8000, 2, OutputSettings(fmt, bits, "rescale").validate(), staging_dir=tmp_path
+    )
     _write_all(files, stems)
     files.finish()
     assert files.gain == pytest.approx(1 / peak, rel=1e-6)
@@ -69,22 +86,38 @@ def test_rescale_shares_one_gain_and_round_trips(tmp_path: Path, fmt: str, bits:
     for key, x in stems.items():
         y, rate = sf.read(written[key], dtype="float64")
         assert sf.info(written[key]).subtype == subtype and rate == 8000
-        np.testing.assert_allclose(y, x * files.gain, atol=1.5 * step)   # the same gain for every stem
-    assert max(np.abs(sf.read(p)[0]).max() for p in written.values()) == pytest.approx(1.0, abs=2 * step)
+        np.testing.assert_allclose(
+            y, x * files.gain, atol=1.5 * step
+        )  # the same gain for every stem
+    assert max(np.abs(sf.read(p)[0]).max() for p in written.values()) == pytest.approx(
+        1.0, abs=2 * step
+    )
 
 
 def test_clamp_counts_and_none_keeps(tmp_path: Path) -> None:
     stems = _stems()
     over = {k: int(np.count_nonzero(np.abs(x) > 1)) for k, x in stems.items()}
-    clamped = StemFiles({k: tmp_path / "c" / f"{k}.wav" for k in stems}, 8000, 2, OutputSettings().validate(),
-                        staging_dir=tmp_path)
+    clamped = StemFiles(
+        {k: tmp_path / "c" / f"{k}.wav" for k in stems},
+        8000,
+        2,
+        OutputSettings().validate(),
+        staging_dir=tmp_path,
+    )
     _write_all(clamped, stems)
     clamped.finish()
-    assert clamped.summary() == (f"clamped {over['vocals']} samples beyond full scale (vocals.wav "
-                                 f"{over['vocals']}); --clip rescale avoids it")
+    assert clamped.summary() == (
+        f"clamped {over['vocals']} samples beyond full scale (vocals.wav "
+        f"{over['vocals']}); --clip rescale avoids it"
+    )
     clamped.commit(overwrite=False)
-    floats = StemFiles({k: tmp_path / "f" / f"{k}.wav" for k in stems}, 8000, 2,
-                       OutputSettings("wav", "32f").validate(), staging_dir=tmp_path)
+    floats = StemFiles(
+        {k: tmp_path / "f" / f"{k}.wav" for k in stems},
+        8000,
+        2,
+        OutputSettings("wav", "32f").validate(),
+        staging_dir=tmp_path,
+    )
     _write_all(floats, stems)
     floats.finish()
     assert floats.summary() is None
@@ -94,17 +127,25 @@ def test_clamp_counts_and_none_keeps(tmp_path: Path) -> None:
 
 def test_rescale_below_full_scale_keeps_the_samples(tmp_path: Path) -> None:
     x = {"bass": np.full((100, 1), 0.25, np.float32)}
-    files = StemFiles({"bass": tmp_path / "bass.wav"}, 8000, 1, OutputSettings("wav", "32f", "rescale").validate())
+    files = StemFiles(
+        {"bass": tmp_path / "bass.wav"}, 8000, 1, OutputSettings("wav", "32f", "rescale").validate()
+    )
     _write_all(files, x)
     files.finish()
     assert files.gain == 1.0 and files.summary() is None
-    np.testing.assert_array_equal(sf.read(files.commit(overwrite=False)["bass"], dtype="float32", always_2d=True)[0],
-                                  x["bass"])
+    np.testing.assert_array_equal(
+        sf.read(files.commit(overwrite=False)["bass"], dtype="float32", always_2d=True)[0],
+        x["bass"],
+    )
 
 
 def test_a_failure_publishes_nothing(tmp_path: Path) -> None:
-    files = StemFiles({"a": tmp_path / "a.wav", "b": tmp_path / "b.wav"}, 8000, 1,
-                      OutputSettings("wav", "16", "rescale").validate())
+    files = StemFiles(
+        {"a": tmp_path / "a.wav", "b": tmp_path / "b.wav"},
+        8000,
+        1,
+        OutputSettings("wav", "16", "rescale").validate(),
+    )
     files.write("a", np.ones((10, 1), np.float32) * 2)
     files.abort()
     assert list(tmp_path.iterdir()) == []

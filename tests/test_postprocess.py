@@ -1,4 +1,5 @@
 """cunet.postprocess: combining the masks of all instruments into estimates."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,10 @@ from cunet.postprocess import MODES, Postprocess, ratio_masks, wiener_estimates
 
 def random_case(seed: int = 0, n_inst: int = 4):
     rng = np.random.default_rng(seed)
-    masks = rng.uniform(0, 1, (n_inst, 1, 2, 6, 9)).astype(np.float32)          # [I, G, ch, F, freq]
-    mixture = (rng.standard_normal((1, 2, 6, 9)) + 1j * rng.standard_normal((1, 2, 6, 9))).astype(np.complex64)
+    masks = rng.uniform(0, 1, (n_inst, 1, 2, 6, 9)).astype(np.float32)  # [I, G, ch, F, freq]
+    mixture = (rng.standard_normal((1, 2, 6, 9)) + 1j * rng.standard_normal((1, 2, 6, 9))).astype(
+        np.complex64
+    )
     return masks, mixture
 
 
@@ -19,9 +22,11 @@ def test_ratio_masks_sum_to_one_and_keep_proportions():
     masks, _ = random_case()
     ratio = ratio_masks(masks, axis=0)
     np.testing.assert_allclose(ratio.sum(axis=0), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(ratio[0] / ratio[1], (masks[0] + 1e-6) / (masks[1] + 1e-6), rtol=1e-4)
+    np.testing.assert_allclose(
+        ratio[0] / ratio[1], (masks[0] + 1e-6) / (masks[1] + 1e-6), rtol=1e-4
+    )
     squared = ratio_masks(masks, axis=0, power=2.0)
-    np.testing.assert_allclose(squared[2], masks[2] ** 2 / (masks ** 2).sum(0), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(squared[2], masks[2] ** 2 / (masks**2).sum(0), rtol=1e-3, atol=1e-5)
     zeros = ratio_masks(np.zeros((4, 3)), axis=0)
     np.testing.assert_allclose(zeros, 0.25)  # nothing estimated anywhere: an even share, never NaN
 
@@ -48,12 +53,15 @@ def test_wiener_follows_the_magnitude_estimates():
     np.testing.assert_allclose(estimates[1], mixture, atol=1e-2)
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(mode="median"), "unknown post-processing 'median'"),
-    (dict(mode="ratio", power=0.0), "ratio power"),
-    (dict(mode="ratio", power=float("nan")), "ratio power"),
-    (dict(mode="wiener", iterations=-1), "Wiener iterations"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(mode="median"), "unknown post-processing 'median'"),
+        (dict(mode="ratio", power=0.0), "ratio power"),
+        (dict(mode="ratio", power=float("nan")), "ratio power"),
+        (dict(mode="wiener", iterations=-1), "Wiener iterations"),
+    ],
+)
 def test_bad_settings_are_one_line_user_errors(settings, message):
     with pytest.raises(UserError, match=message):
         Postprocess(**settings).validate()

@@ -3,8 +3,14 @@ from __future__ import annotations
 import json
 import zipfile
 
-from cunet.provenance import (PROVENANCE_ENTRY, make_provenance, package_versions, read_provenance, save_model,
-                              write_json_atomic)
+from cunet.provenance import (
+    PROVENANCE_ENTRY,
+    make_provenance,
+    package_versions,
+    read_provenance,
+    save_model,
+    write_json_atomic,
+)
 
 
 def test_provenance_record_fields(tiny_config):
@@ -19,7 +25,9 @@ def test_provenance_record_fields(tiny_config):
 def test_save_model_embeds_provenance(tmp_path, tiny_config):
     from cunet.nn.models import build_model
 
-    path = save_model(build_model(tiny_config), tmp_path / "m.keras", make_provenance(tiny_config.to_dict()))
+    path = save_model(
+        build_model(tiny_config), tmp_path / "m.keras", make_provenance(tiny_config.to_dict())
+    )
     assert path.exists()
     assert PROVENANCE_ENTRY in zipfile.ZipFile(path).namelist()
     assert read_provenance(path)["config"] == tiny_config.to_dict()
@@ -44,15 +52,17 @@ def test_tampered_weights_are_rejected(tmp_path, tiny_model_path):
 
     import pytest
 
-    from cunet.errors import ModelError
     from cunet.engines.loading import load_keras_model
+    from cunet.errors import ModelError
 
     tampered = tmp_path / "tampered.keras"
     with zipfile.ZipFile(tiny_model_path) as src, zipfile.ZipFile(tampered, "w") as dst:
         for item in src.infolist():
             data = src.read(item.filename)
             if item.filename.endswith(".weights.h5"):
-                data = data[:-64] + bytes(b ^ 0xFF for b in data[-64:])  # flip bits in the last weights
+                data = data[:-64] + bytes(
+                    b ^ 0xFF for b in data[-64:]
+                )  # flip bits in the last weights
             dst.writestr(item, data)
     with pytest.raises(ModelError, match="modified"):
         load_keras_model(tampered)

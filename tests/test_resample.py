@@ -1,4 +1,5 @@
 """Streaming resampling and block bookkeeping: queues, lengths made exact, live streams held back a little."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,12 @@ def test_take_pops_and_pads() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(0, 300), min_size=0, max_size=8), target=st.integers(0, 1500),
-       live=st.booleans(), hold=st.integers(0, 100))
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=0, max_size=8),
+    target=st.integers(0, 1500),
+    live=st.booleans(),
+    hold=st.integers(0, 100),
+)
 def test_exact_length(sizes: list[int], target: int, live: bool, hold: int) -> None:
     """Known length: any surplus or shortfall; live: a surplus of at most `hold` samples (resamplers are
     off by one or two)."""
@@ -55,6 +60,8 @@ def test_resampling_streams_keep_the_ratio(rate_in: int, rate_out: int) -> None:
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (rate_in, 2)).astype(np.float32)
     y = np.concatenate(list(resample_stream([x[:1000], x[1000:]], rate_in, rate_out, 2)))
     assert abs(y.shape[0] - rate_out) <= 2
-    outs = np.concatenate(list(resample_outputs([np.stack([y, 2 * y])], rate_out, rate_in, 2, 2)), axis=1)
+    outs = np.concatenate(
+        list(resample_outputs([np.stack([y, 2 * y])], rate_out, rate_in, 2, 2)), axis=1
+    )
     assert abs(outs.shape[1] - rate_in) <= 2
     np.testing.assert_allclose(outs[1], 2 * outs[0], atol=1e-5)

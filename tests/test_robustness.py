@@ -8,6 +8,7 @@ subprocess (TensorFlow loads once per call, so one call takes many inputs); the 
 Set CUNET_ROBUSTNESS_LOG=FILE to get every observed outcome as JSON lines (docs/robustness.md is built
 from it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,9 +22,10 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +39,7 @@ FAST = ["--chunk-seconds", "1", "--overlap-seconds", "0.25", "--quiet"]
 RATE = 44100
 # Root ignores permission bits; without these capabilities (kept by nothing else we need) it obeys them.
 DROP_DAC = ["--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-all"]
+
 
 def make_observer() -> tuple[Callable[..., None], Any]:
     """(observe, autouse fixture): records what each case did, appended to $CUNET_ROBUSTNESS_LOG (JSON lines)
@@ -65,19 +68,43 @@ _observe, _write_observations = make_observer()
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1",
-            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    return {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
 
 
-def run_cli(args: list[str], cwd: Path, prefix: list[str] | None = None, timeout: float = 300,
-            preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*(prefix or []), *CLI, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=_env(), preexec_fn=preexec_fn)
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    prefix: list[str] | None = None,
+    timeout: float = 300,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*(prefix or []), *CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+        preexec_fn=preexec_fn,
+    )
 
 
 def popen_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+    return subprocess.Popen(
+        [*CLI, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -104,28 +131,42 @@ def _staged_bytes(directory: Path) -> int:
 
 
 def tree(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*")) if directory.exists() else []
+    return (
+        sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+        if directory.exists()
+        else []
+    )
 
 
 def digest(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def tone(seconds: float, rate: int = RATE, n_channels: int = 2) -> np.ndarray:
     n = max(0, int(round(seconds * rate)))
     t = np.arange(n) / rate
-    return np.stack([0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(n_channels)], 1).astype(np.float32)
+    return np.stack(
+        [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(n_channels)], 1
+    ).astype(np.float32)
 
 
-def check_outputs(folder: Path, n_samples: int, rate: int, n_channels: int, fmt: str = "wav") -> list[np.ndarray]:
+def check_outputs(
+    folder: Path, n_samples: int, rate: int, n_channels: int, fmt: str = "wav"
+) -> list[np.ndarray]:
     """All four stems exist, readable, with the expected length, rate and channels, and finite samples."""
     arrays = []
     for name in INSTRUMENTS:
         path = folder / f"{name}.{fmt}"
         assert path.is_file(), f"missing {path}"
         info = sf.info(path)
-        assert (info.frames, info.samplerate, info.channels) == (n_samples, rate, n_channels), (path, info)
+        assert (info.frames, info.samplerate, info.channels) == (n_samples, rate, n_channels), (
+            path,
+            info,
+        )
         y, _ = sf.read(path, dtype="float32", always_2d=True)
         assert np.isfinite(y).all() and np.abs(y).max() <= 1.0
         arrays.append(y)
@@ -153,9 +194,18 @@ def privilege_drop() -> list[str] | None:
             probe.mkdir(exist_ok=True)
             probe.chmod(0o555)
             try:
-                proc = subprocess.run(["setpriv", *DROP_DAC, sys.executable, "-c",
-                                       "import os, sys; sys.exit(0 if not os.access(sys.argv[1], os.W_OK) else 1)",
-                                       str(probe)], capture_output=True, timeout=60)
+                proc = subprocess.run(
+                    [
+                        "setpriv",
+                        *DROP_DAC,
+                        sys.executable,
+                        "-c",
+                        "import os, sys; sys.exit(0 if not os.access(sys.argv[1], os.W_OK) else 1)",
+                        str(probe),
+                    ],
+                    capture_output=True,
+                    timeout=60,
+                )
                 if proc.returncode == 0:
                     _DROP_PREFIX = ["setpriv", *DROP_DAC]
             finally:
@@ -173,11 +223,13 @@ class Case:
     file: str
     what: str
     build: Callable[[Path], None]
-    error: str | None = None              # regex the error line must match; None: a correct separation
-    needs: str | None = None              # "ffmpeg" or "privdrop"
+    error: str | None = None  # regex the error line must match; None: a correct separation
+    needs: str | None = None  # "ffmpeg" or "privdrop"
 
 
-def _write(data: np.ndarray, rate: int = RATE, subtype: str | None = None) -> Callable[[Path], None]:
+def _write(
+    data: np.ndarray, rate: int = RATE, subtype: str | None = None
+) -> Callable[[Path], None]:
     return lambda p: sf.write(p, data, rate, subtype=subtype, format=p.suffix.lstrip(".").upper())
 
 
@@ -188,11 +240,16 @@ def _bytes(data: bytes) -> Callable[[Path], None]:
 def _cut(fmt: str, keep: Callable[[int], int]) -> Callable[[Path], None]:
     def build(p: Path) -> None:
         full = p.with_name(f"full-source.{fmt}.tmp")
-        sf.write(full, np.random.default_rng(3).uniform(-0.5, 0.5, (RATE, 2)).astype(np.float32), RATE,
-                 format=fmt.upper())
+        sf.write(
+            full,
+            np.random.default_rng(3).uniform(-0.5, 0.5, (RATE, 2)).astype(np.float32),
+            RATE,
+            format=fmt.upper(),
+        )
         data = full.read_bytes()
         full.unlink()
-        p.write_bytes(data[:keep(len(data))])
+        p.write_bytes(data[: keep(len(data))])
+
     return build
 
 
@@ -205,55 +262,116 @@ def _with_bad_sample(value: float) -> Callable[[Path], None]:
 def _square(p: Path) -> None:
     t = np.arange(RATE // 2) / RATE
     sq = np.sign(np.sin(2 * np.pi * 100 * t)) + (np.sin(2 * np.pi * 100 * t) == 0)
-    sf.write(p, np.stack([sq, -sq], 1), RATE, subtype="PCM_16")     # full scale: +-32767/-32768
+    sf.write(p, np.stack([sq, -sq], 1), RATE, subtype="PCM_16")  # full scale: +-32767/-32768
 
 
 def _mp3(p: Path) -> None:
     src = p.with_name("mp3-source.wav.tmp")
     sf.write(src, tone(0.7, 44100, 1), 44100, format="WAV")
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", "libmp3lame",
-                    "-f", "mp3", str(p)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-c:a",
+            "libmp3lame",
+            "-f",
+            "mp3",
+            str(p),
+        ],
+        check=True,
+    )
     src.unlink()
 
 
-def _setup_blocked_dir(out: Path, stem: str) -> None:          # OUT/<stem> is a file
+def _setup_blocked_dir(out: Path, stem: str) -> None:  # OUT/<stem> is a file
     out.mkdir(exist_ok=True)
     (out / stem).write_bytes(b"not a directory")
 
 
-def _setup_blocked_file(out: Path, stem: str) -> None:         # OUT/<stem>/vocals.wav is a directory
+def _setup_blocked_file(out: Path, stem: str) -> None:  # OUT/<stem>/vocals.wav is a directory
     (out / stem / "vocals.wav").mkdir(parents=True)
 
 
-def _setup_existing(out: Path, stem: str) -> None:             # OUT/<stem>/vocals.wav exists
+def _setup_existing(out: Path, stem: str) -> None:  # OUT/<stem>/vocals.wav exists
     (out / stem).mkdir(parents=True)
     (out / stem / "vocals.wav").write_bytes(b"sentinel: must survive")
 
 
-def _setup_readonly(out: Path, stem: str) -> None:             # OUT/<stem> exists, read-only
+def _setup_readonly(out: Path, stem: str) -> None:  # OUT/<stem> exists, read-only
     (out / stem).mkdir(parents=True)
     (out / stem).chmod(0o555)
 
 
 CASES: list[Case] = [
     Case("empty", "empty.wav", "empty file (0 bytes)", _bytes(b""), r"file is empty"),
-    Case("zero_samples", "zero.wav", "valid wav header, 0 samples", _write(np.zeros((0, 2)), subtype="FLOAT"),
-         r"contains no audio samples"),
+    Case(
+        "zero_samples",
+        "zero.wav",
+        "valid wav header, 0 samples",
+        _write(np.zeros((0, 2)), subtype="FLOAT"),
+        r"contains no audio samples",
+    ),
     Case("one_sample", "one.wav", "1 sample", _write(tone(1 / RATE)[:1] + 0.1)),
-    Case("random_wav", "random.wav", "4 KiB random bytes named .wav",
-         _bytes(np.random.default_rng(0).bytes(4096)), r"cannot decode audio"),
-    Case("random_mp3", "noise.mp3", "4 KiB random bytes named .mp3",
-         _bytes(np.random.default_rng(1).bytes(4096)), r"cannot decode audio"),
-    Case("wav_header_cut", "wav_header_cut.wav", "wav cut after 30 bytes (inside the header)",
-         _cut("wav", lambda n: 30), r"cannot decode audio"),
-    Case("flac_header_cut", "flac_header_cut.flac", "flac cut after 20 bytes (inside the header)",
-         _cut("flac", lambda n: 20), r"cannot decode audio"),
-    Case("wav_data_cut", "wav_data_cut.wav", "wav cut in the middle of the data (header claims 1 s)",
-         _cut("wav", lambda n: n // 2)),
-    Case("flac_data_cut", "flac_data_cut.flac", "flac cut in the middle of the data",
-         _cut("flac", lambda n: n // 2), r"cannot decode audio"),
-    Case("nan", "nan.wav", "float wav with one NaN sample", _with_bad_sample(np.nan), r"NaN or infinite"),
-    Case("inf", "inf.wav", "float wav with one +inf sample", _with_bad_sample(np.inf), r"NaN or infinite"),
+    Case(
+        "random_wav",
+        "random.wav",
+        "4 KiB random bytes named .wav",
+        _bytes(np.random.default_rng(0).bytes(4096)),
+        r"cannot decode audio",
+    ),
+    Case(
+        "random_mp3",
+        "noise.mp3",
+        "4 KiB random bytes named .mp3",
+        _bytes(np.random.default_rng(1).bytes(4096)),
+        r"cannot decode audio",
+    ),
+    Case(
+        "wav_header_cut",
+        "wav_header_cut.wav",
+        "wav cut after 30 bytes (inside the header)",
+        _cut("wav", lambda n: 30),
+        r"cannot decode audio",
+    ),
+    Case(
+        "flac_header_cut",
+        "flac_header_cut.flac",
+        "flac cut after 20 bytes (inside the header)",
+        _cut("flac", lambda n: 20),
+        r"cannot decode audio",
+    ),
+    Case(
+        "wav_data_cut",
+        "wav_data_cut.wav",
+        "wav cut in the middle of the data (header claims 1 s)",
+        _cut("wav", lambda n: n // 2),
+    ),
+    Case(
+        "flac_data_cut",
+        "flac_data_cut.flac",
+        "flac cut in the middle of the data",
+        _cut("flac", lambda n: n // 2),
+        r"cannot decode audio",
+    ),
+    Case(
+        "nan",
+        "nan.wav",
+        "float wav with one NaN sample",
+        _with_bad_sample(np.nan),
+        r"NaN or infinite",
+    ),
+    Case(
+        "inf",
+        "inf.wav",
+        "float wav with one +inf sample",
+        _with_bad_sample(np.inf),
+        r"NaN or infinite",
+    ),
     Case("square", "square.wav", "clipped full-scale square wave (16-bit)", _square),
     Case("silence", "silence.wav", "digital silence", _write(np.zeros((RATE // 2, 2)))),
     Case("dc", "dc.wav", "DC offset 0.5", _write(np.full((RATE // 2, 2), 0.5))),
@@ -262,27 +380,83 @@ CASES: list[Case] = [
     Case("rate_48k", "rate48000.wav", "48 kHz", _write(tone(0.5, 48000), 48000)),
     Case("rate_96k", "rate96000.wav", "96 kHz", _write(tone(0.5, 96000), 96000)),
     Case("mono", "mono.wav", "mono", _write(tone(0.5, RATE, 1))),
-    Case("six_channels", "six.wav", "6 channels (5.1)", _write(tone(0.5, RATE, 6)), r"6 channels are not supported"),
-    Case("unicode_name", "my song ünïcødé 歌.wav", "name with spaces and non-ASCII", _write(tone(0.5))),
-    Case("unicode_mp3", "spaced ñame.mp3", "mp3 (via ffmpeg) with space and non-ASCII name", _mp3, None, "ffmpeg"),
-    Case("dots_name", "...wav", "name '...wav' (stem used to be '..': outputs went above OUTDIR)",
-         _write(tone(0.3))),
-    Case("two_dots_name", "..wav", "name '..wav' (stem used to be '.': outputs went into OUTDIR itself)",
-         _write(tone(0.2))),
-    Case("folder", "folder.wav", "a directory given as input, holding no audio", lambda p: p.mkdir(),
-         r"no audio files in this folder"),
+    Case(
+        "six_channels",
+        "six.wav",
+        "6 channels (5.1)",
+        _write(tone(0.5, RATE, 6)),
+        r"6 channels are not supported",
+    ),
+    Case(
+        "unicode_name",
+        "my song ünïcødé 歌.wav",
+        "name with spaces and non-ASCII",
+        _write(tone(0.5)),
+    ),
+    Case(
+        "unicode_mp3",
+        "spaced ñame.mp3",
+        "mp3 (via ffmpeg) with space and non-ASCII name",
+        _mp3,
+        None,
+        "ffmpeg",
+    ),
+    Case(
+        "dots_name",
+        "...wav",
+        "name '...wav' (stem used to be '..': outputs went above OUTDIR)",
+        _write(tone(0.3)),
+    ),
+    Case(
+        "two_dots_name",
+        "..wav",
+        "name '..wav' (stem used to be '.': outputs went into OUTDIR itself)",
+        _write(tone(0.2)),
+    ),
+    Case(
+        "folder",
+        "folder.wav",
+        "a directory given as input, holding no audio",
+        lambda p: p.mkdir(),
+        r"no audio files in this folder",
+    ),
     Case("missing", "missing.wav", "a file that does not exist", lambda p: None, r"no such file"),
-    Case("outdir_stem_is_file", "blocked_dir.wav", "OUTDIR/<stem> is an existing file", _write(tone(0.3)),
-         r"exists and is not a directory"),
-    Case("output_is_directory", "blocked_file.wav", "OUTDIR/<stem>/vocals.wav is a directory", _write(tone(0.3)),
-         r"exists and is not a file"),
-    Case("output_exists", "existing.wav", "OUTDIR/<stem>/vocals.wav exists, no --force", _write(tone(0.3)),
-         r"exists; use --force"),
-    Case("readonly_stem_dir", "readonly.wav", "OUTDIR/<stem> exists read-only", _write(tone(0.3)),
-         r"is not writable", "privdrop"),
+    Case(
+        "outdir_stem_is_file",
+        "blocked_dir.wav",
+        "OUTDIR/<stem> is an existing file",
+        _write(tone(0.3)),
+        r"exists and is not a directory",
+    ),
+    Case(
+        "output_is_directory",
+        "blocked_file.wav",
+        "OUTDIR/<stem>/vocals.wav is a directory",
+        _write(tone(0.3)),
+        r"exists and is not a file",
+    ),
+    Case(
+        "output_exists",
+        "existing.wav",
+        "OUTDIR/<stem>/vocals.wav exists, no --force",
+        _write(tone(0.3)),
+        r"exists; use --force",
+    ),
+    Case(
+        "readonly_stem_dir",
+        "readonly.wav",
+        "OUTDIR/<stem> exists read-only",
+        _write(tone(0.3)),
+        r"is not writable",
+        "privdrop",
+    ),
 ]
-OUT_SETUP = {"outdir_stem_is_file": _setup_blocked_dir, "output_is_directory": _setup_blocked_file,
-             "output_exists": _setup_existing, "readonly_stem_dir": _setup_readonly}
+OUT_SETUP = {
+    "outdir_stem_is_file": _setup_blocked_dir,
+    "output_is_directory": _setup_blocked_file,
+    "output_exists": _setup_existing,
+    "readonly_stem_dir": _setup_readonly,
+}
 
 
 def _available(case: Case) -> bool:
@@ -327,10 +501,14 @@ def batch(tmp_path_factory, tiny_model_path) -> BatchRun:
     before = digest(inputs)
     start = time.monotonic()
     try:
-        proc = run_cli([*args, "-o", "out", "--model", str(tiny_model_path), *FAST], root, prefix=privilege_drop())
+        proc = run_cli(
+            [*args, "-o", "out", "--model", str(tiny_model_path), *FAST],
+            root,
+            prefix=privilege_drop(),
+        )
     finally:
         if (out / "readonly").is_dir():
-            (out / "readonly").chmod(0o755)             # let pytest clean up
+            (out / "readonly").chmod(0o755)  # let pytest clean up
     seconds = time.monotonic() - start
     return BatchRun(root, out, proc, before, digest(inputs), preexisting, props, seconds)
 
@@ -341,8 +519,13 @@ def test_batch_exit_code_and_stderr(batch: BatchRun) -> None:
     expected = [c for c in CASES if c.error and _available(c)]
     assert batch.proc.returncode == 2
     assert len(lines) == len(expected), lines
-    _observe(case="batch", command="separate <all inputs> -o out", exit=batch.proc.returncode,
-             seconds=round(batch.seconds, 1), errors=len(lines))
+    _observe(
+        case="batch",
+        command="separate <all inputs> -o out",
+        exit=batch.proc.returncode,
+        seconds=round(batch.seconds, 1),
+        errors=len(lines),
+    )
 
 
 def test_batch_leaves_inputs_unchanged_and_no_partials(batch: BatchRun) -> None:
@@ -354,9 +537,12 @@ def test_batch_leaves_inputs_unchanged_and_no_partials(batch: BatchRun) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_case(batch: BatchRun, case: Case) -> None:
     if not _available(case):
-        pytest.skip("ffmpeg is not installed" if case.needs == "ffmpeg" else
-                    "running as root and cannot drop CAP_DAC_OVERRIDE (setpriv missing or not permitted), "
-                    "so permission bits would be ignored")
+        pytest.skip(
+            "ffmpeg is not installed"
+            if case.needs == "ffmpeg"
+            else "running as root and cannot drop CAP_DAC_OVERRIDE (setpriv missing or not permitted), "
+            "so permission bits would be ignored"
+        )
     arg = f"in/{case.file}"
     mine = [line for line in error_lines(batch.proc.stderr) if line.startswith(f"error: {arg}: ")]
     folder = batch.out / input_stem(case.file)
@@ -366,8 +552,13 @@ def test_bad_input_case(batch: BatchRun, case: Case) -> None:
         arrays = check_outputs(folder, n, rate, ch)
         if case.name == "silence":
             assert all(np.abs(y).max() == 0 for y in arrays)
-        _observe(case=case.name, file=case.file, what=case.what, outcome="separated",
-                 outputs=f"4 stems, {n} samples @ {rate} Hz x {ch} ch")
+        _observe(
+            case=case.name,
+            file=case.file,
+            what=case.what,
+            outcome="separated",
+            outputs=f"4 stems, {n} samples @ {rate} Hz x {ch} ch",
+        )
     else:
         assert len(mine) == 1, (arg, batch.proc.stderr)
         assert re.search(case.error, mine[0]), mine[0]
@@ -384,23 +575,34 @@ def test_bad_input_case(batch: BatchRun, case: Case) -> None:
 def test_readonly_output_directory(tmp_path: Path, tiny_model_path: Path) -> None:
     prefix = privilege_drop()
     if prefix is None:
-        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE (setpriv missing or not permitted), "
-                    "so a read-only directory would still be writable")
+        pytest.skip(
+            "running as root and cannot drop CAP_DAC_OVERRIDE (setpriv missing or not permitted), "
+            "so a read-only directory would still be writable"
+        )
     sf.write(tmp_path / "a.wav", tone(0.3), RATE)
     sf.write(tmp_path / "b.wav", tone(0.3, RATE, 1), RATE)
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o555)
     try:
-        proc = run_cli(["a.wav", "b.wav", "-o", "ro", "--model", str(tiny_model_path), *FAST], tmp_path, prefix)
+        proc = run_cli(
+            ["a.wav", "b.wav", "-o", "ro", "--model", str(tiny_model_path), *FAST], tmp_path, prefix
+        )
     finally:
         (tmp_path / "ro").chmod(0o755)
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2
-    assert lines == ["error: a.wav: output directory 'ro' is not writable",
-                     "error: b.wav: output directory 'ro' is not writable"]
+    assert lines == [
+        "error: a.wav: output directory 'ro' is not writable",
+        "error: b.wav: output directory 'ro' is not writable",
+    ]
     assert tree(tmp_path / "ro") == []
-    _observe(case="readonly_outdir", what="-o a read-only directory (root without CAP_DAC_OVERRIDE)",
-             outcome="error", exit=proc.returncode, message=lines[0])
+    _observe(
+        case="readonly_outdir",
+        what="-o a read-only directory (root without CAP_DAC_OVERRIDE)",
+        outcome="error",
+        exit=proc.returncode,
+        message=lines[0],
+    )
 
 
 def test_outdir_is_an_existing_file(tmp_path: Path, tiny_model_path: Path, capsys) -> None:
@@ -409,18 +611,33 @@ def test_outdir_is_an_existing_file(tmp_path: Path, tiny_model_path: Path, capsy
 
     sf.write(tmp_path / "a.wav", tone(0.3), RATE)
     (tmp_path / "target").write_bytes(b"keep me")
-    code = main([str(tmp_path / "a.wav"), str(tmp_path / "missing.wav"), "-o", str(tmp_path / "target"),
-                 "--model", str(tiny_model_path), *FAST])
+    code = main(
+        [
+            str(tmp_path / "a.wav"),
+            str(tmp_path / "missing.wav"),
+            "-o",
+            str(tmp_path / "target"),
+            "--model",
+            str(tiny_model_path),
+            *FAST,
+        ]
+    )
     lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 2
     assert "exists and is not a directory" in lines[0] and "no such file" in lines[1]
     assert (tmp_path / "target").read_bytes() == b"keep me"
-    _observe(case="outdir_is_file", what="-o names an existing file", outcome="error", exit=code,
-             message=lines[0].replace(str(tmp_path) + "/", ""))
+    _observe(
+        case="outdir_is_file",
+        what="-o names an existing file",
+        outcome="error",
+        exit=code,
+        message=lines[0].replace(str(tmp_path) + "/", ""),
+    )
 
 
-def test_output_that_is_the_input_is_refused_even_with_force(tmp_path: Path, tiny_model_path: Path,
-                                                             capsys) -> None:
+def test_output_that_is_the_input_is_refused_even_with_force(
+    tmp_path: Path, tiny_model_path: Path, capsys
+) -> None:
     """`separate DIR/vocals/vocals.wav -o DIR --force` would replace its own input with the vocals stem."""
     from cunet.cli import separate_main as main
 
@@ -432,22 +649,30 @@ def test_output_that_is_the_input_is_refused_even_with_force(tmp_path: Path, tin
     lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and "is the input file itself" in lines[0], lines
     assert digest(tmp_path) == before and partials(tmp_path) == []
-    _observe(case="output_is_input", what="input DIR/vocals/vocals.wav, -o DIR --force (output = input)",
-             outcome="error", exit=code, message=lines[0].replace(str(tmp_path) + "/", ""))
+    _observe(
+        case="output_is_input",
+        what="input DIR/vocals/vocals.wav, -o DIR --force (output = input)",
+        outcome="error",
+        exit=code,
+        message=lines[0].replace(str(tmp_path) + "/", ""),
+    )
 
 
 def test_write_failure_midway_leaves_nothing(tmp_path: Path, tiny_model_path: Path) -> None:
     """A 1.2 MB file-size limit (stands in for a full disk; keras needs ~0.8 MB to unpack the tiny model)
     breaks writing the long input's stems midway: it fails cleanly, and the short input still succeeds."""
-    sf.write(tmp_path / "long.wav", tone(5.0), RATE)           # float32 stereo stems: ~1.76 MB each
+    sf.write(tmp_path / "long.wav", tone(5.0), RATE)  # float32 stereo stems: ~1.76 MB each
     sf.write(tmp_path / "short.wav", tone(0.5, RATE, 1), RATE)  # ~88 kB each
     before = digest(tmp_path)
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1_200_000, 1_200_000))
 
-    proc = run_cli(["long.wav", "short.wav", "-o", "out", "--float32", "--model", str(tiny_model_path), *FAST],
-                   tmp_path, preexec_fn=limit)
+    proc = run_cli(
+        ["long.wav", "short.wav", "-o", "out", "--float32", "--model", str(tiny_model_path), *FAST],
+        tmp_path,
+        preexec_fn=limit,
+    )
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and len(lines) == 1
     assert lines[0].startswith("error: long.wav: cannot write"), lines
@@ -455,14 +680,21 @@ def test_write_failure_midway_leaves_nothing(tmp_path: Path, tiny_model_path: Pa
     check_outputs(tmp_path / "out" / "short", int(0.5 * RATE), RATE, 1)
     assert digest(tmp_path / "out").keys() >= {"short/vocals.wav"}
     assert {k: v for k, v in digest(tmp_path).items() if not k.startswith("out/")} == before
-    _observe(case="disk_full", what="writing fails midway (RLIMIT_FSIZE 1.2 MB), two inputs", outcome="error",
-             exit=proc.returncode, message=lines[0])
+    _observe(
+        case="disk_full",
+        what="writing fails midway (RLIMIT_FSIZE 1.2 MB), two inputs",
+        outcome="error",
+        exit=proc.returncode,
+        message=lines[0],
+    )
 
 
 # -- process faults --------------------------------------------------------------------------------------
 
 
-def test_sigkill_mid_file_leaves_no_output_and_rerun_cleans_up(tmp_path: Path, tiny_model_path: Path) -> None:
+def test_sigkill_mid_file_leaves_no_output_and_rerun_cleans_up(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
     sf.write(tmp_path / "long song.wav", tone(20.0), RATE)
     before = digest(tmp_path)
     args = ["long song.wav", "-o", "out", "--model", str(tiny_model_path), *FAST]
@@ -470,7 +702,11 @@ def test_sigkill_mid_file_leaves_no_output_and_rerun_cleans_up(tmp_path: Path, t
     deadline = time.monotonic() + 240
     try:
         # Kill once some audio (> 100 kB of the ~3.5 MB per stem) has been staged: mid-file for sure.
-        while proc.poll() is None and time.monotonic() < deadline and _staged_bytes(tmp_path / "out") < 100_000:
+        while (
+            proc.poll() is None
+            and time.monotonic() < deadline
+            and _staged_bytes(tmp_path / "out") < 100_000
+        ):
             time.sleep(0.01)
         assert proc.poll() is None, f"finished before it could be killed: {proc.communicate()}"
         staged = partials(tmp_path / "out")
@@ -482,18 +718,22 @@ def test_sigkill_mid_file_leaves_no_output_and_rerun_cleans_up(tmp_path: Path, t
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert staged, "no partial file was seen before the kill"
-    assert tree(tmp_path / "out" / "long song") == []    # nothing under a final name
+    assert tree(tmp_path / "out" / "long song") == []  # nothing under a final name
     stale = partials(tmp_path / "out")
-    assert stale                                          # SIGKILL cannot clean up; the next run must
+    assert stale  # SIGKILL cannot clean up; the next run must
 
     rerun = run_cli(args, tmp_path)
     assert rerun.returncode == 0 and error_lines(rerun.stderr) == []
     check_outputs(tmp_path / "out" / "long song", 20 * RATE, RATE, 2)
     assert partials(tmp_path / "out") == []
     assert {k: v for k, v in digest(tmp_path).items() if not k.startswith("out/")} == before
-    _observe(case="sigkill", what="SIGKILL while separating a 20 s file, then rerun", outcome="killed (-9)",
-             after_kill=f"no outputs, {len(stale)} stale partial(s)",
-             rerun=f"exit {rerun.returncode}, 4 complete stems, stale partials removed")
+    _observe(
+        case="sigkill",
+        what="SIGKILL while separating a 20 s file, then rerun",
+        outcome="killed (-9)",
+        after_kill=f"no outputs, {len(stale)} stale partial(s)",
+        rerun=f"exit {rerun.returncode}, 4 complete stems, stale partials removed",
+    )
 
 
 def test_two_processes_share_an_output_directory(tmp_path: Path, tiny_model_path: Path) -> None:
@@ -502,34 +742,46 @@ def test_two_processes_share_an_output_directory(tmp_path: Path, tiny_model_path
     for name, seconds in lengths.items():
         sf.write(tmp_path / f"{name}.wav", tone(seconds), RATE)
     common = ["-o", "out", "--force", "--model", str(tiny_model_path), *FAST]
-    procs = [popen_cli(["shared.wav", "a.wav", *common], tmp_path),
-             popen_cli(["shared.wav", "b.wav", *common], tmp_path)]
+    procs = [
+        popen_cli(["shared.wav", "a.wav", *common], tmp_path),
+        popen_cli(["shared.wav", "b.wav", *common], tmp_path),
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0 and error_lines(err) == []
     for name, seconds in lengths.items():
         check_outputs(tmp_path / "out" / name, int(seconds * RATE), RATE, 2)
     assert partials(tmp_path / "out") == []
-    _observe(case="concurrent", what="two processes, same OUTDIR, one shared input (--force) + one own input each",
-             outcome="both exit 0", outputs="all 12 stems readable, right length, no partials")
+    _observe(
+        case="concurrent",
+        what="two processes, same OUTDIR, one shared input (--force) + one own input each",
+        outcome="both exit 0",
+        outputs="all 12 stems readable, right length, no partials",
+    )
 
 
 # -- the Python API -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make,rate,match", [
-    (lambda: np.full((1000, 2), np.nan, np.float32), RATE, "NaN or infinite"),
-    (lambda: np.zeros((0, 2), np.float32), RATE, "n_samples > 0"),
-    (lambda: np.zeros((10, 2, 2), np.float32), RATE, "n_samples, n_channels"),
-    (lambda: np.zeros((1000, 6), np.float32), RATE, "6 channels"),
-    (lambda: np.zeros((1000, 2), np.float32), 0, "invalid sample rate"),
-], ids=["nan", "empty", "3d", "six_channels", "rate_0"])
+@pytest.mark.parametrize(
+    "make,rate,match",
+    [
+        (lambda: np.full((1000, 2), np.nan, np.float32), RATE, "NaN or infinite"),
+        (lambda: np.zeros((0, 2), np.float32), RATE, "n_samples > 0"),
+        (lambda: np.zeros((10, 2, 2), np.float32), RATE, "n_samples, n_channels"),
+        (lambda: np.zeros((1000, 6), np.float32), RATE, "6 channels"),
+        (lambda: np.zeros((1000, 2), np.float32), 0, "invalid sample rate"),
+    ],
+    ids=["nan", "empty", "3d", "six_channels", "rate_0"],
+)
 def test_api_rejects_bad_arrays(tiny_separator, make, rate: int, match: str) -> None:
     with pytest.raises(AudioError, match=match):
         tiny_separator.separate(make(), rate)
 
 
-@pytest.mark.parametrize("rate,shape", [(8000, (1,)), (96000, (5000, 2)), (44100, (3,)), (22050, (2, 1))])
+@pytest.mark.parametrize(
+    "rate,shape", [(8000, (1,)), (96000, (5000, 2)), (44100, (3,)), (22050, (2, 1))]
+)
 def test_api_tiny_inputs_keep_shape(tiny_separator, rate: int, shape: tuple[int, ...]) -> None:
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     out = tiny_separator.separate(x, rate, ["vocals", "bass"])
@@ -541,10 +793,13 @@ def _fail_on(counter: list[int], at: int, exc: BaseException) -> Callable[[], No
         counter[0] += 1
         if counter[0] == at:
             raise exc
+
     return tick
 
 
-def test_api_failure_creating_writers_leaves_no_partials(tiny_separator, tmp_path: Path, monkeypatch) -> None:
+def test_api_failure_creating_writers_leaves_no_partials(
+    tiny_separator, tmp_path: Path, monkeypatch
+) -> None:
     """The third stem's writer fails to open: the two already staged are removed (they used to leak)."""
     import cunet.io.output as output_module
 
@@ -563,10 +818,12 @@ def test_api_failure_creating_writers_leaves_no_partials(tiny_separator, tmp_pat
 
 
 @pytest.mark.parametrize("stage", ["finish", "chunk"])
-def test_api_failure_late_leaves_no_output_set(tiny_separator, tmp_path: Path, monkeypatch, stage: str) -> None:
+def test_api_failure_late_leaves_no_output_set(
+    tiny_separator, tmp_path: Path, monkeypatch, stage: str
+) -> None:
     """Encoding the 2nd stem fails (finish), or Ctrl-C arrives mid-file (chunk): no stem is published."""
-    from cunet.io.audio import AtomicAudioWriter
     from cunet.chunk_separator import ChunkSeparator
+    from cunet.io.audio import AtomicAudioWriter
 
     calls = [0]
     if stage == "finish":
@@ -576,6 +833,7 @@ def test_api_failure_late_leaves_no_output_set(tiny_separator, tmp_path: Path, m
         def finish(self):
             tick()
             real_finish(self)
+
         monkeypatch.setattr(AtomicAudioWriter, "finish", finish)
         expected: type[BaseException] = AudioError
     else:
@@ -585,6 +843,7 @@ def test_api_failure_late_leaves_no_output_set(tiny_separator, tmp_path: Path, m
         def process(self, *args):
             tick()
             return real_chunk(self, *args)
+
         monkeypatch.setattr(ChunkSeparator, "separate_chunk", process)
         expected = KeyboardInterrupt
     sf.write(tmp_path / "x.wav", tone(2.0), RATE)
@@ -664,23 +923,46 @@ def bad_models(tmp_path_factory, tiny_model_path: Path) -> BadModels:
     paths["empty"] = root / "empty.keras"
     paths["empty"].write_bytes(b"")
     edits = {
-        "lambda_layer": _edit_layer(config, "enc_act_0", class_name="Lambda", module="keras.layers",
-                                    registered_name=None, config=lambda_config),
-        "unknown_class": _edit_layer(config, "dec_act_0", class_name="EvilLayer", module="evil_module",
-                                     registered_name="evil>EvilLayer"),
-        "non_keras_module": _edit_layer(config, "dec_act_0", class_name="system", module="os",
-                                        registered_name=None),
+        "lambda_layer": _edit_layer(
+            config,
+            "enc_act_0",
+            class_name="Lambda",
+            module="keras.layers",
+            registered_name=None,
+            config=lambda_config,
+        ),
+        "unknown_class": _edit_layer(
+            config,
+            "dec_act_0",
+            class_name="EvilLayer",
+            module="evil_module",
+            registered_name="evil>EvilLayer",
+        ),
+        "non_keras_module": _edit_layer(
+            config, "dec_act_0", class_name="system", module="os", registered_name=None
+        ),
     }
     for name, cfg in edits.items():
-        paths[name] = _rewrite_zip(tiny_model_path, root / f"{name}.keras", {"config.json": json.dumps(cfg)})
-    paths["no_provenance"] = _rewrite_zip(tiny_model_path, root / "no_provenance.keras", {"cunet.json": None})
-    for name, section, key, value in [("invalid_provenance", "audio", "n_channels", 3),
-                                      ("mismatched_provenance", "audio", "n_bins", 64)]:
+        paths[name] = _rewrite_zip(
+            tiny_model_path, root / f"{name}.keras", {"config.json": json.dumps(cfg)}
+        )
+    paths["no_provenance"] = _rewrite_zip(
+        tiny_model_path, root / "no_provenance.keras", {"cunet.json": None}
+    )
+    for name, section, key, value in [
+        ("invalid_provenance", "audio", "n_channels", 3),
+        ("mismatched_provenance", "audio", "n_bins", 64),
+    ]:
         prov = json.loads(json.dumps(provenance))
         prov["config"][section][key] = value
-        paths[name] = _rewrite_zip(tiny_model_path, root / f"{name}.keras", {"cunet.json": json.dumps(prov)})
-    paths["truncated_weights"] = _rewrite_zip(tiny_model_path, root / "truncated_weights.keras",
-                                              {"model.weights.h5": weights[: len(weights) // 2]})
+        paths[name] = _rewrite_zip(
+            tiny_model_path, root / f"{name}.keras", {"cunet.json": json.dumps(prov)}
+        )
+    paths["truncated_weights"] = _rewrite_zip(
+        tiny_model_path,
+        root / "truncated_weights.keras",
+        {"model.weights.h5": weights[: len(weights) // 2]},
+    )
     from cunet.engines.loading import load_keras_model
     from cunet.provenance import save_model
 
@@ -694,10 +976,15 @@ def bad_models(tmp_path_factory, tiny_model_path: Path) -> BadModels:
 
 
 MODEL_ERRORS = {
-    "truncated": "not a valid .keras archive", "random_bytes": "not a valid .keras archive",
-    "empty": "not a valid .keras archive", "lambda_layer": "contains Python code",
-    "unknown_class": "EvilLayer", "non_keras_module": "system", "no_provenance": "no cunet provenance",
-    "invalid_provenance": "invalid config", "mismatched_provenance": "is not the cunet network",
+    "truncated": "not a valid .keras archive",
+    "random_bytes": "not a valid .keras archive",
+    "empty": "not a valid .keras archive",
+    "lambda_layer": "contains Python code",
+    "unknown_class": "EvilLayer",
+    "non_keras_module": "system",
+    "no_provenance": "no cunet provenance",
+    "invalid_provenance": "invalid config",
+    "mismatched_provenance": "is not the cunet network",
     "truncated_weights": "weights do not match their recorded checksum",
 }
 
@@ -714,21 +1001,31 @@ def test_api_rejects_tampered_model(bad_models: BadModels, name: str) -> None:
     assert "\n" not in message and str(path) in message and MODEL_ERRORS[name] in message, message
     assert len(message) < 600
     assert not bad_models.marker.exists()
-    _observe(case=f"api_model_{name}", what=bad_models.descriptions[name], outcome="ModelError",
-             message=message.replace(str(path.parent) + "/", ""))
+    _observe(
+        case=f"api_model_{name}",
+        what=bad_models.descriptions[name],
+        outcome="ModelError",
+        message=message.replace(str(path.parent) + "/", ""),
+    )
 
 
 def test_api_model_with_nan_weights_fails_cleanly(bad_models: BadModels, tmp_path: Path) -> None:
     from cunet.errors import ModelError
     from cunet.separator import Separator
 
-    sep = Separator.from_pretrained(bad_models.paths["nan_weights"], chunk_seconds=1.0, overlap_seconds=0.25)
+    sep = Separator.from_pretrained(
+        bad_models.paths["nan_weights"], chunk_seconds=1.0, overlap_seconds=0.25
+    )
     sf.write(tmp_path / "x.wav", tone(0.5), RATE)
     with pytest.raises(ModelError, match="NaN or infinite") as err:
         sep.separate_file(tmp_path / "x.wav", tmp_path / "out", progress=False)
     assert tree(tmp_path / "out" / "x") == [] and partials(tmp_path) == []
-    _observe(case="api_model_nan_weights", what=bad_models.descriptions["nan_weights"],
-             outcome="loads; separate_file raises ModelError, no outputs", message=str(err.value))
+    _observe(
+        case="api_model_nan_weights",
+        what=bad_models.descriptions["nan_weights"],
+        outcome="loads; separate_file raises ModelError, no outputs",
+        message=str(err.value),
+    )
 
 
 # Through the CLI: the files the issue names (the others are covered through the API above).
@@ -742,11 +1039,18 @@ def test_cli_rejects_tampered_model(bad_models: BadModels, tmp_path: Path, name:
     proc = run_cli(["song.wav", "-o", "out", "--model", str(path), *FAST], tmp_path)
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and str(path) in lines[0] and MODEL_ERRORS[name] in lines[0], lines[0]
+    assert (
+        lines[0].startswith("error: ") and str(path) in lines[0] and MODEL_ERRORS[name] in lines[0]
+    ), lines[0]
     assert not (tmp_path / "out").exists()
     assert not bad_models.marker.exists()
-    _observe(case=f"model_{name}", what=bad_models.descriptions[name], outcome="error", exit=proc.returncode,
-             message=lines[0].replace(str(path.parent) + "/", ""))
+    _observe(
+        case=f"model_{name}",
+        what=bad_models.descriptions[name],
+        outcome="error",
+        exit=proc.returncode,
+        message=lines[0].replace(str(path.parent) + "/", ""),
+    )
 
 
 def test_loading_never_runs_code_from_the_model_file(bad_models: BadModels) -> None:
@@ -773,8 +1077,14 @@ def test_loading_never_runs_code_from_the_model_file(bad_models: BadModels) -> N
         keras.saving.load_model(path, compile=False, safe_mode=False)
     except Exception:  # noqa: BLE001 - the rebuilt graph may not match the weights; the code ran before that
         pass
-    assert bad_models.marker.exists(), "control failed: the crafted Lambda did not run even when allowed"
+    assert bad_models.marker.exists(), (
+        "control failed: the crafted Lambda did not run even when allowed"
+    )
     bad_models.marker.unlink()
-    _observe(case="model_code_execution", what="Lambda model loaded via Separator.from_pretrained after "
-             "keras.config.enable_unsafe_deserialization()", outcome="ModelError, marker file not created",
-             control="keras.saving.load_model(safe_mode=False) creates the marker")
+    _observe(
+        case="model_code_execution",
+        what="Lambda model loaded via Separator.from_pretrained after "
+        "keras.config.enable_unsafe_deserialization()",
+        outcome="ModelError, marker file not created",
+        control="keras.saving.load_model(safe_mode=False) creates the marker",
+    )

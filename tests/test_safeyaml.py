@@ -1,4 +1,5 @@
 """Small YAML files from strangers: refused in one line naming file and line, before they cost memory."""
+
 from __future__ import annotations
 
 import os
@@ -18,16 +19,26 @@ def _laughs(levels: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("name,text,match", [
-    ("syntax", "model:\n  kind: conditioned\n  n_layers: [1, 2\n", r"line 4, column 1: expected ','"),
-    ("tab", "model:\n\tkind: standard\n", r"line 2, column 1: found character '\\t'"),
-    ("python_tag", "model:\n  kind: !!python/object/apply:os.system ['echo hi']\n",
-     r"line 2, column 9: could not determine a constructor .* not allowed"),
-    ("laughs", _laughs(), r"expands to more than 100000 values"),
-    ("recursive", "a: &a [*a]\n", r"recursive alias"),
-    ("deep", "[" * 50_000 + "]" * 50_000, r"nested too deeply"),
-    ("binary", "\xff\xfe", r"not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "name,text,match",
+    [
+        (
+            "syntax",
+            "model:\n  kind: conditioned\n  n_layers: [1, 2\n",
+            r"line 4, column 1: expected ','",
+        ),
+        ("tab", "model:\n\tkind: standard\n", r"line 2, column 1: found character '\\t'"),
+        (
+            "python_tag",
+            "model:\n  kind: !!python/object/apply:os.system ['echo hi']\n",
+            r"line 2, column 9: could not determine a constructor .* not allowed",
+        ),
+        ("laughs", _laughs(), r"expands to more than 100000 values"),
+        ("recursive", "a: &a [*a]\n", r"recursive alias"),
+        ("deep", "[" * 50_000 + "]" * 50_000, r"nested too deeply"),
+        ("binary", "\xff\xfe", r"not UTF-8"),
+    ],
+)
 def test_hostile_yaml_is_refused_in_one_line(tmp_path, name, text, match):
     path = tmp_path / f"{name}.yaml"
     path.write_bytes(text.encode("latin-1") if name == "binary" else text.encode("utf-8"))

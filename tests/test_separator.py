@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import OnesEngine, synth_mixture
+
 from cunet.engines.loading import DEFAULT_MODEL
 from cunet.separator import Separator
-from conftest import OnesEngine, synth_mixture
 
 
 def _identity_separator(tiny_separator, **kwargs):
@@ -44,8 +45,12 @@ def test_batch_of_conditions_equals_single_runs(tiny_separator):
 
 def test_chunk_sizes_agree(tiny_model_path):
     x = synth_mixture(4.0, seed=2)
-    a = Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.3).separate(x, 44100)
-    b = Separator.from_pretrained(tiny_model_path, chunk_seconds=2.0, overlap_seconds=0.5).separate(x, 44100)
+    a = Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.3).separate(
+        x, 44100
+    )
+    b = Separator.from_pretrained(tiny_model_path, chunk_seconds=2.0, overlap_seconds=0.5).separate(
+        x, 44100
+    )
     for name in a:
         err = np.sqrt(np.mean((a[name] - b[name]) ** 2)) / (np.sqrt(np.mean(a[name] ** 2)) + 1e-9)
         assert err < 0.05, (name, err)
@@ -62,8 +67,9 @@ def test_separate_file_layout_and_residual(tiny_separator, tmp_path):
     x = synth_mixture(1.2, 48000)
     song = tmp_path / "my song.stem.wav"
     sf.write(song, x, 48000, subtype="FLOAT")
-    written = tiny_separator.separate_file(song, tmp_path / "out", ["vocals"], residual=True, progress=False,
-                                           float32=True)
+    written = tiny_separator.separate_file(
+        song, tmp_path / "out", ["vocals"], residual=True, progress=False, float32=True
+    )
     folder = tmp_path / "out" / "my song.stem"
     assert written["vocals"] == folder / "vocals.wav"
     vocals, rate = sf.read(written["vocals"], dtype="float32")
@@ -100,10 +106,13 @@ def test_shipped_model_keeps_full_band():
 
 
 def test_from_keras_model_and_chunk_settings(tiny_separator):
-    sep = Separator.from_keras_model(tiny_separator.engine.model, tiny_separator.config, chunk_seconds=0.5,
-                                     overlap_seconds=0.1)
+    sep = Separator.from_keras_model(
+        tiny_separator.engine.model, tiny_separator.config, chunk_seconds=0.5, overlap_seconds=0.1
+    )
     assert sep.instruments == tiny_separator.instruments and (sep.chunk, sep.overlap) != (
-        tiny_separator.chunk, tiny_separator.overlap)
+        tiny_separator.chunk,
+        tiny_separator.overlap,
+    )
     x = synth_mixture(0.8)
     for name, y in sep.separate(x, 44100, ["bass"]).items():
         assert y.shape == x.shape and np.isfinite(y).all()
@@ -117,16 +126,23 @@ def test_from_keras_model_and_chunk_settings(tiny_separator):
 
 def test_postprocess_default_is_the_models_and_ratio_stems_add_up(tiny_separator, tiny_model_path):
     assert tiny_separator.postprocess.mode == tiny_separator.config.model.postprocess == "none"
-    ratio = Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25, postprocess="ratio")
+    ratio = Separator.from_pretrained(
+        tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25, postprocess="ratio"
+    )
     x = synth_mixture(2.5, seed=5)
     stems = ratio.separate(x, 44100)
-    np.testing.assert_allclose(sum(stems.values()), x, atol=1e-4)  # mixture consistency, across chunks too
-    alone = ratio.separate(x, 44100, ["bass"])["bass"]  # every mask is computed anyway: same estimate
+    np.testing.assert_allclose(
+        sum(stems.values()), x, atol=1e-4
+    )  # mixture consistency, across chunks too
+    alone = ratio.separate(x, 44100, ["bass"])[
+        "bass"
+    ]  # every mask is computed anyway: same estimate
     np.testing.assert_allclose(alone, stems["bass"], atol=1e-6)
     plain = tiny_separator.separate(x, 44100)
     assert not np.allclose(plain["bass"], stems["bass"], atol=1e-4)
-    wiener = Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25,
-                                       postprocess="wiener").separate(x[:22050], 44100, ["vocals", "drums"])
+    wiener = Separator.from_pretrained(
+        tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25, postprocess="wiener"
+    ).separate(x[:22050], 44100, ["vocals", "drums"])
     assert set(wiener) == {"vocals", "drums"} and all(np.isfinite(v).all() for v in wiener.values())
 
 
@@ -137,8 +153,12 @@ def test_joint_postprocess_needs_a_conditioned_model(tmp_path, tiny_config):
     from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
-    config = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, kind="standard"))
-    path = save_model(build_model(config), tmp_path / "unet.keras", make_provenance(config.to_dict()))
+    config = dataclasses.replace(
+        tiny_config, model=dataclasses.replace(tiny_config.model, kind="standard")
+    )
+    path = save_model(
+        build_model(config), tmp_path / "unet.keras", make_provenance(config.to_dict())
+    )
     with pytest.raises(UserError, match="combines the masks of several instruments"):
         Separator.from_pretrained(path, postprocess="ratio")
     with pytest.raises(UserError, match="unknown post-processing"):
@@ -154,7 +174,7 @@ def _blocks(x, seed: int):
     pos = 0
     while pos < x.shape[0]:
         size = int(rng.choice([0, 1, 37, 512, 4096, 20000]))
-        yield x[pos:pos + size]
+        yield x[pos : pos + size]
         pos += size
 
 
@@ -167,7 +187,9 @@ def test_stream_of_unknown_length_equals_separate(tiny_model_path, rate):
     assert live.shape == (2, *x.shape)
     np.testing.assert_allclose(live[0], offline["drums"], atol=1e-4)
     np.testing.assert_allclose(live[1], offline["vocals"], atol=1e-4)
-    known = np.concatenate(list(sep.stream(_blocks(x, 2), rate, ["drums"], n_samples=x.shape[0])), axis=1)
+    known = np.concatenate(
+        list(sep.stream(_blocks(x, 2), rate, ["drums"], n_samples=x.shape[0])), axis=1
+    )
     np.testing.assert_allclose(known[0], offline["drums"], atol=1e-6)
 
 
@@ -180,7 +202,9 @@ def test_stream_checks_its_blocks(tiny_separator):
     with pytest.raises(ValueError, match="NaN or infinite"):
         list(tiny_separator.stream([bad], 44100))
     assert list(tiny_separator.stream([], 44100)) == []
-    mono = np.concatenate(list(tiny_separator.stream([x[:, 0]], 44100, ["bass"])), axis=1)  # 1-D: one channel
+    mono = np.concatenate(
+        list(tiny_separator.stream([x[:, 0]], 44100, ["bass"])), axis=1
+    )  # 1-D: one channel
     assert mono.shape == (1, x.shape[0], 1)
 
 
@@ -197,11 +221,16 @@ def test_latency_sets_the_chunking(tiny_model_path):
 
 
 def test_instruments_come_from_the_model(five_instrument_model_path):
-    sep = Separator.from_pretrained(five_instrument_model_path, chunk_seconds=0.5, overlap_seconds=0.1)
+    sep = Separator.from_pretrained(
+        five_instrument_model_path, chunk_seconds=0.5, overlap_seconds=0.1
+    )
     assert sep.instruments[-1] == "guitar"
     assert sep.check_instruments(["Guitar", "vocals", "guitar"]) == ["guitar", "vocals"]
-    with pytest.raises(ValueError, match="unknown instrument 'piano' for this model "
-                                         r"\(it separates: vocals, drums, bass, other, guitar\)"):
+    with pytest.raises(
+        ValueError,
+        match="unknown instrument 'piano' for this model "
+        r"\(it separates: vocals, drums, bass, other, guitar\)",
+    ):
         sep.check_instruments(["piano"])
     out = sep.separate(synth_mixture(0.6), 44100, ["guitar"])
     assert out["guitar"].shape == (26460, 2) and np.isfinite(out["guitar"]).all()
@@ -211,21 +240,34 @@ def test_separate_file_with_template_excerpt_and_rescale(tiny_separator, tmp_pat
     from cunet.io.audio import Excerpt
     from cunet.io.output import OutputSettings
 
-    x = 3 * synth_mixture(2.0)                          # far beyond full scale, in a float wav
+    x = 3 * synth_mixture(2.0)  # far beyond full scale, in a float wav
     sf.write(tmp_path / "loud.wav", x, 44100, subtype="FLOAT")
     notes = []
     written = tiny_separator.separate_file(
-        tmp_path / "loud.wav", tmp_path / "out", ["vocals", "bass"], residual=True, progress=False,
-        output=OutputSettings("wav", "24", "rescale"), filename="{index:02d}/{track}-{stem}.{ext}",
-        excerpt=Excerpt(0.5, 1.0), notes=notes.append)
+        tmp_path / "loud.wav",
+        tmp_path / "out",
+        ["vocals", "bass"],
+        residual=True,
+        progress=False,
+        output=OutputSettings("wav", "24", "rescale"),
+        filename="{index:02d}/{track}-{stem}.{ext}",
+        excerpt=Excerpt(0.5, 1.0),
+        notes=notes.append,
+    )
     assert sorted(str(p.relative_to(tmp_path / "out")) for p in written.values()) == [
-        "01/loud-no_vocals.wav", "01/loud-vocals.wav", "03/loud-bass.wav", "03/loud-no_bass.wav"]
+        "01/loud-no_vocals.wav",
+        "01/loud-vocals.wav",
+        "03/loud-bass.wav",
+        "03/loud-no_bass.wav",
+    ]
     ys = {k: sf.read(p, dtype="float64")[0] for k, p in written.items()}
     assert all(y.shape == (44100, 2) for y in ys.values())
     peak = max(np.abs(y).max() for y in ys.values())
     assert peak == pytest.approx(1.0, abs=1e-6)
     # one gain: stem + residual is the same scaled excerpt for every instrument
-    np.testing.assert_allclose(ys["vocals"] + ys["no_vocals"], ys["bass"] + ys["no_bass"], atol=4e-7)
+    np.testing.assert_allclose(
+        ys["vocals"] + ys["no_vocals"], ys["bass"] + ys["no_bass"], atol=4e-7
+    )
     gain = np.abs(ys["vocals"] + ys["no_vocals"]).max() / np.abs(x[22050:66150]).max()
     np.testing.assert_allclose(ys["vocals"] + ys["no_vocals"], gain * x[22050:66150], atol=1e-5)
     assert len(notes) == 1 and "scaled by" in notes[0] and "loud.wav" in notes[0]

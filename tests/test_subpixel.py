@@ -1,11 +1,16 @@
 """Sub-pixel rewrites of transposed convolutions: the same outputs as Keras' Conv2DTranspose."""
+
 from __future__ import annotations
 
 import keras
 import numpy as np
 import pytest
 
-from cunet.export.subpixel import SubPixelConvTranspose, subpixel_kernel, with_subpixel_deconvolutions
+from cunet.export.subpixel import (
+    SubPixelConvTranspose,
+    subpixel_kernel,
+    with_subpixel_deconvolutions,
+)
 
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5, 7])
@@ -13,8 +18,14 @@ from cunet.export.subpixel import SubPixelConvTranspose, subpixel_kernel, with_s
 def test_same_outputs_as_conv2d_transpose(kernel: int, stride: int) -> None:
     keras.utils.set_random_seed(kernel * 10 + stride)
     inp = keras.Input((None, None, 3))
-    layer = keras.layers.Conv2DTranspose(4, kernel, strides=stride, padding="same", activation="sigmoid",
-                                         bias_initializer="random_normal")
+    layer = keras.layers.Conv2DTranspose(
+        4,
+        kernel,
+        strides=stride,
+        padding="same",
+        activation="sigmoid",
+        bias_initializer="random_normal",
+    )
     model = keras.Model(inp, layer(inp))
     fast = with_subpixel_deconvolutions(model)
     assert isinstance(fast.layers[-1], SubPixelConvTranspose) and fast.layers[-1].n_out == 4
@@ -39,11 +50,14 @@ def test_the_mask_network_keeps_its_masks(tiny_separator) -> None:
     assert not [layer for layer in fast.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
     assert len([layer for layer in fast.layers if isinstance(layer, SubPixelConvTranspose)]) == 6
     a = tiny_separator.audio
-    mag = np.random.default_rng(0).uniform(0, 2, (3, a.n_bins, 128, a.n_channels)).astype(np.float32)
+    mag = (
+        np.random.default_rng(0).uniform(0, 2, (3, a.n_bins, 128, a.n_channels)).astype(np.float32)
+    )
     cond = np.eye(4, dtype=np.float32)[[0, 1, 3]]
     inputs = {"magnitude": mag, "condition": cond}
-    np.testing.assert_allclose(fast(inputs, training=False).numpy(), masker(inputs, training=False).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        fast(inputs, training=False).numpy(), masker(inputs, training=False).numpy(), atol=1e-5
+    )
 
 
 def test_unsupported_layers_are_refused() -> None:

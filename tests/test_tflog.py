@@ -1,4 +1,5 @@
 """TensorFlow's start-up chatter stays off stderr; Python's own errors do not."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,16 @@ assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2" and tf.constant(1).numpy() == 1
 
 
 def test_start_up_lines_are_muted() -> None:
-    proc = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items()
-                               if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUNET_TF_LOGS")})
+    proc = subprocess.run(
+        [sys.executable, "-c", CODE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUNET_TF_LOGS")
+        },
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["python error line"], proc.stderr

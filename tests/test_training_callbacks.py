@@ -1,4 +1,5 @@
 """cunet.training.callbacks: checkpoints follow the selection metric, the time limit, resuming state."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,12 +12,21 @@ import numpy as np
 import pytest
 
 from cunet.provenance import make_provenance, read_provenance
-from cunet.training.callbacks import (BEST_FILE, Backup, Checkpoints, monitor_of, resume_epoch, run_callbacks,
-                                      truncate_history)
+from cunet.training.callbacks import (
+    BEST_FILE,
+    Backup,
+    Checkpoints,
+    monitor_of,
+    resume_epoch,
+    run_callbacks,
+    truncate_history,
+)
 
 
 def with_select(config, select_by: str):
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, select_by=select_by)).validate()
+    return dataclasses.replace(
+        config, train=dataclasses.replace(config.train, select_by=select_by)
+    ).validate()
 
 
 def test_monitor_of(tiny_config):
@@ -34,8 +44,11 @@ def network(tiny_config):
 
 def fake_trainer(network):
     """What Checkpoints reads of the trained model: the network, the learning rate, stop_training."""
-    return SimpleNamespace(network=network, optimizer=SimpleNamespace(learning_rate=np.float32(0.003)),
-                           stop_training=False)
+    return SimpleNamespace(
+        network=network,
+        optimizer=SimpleNamespace(learning_rate=np.float32(0.003)),
+        stop_training=False,
+    )
 
 
 def run_epochs(callback, trainer, logs_per_epoch, first_epoch: int = 0) -> None:
@@ -54,28 +67,42 @@ def saved_epoch(path) -> int:
     return int(keras.ops.convert_to_numpy(model.weights[0]).flat[0])
 
 
-LOGS = [{"loss": 1.0, "val_loss": 5.0, "val_sdr": 1.0},
-        {"loss": 0.9, "val_loss": 9.0, "val_sdr": 3.0},
-        {"loss": 0.8, "val_loss": 1.0, "val_sdr": 2.0},
-        {"loss": 0.7, "val_loss": math.nan, "val_sdr": math.nan}]
+LOGS = [
+    {"loss": 1.0, "val_loss": 5.0, "val_sdr": 1.0},
+    {"loss": 0.9, "val_loss": 9.0, "val_sdr": 3.0},
+    {"loss": 0.8, "val_loss": 1.0, "val_sdr": 2.0},
+    {"loss": 0.7, "val_loss": math.nan, "val_sdr": math.nan},
+]
 
 
 @pytest.mark.parametrize("select_by,best_epoch,value", [("sdr", 2, 3.0), ("loss", 3, 1.0)])
-def test_best_checkpoint_follows_the_selection_metric(tmp_path, tiny_config, network, select_by, best_epoch, value):
+def test_best_checkpoint_follows_the_selection_metric(
+    tmp_path, tiny_config, network, select_by, best_epoch, value
+):
     cfg = with_select(tiny_config, select_by)
     monitor, mode = monitor_of(cfg)
     provenance = make_provenance(cfg.to_dict(), data={}, metrics={})
     trainer = fake_trainer(network)
     run_epochs(Checkpoints(tmp_path, provenance, monitor, mode, max_minutes=0), trainer, LOGS)
 
-    assert json.loads((tmp_path / BEST_FILE).read_text()) == {"metric": monitor, "value": value, "epoch": best_epoch}
+    assert json.loads((tmp_path / BEST_FILE).read_text()) == {
+        "metric": monitor,
+        "value": value,
+        "epoch": best_epoch,
+    }
     assert saved_epoch(tmp_path / "best.keras") == best_epoch - 1
     assert saved_epoch(tmp_path / "last.keras") == len(LOGS) - 1
     metrics = read_provenance(tmp_path / "best.keras")["metrics"]
-    assert metrics["best_epoch"] == best_epoch and metrics["selected_by"] == monitor and metrics["best_value"] == value
+    assert (
+        metrics["best_epoch"] == best_epoch
+        and metrics["selected_by"] == monitor
+        and metrics["best_value"] == value
+    )
     on_disk = json.loads((tmp_path / "provenance.json").read_text())["metrics"]
     assert on_disk["epochs_done"] == 4 and [h["epoch"] for h in on_disk["history"]] == [1, 2, 3, 4]
-    assert on_disk["history"][1]["val_sdr"] == 3.0 and on_disk["history"][0]["learning_rate"] == pytest.approx(0.003)
+    assert on_disk["history"][1]["val_sdr"] == 3.0 and on_disk["history"][0][
+        "learning_rate"
+    ] == pytest.approx(0.003)
     assert not trainer.stop_training
 
     # A resumed run remembers the best value: a worse epoch does not replace best.keras, a better one does.
@@ -93,7 +120,9 @@ def test_best_checkpoint_follows_the_selection_metric(tmp_path, tiny_config, net
 def test_time_limit_stops_after_the_epoch(tmp_path, tiny_config, network, capsys):
     provenance = make_provenance(tiny_config.to_dict(), data={}, metrics={})
     trainer = fake_trainer(network)
-    run_epochs(Checkpoints(tmp_path, provenance, "val_sdr", "max", max_minutes=1e-6), trainer, LOGS[:1])
+    run_epochs(
+        Checkpoints(tmp_path, provenance, "val_sdr", "max", max_minutes=1e-6), trainer, LOGS[:1]
+    )
     assert trainer.stop_training
     assert "time limit of 1e-06 min reached after epoch 1; stopping" in capsys.readouterr().out
     assert (tmp_path / "last.keras").exists()
@@ -103,10 +132,19 @@ def test_run_callbacks_order_and_monitors(tmp_path, tiny_config):
     first = keras.callbacks.Callback()
     for select_by, monitor, mode in (("sdr", "val_sdr", "max"), ("loss", "val_loss", "min")):
         cfg = with_select(tiny_config, select_by)
-        callbacks = run_callbacks(cfg, tmp_path, make_provenance(cfg.to_dict()), 0, 0, first=[first])
+        callbacks = run_callbacks(
+            cfg, tmp_path, make_provenance(cfg.to_dict()), 0, 0, first=[first]
+        )
         kinds = [type(c).__name__ for c in callbacks]
-        assert kinds == ["Callback", "ReduceLROnPlateau", "EarlyStopping", "CSVLogger", "TensorBoard", "Checkpoints",
-                         "Backup"]
+        assert kinds == [
+            "Callback",
+            "ReduceLROnPlateau",
+            "EarlyStopping",
+            "CSVLogger",
+            "TensorBoard",
+            "Checkpoints",
+            "Backup",
+        ]
         assert callbacks[0] is first and isinstance(callbacks[-1], Backup)
         assert callbacks[1].monitor == callbacks[2].monitor == callbacks[5].monitor == monitor
         assert callbacks[5].mode == mode and callbacks[2].mode == mode

@@ -1,4 +1,5 @@
 """cunet.training.finetune: starting from a trained model (same instruments, or more)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,21 +7,24 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_folder_dataset, synth_stems, write_track
 
 from cunet.errors import DataError
 
-from conftest import make_folder_dataset, synth_stems, write_track
-
 
 def with_model(config, **changes):
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, **changes)).validate()
+    return dataclasses.replace(
+        config, model=dataclasses.replace(config.model, **changes)
+    ).validate()
 
 
 def masks(model, magnitude, n_instruments):
     from cunet.nn.models import mask_model
 
     cond = np.eye(n_instruments, dtype=np.float32)
-    return mask_model(model)({"magnitude": np.repeat(magnitude, n_instruments, 0), "condition": cond}).numpy()
+    return mask_model(model)(
+        {"magnitude": np.repeat(magnitude, n_instruments, 0), "condition": cond}
+    ).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +63,16 @@ def test_added_instrument_keeps_the_old_ones_and_starts_as_other(parent, tiny_co
     np.testing.assert_allclose(new[4], old[3], atol=1e-5)  # guitar starts where "other" is
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(instruments=("vocals", "drums", "bass")), "must come first"),
-    (dict(instruments=("vocals", "drums", "bass", "guitar")), "must come first"),
-    (dict(instruments=("drums", "vocals", "bass", "other")), "must come first"),
-    (dict(first_filters=4), "differs in model.first_filters"),
-    (dict(film_type="simple"), "differs in model.film_type"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(instruments=("vocals", "drums", "bass")), "must come first"),
+        (dict(instruments=("vocals", "drums", "bass", "guitar")), "must come first"),
+        (dict(instruments=("drums", "vocals", "bass", "other")), "must come first"),
+        (dict(first_filters=4), "differs in model.first_filters"),
+        (dict(film_type="simple"), "differs in model.film_type"),
+    ],
+)
 def test_incompatible_children_are_refused(tiny_config, change, message):
     from cunet.training.finetune import check_compatible
 
@@ -76,7 +83,9 @@ def test_incompatible_children_are_refused(tiny_config, change, message):
 def test_other_audio_settings_and_cnn_control_are_refused(tiny_config):
     from cunet.training.finetune import check_compatible
 
-    other_audio = dataclasses.replace(tiny_config, audio=dataclasses.replace(tiny_config.audio, hop_length=64))
+    other_audio = dataclasses.replace(
+        tiny_config, audio=dataclasses.replace(tiny_config.audio, hop_length=64)
+    )
     with pytest.raises(DataError, match="audio.hop_length"):
         check_compatible(tiny_config, other_audio)
     cnn = with_model(tiny_config, control_type="cnn", control_units=(8, 16))
@@ -99,10 +108,16 @@ def test_loss_falls_on_the_new_instrument(parent, tiny_config, tmp_path):
         stems["guitar"] = np.roll(stems.pop("other"), 5000, axis=0)
         write_track(tmp_path / "ds" / "train" / f"song{seed}", stems)
     five = with_model(tiny_config, instruments=(*tiny_config.model.instruments, "guitar"))
-    tracks = build_cache(open_source(parse_data_spec(str(tmp_path / "ds") + ",valid=0"))["train"],
-                         tmp_path / "cache", five.audio, progress=False)
+    tracks = build_cache(
+        open_source(parse_data_spec(str(tmp_path / "ds") + ",valid=0"))["train"],
+        tmp_path / "cache",
+        five.audio,
+        progress=False,
+    )
     guitar = five.model.instruments.index("guitar")
-    sampler = PatchSampler(tracks, 64, five.train, five.model.instruments, five.audio.n_bins, 2, 0, fixed_target=guitar)
+    sampler = PatchSampler(
+        tracks, 64, five.train, five.model.instruments, five.audio.n_bins, 2, 0, fixed_target=guitar
+    )
     x, y = split_inputs_targets(sampler.batch(0, 4))
     keras.utils.set_random_seed(0)
     child = build_model(five)
@@ -121,12 +136,28 @@ def test_train_init_from_records_the_parent(tmp_path, tiny_config, tiny_model_pa
     from cunet.training.loop import train
 
     root = make_folder_dataset(tmp_path / "ds", ["a", "b", "c"], ["d"], seconds=1.0)
-    cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, epochs=1, steps_per_epoch=2))
-    provenance = train(cfg, [parse_data_spec(str(root))], tmp_path / "run", cache_dir=tmp_path / "cache", verbose=0,
-                       init_from=tiny_model_path)
+    cfg = dataclasses.replace(
+        tiny_config, train=dataclasses.replace(tiny_config.train, epochs=1, steps_per_epoch=2)
+    )
+    provenance = train(
+        cfg,
+        [parse_data_spec(str(root))],
+        tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        verbose=0,
+        init_from=tiny_model_path,
+    )
     assert provenance["parent"]["weights_sha256"] == weights_digest(tiny_model_path)
-    assert json.loads((tmp_path / "run" / "provenance.json").read_text())["parent"]["path"] == str(tiny_model_path)
+    assert json.loads((tmp_path / "run" / "provenance.json").read_text())["parent"]["path"] == str(
+        tiny_model_path
+    )
     with pytest.raises(DataError, match="must come first"):
         fewer = with_model(tiny_config, instruments=("vocals", "drums"))
-        train(fewer, [parse_data_spec(str(root))], tmp_path / "run2", cache_dir=tmp_path / "cache", verbose=0,
-              init_from=tiny_model_path)
+        train(
+            fewer,
+            [parse_data_spec(str(root))],
+            tmp_path / "run2",
+            cache_dir=tmp_path / "cache",
+            verbose=0,
+            init_from=tiny_model_path,
+        )

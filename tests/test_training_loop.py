@@ -7,6 +7,7 @@ All data is synthesized (see conftest.py). The MUSDB18 root is cached once per s
 (`musdb_cache`) and every run here reads that cache. The CLI runs with SIGKILL and with
 MirroredStrategy run in subprocesses and take about a minute each.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import TRAIN_NAMES, VALID_NAMES, musdb_validation_names, synth_stems, write_track
 
 from cunet.cli import main
 from cunet.data import parse_data_spec
 from cunet.errors import DataError
-
-from conftest import TRAIN_NAMES, VALID_NAMES, musdb_validation_names, synth_stems, write_track
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +43,11 @@ def musdb_spec(musdb_root):
 
 
 def small_config(base, model: dict | None = None, **train):
-    return dataclasses.replace(base, model=dataclasses.replace(base.model, **(model or {})),
-                               train=dataclasses.replace(base.train, **train)).validate()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, **(model or {})),
+        train=dataclasses.replace(base.train, **train),
+    ).validate()
 
 
 def read_history_csv(path: Path) -> list[int]:
@@ -57,13 +60,35 @@ def write_config(path: Path, config) -> Path:
     return path
 
 
-def cli_train(config_path: Path, musdb_root: Path, out: Path, cache_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "cunet.cli", "train", "--config", str(config_path), "--data", f"{musdb_root},wav",
-            "--out", str(out), "--cache-dir", str(cache_dir), "--verbose", "2", *extra]
+def cli_train(
+    config_path: Path, musdb_root: Path, out: Path, cache_dir: Path, *extra: str
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cunet.cli",
+        "train",
+        "--config",
+        str(config_path),
+        "--data",
+        f"{musdb_root},wav",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache_dir),
+        "--verbose",
+        "2",
+        *extra,
+    ]
 
 
 def subprocess_env() -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
 
 
 def assert_every_epoch_once(out: Path, epochs: int) -> None:
@@ -78,8 +103,8 @@ def assert_every_epoch_once(out: Path, epochs: int) -> None:
 
 
 def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_config, capsys):
-    from cunet.provenance import read_provenance
     from cunet.engines.loading import load_keras_model
+    from cunet.provenance import read_provenance
     from cunet.training.loop import train
 
     cfg = small_config(tiny_config, steps_per_epoch=3, epochs=2)
@@ -101,7 +126,9 @@ def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_conf
         assert on_disk["packages"][package], package
     data = on_disk["data"]
     (source,) = data["sources"]
-    assert source["path"] == str(musdb_root.resolve()) and source["is_wav"] and source["weight"] == 1.0
+    assert (
+        source["path"] == str(musdb_root.resolve()) and source["is_wav"] and source["weight"] == 1.0
+    )
     assert sorted(source["train_tracks"]) == sorted(TRAIN_NAMES)
     assert sorted(source["valid_tracks_used"]) == sorted(VALID_NAMES)
     assert not set(source["train_tracks"]) & musdb_validation_names()
@@ -113,7 +140,9 @@ def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_conf
     for entry in metrics["history"]:
         assert {"loss", "val_loss", "val_sdr", "learning_rate"} <= set(entry)
         per_instrument = [entry[f"val_sdr_{name}"] for name in cfg.model.instruments]
-        assert np.isfinite(per_instrument).all() and entry["val_sdr"] == pytest.approx(np.mean(per_instrument))
+        assert np.isfinite(per_instrument).all() and entry["val_sdr"] == pytest.approx(
+            np.mean(per_instrument)
+        )
     assert metrics["selected_by"] == "val_sdr"
     assert metrics["best_value"] == pytest.approx(max(h["val_sdr"] for h in metrics["history"]))
     assert metrics["history"][metrics["best_epoch"] - 1]["val_sdr"] == metrics["best_value"]
@@ -139,13 +168,15 @@ def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_conf
     assert read_history_csv(out / "history.csv") == [0, 1]
 
 
-def test_joint_training_with_log_input_scaling(tmp_path, musdb_spec, cache_dir, tiny_config, monkeypatch):
+def test_joint_training_with_log_input_scaling(
+    tmp_path, musdb_spec, cache_dir, tiny_config, monkeypatch
+):
     """Joint conditions, ratio masks, SDR loss, log input scaling and selection by loss, end to end.
 
     The InputScaling layer holds the training data's statistics before the first step."""
     import cunet.training.validation as validation
-    from cunet.training.trainer import SeparationTrainer
     from cunet.training.loop import train
+    from cunet.training.trainer import SeparationTrainer
 
     stats, at_fit = [], []
     real_stats, real_fit = validation.input_statistics, SeparationTrainer.fit
@@ -160,8 +191,15 @@ def test_joint_training_with_log_input_scaling(tmp_path, musdb_spec, cache_dir, 
 
     monkeypatch.setattr(validation, "input_statistics", spy_stats)
     monkeypatch.setattr(SeparationTrainer, "fit", spy_fit)
-    cfg = small_config(tiny_config, model={"input_scaling": "log", "postprocess": "ratio"}, joint=True,
-                       sdr_loss_weight=0.05, select_by="loss", steps_per_epoch=2, epochs=2)
+    cfg = small_config(
+        tiny_config,
+        model={"input_scaling": "log", "postprocess": "ratio"},
+        joint=True,
+        sdr_loss_weight=0.05,
+        select_by="loss",
+        steps_per_epoch=2,
+        epochs=2,
+    )
     out = tmp_path / "run"
     provenance = train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0)
 
@@ -181,7 +219,9 @@ def test_joint_training_with_log_input_scaling(tmp_path, musdb_spec, cache_dir, 
 # --------------------------------------------------------------------------- data errors
 
 
-def test_train_refuses_valid_tracks_in_training_split(tmp_path, musdb_spec, tiny_config, monkeypatch):
+def test_train_refuses_valid_tracks_in_training_split(
+    tmp_path, musdb_spec, tiny_config, monkeypatch
+):
     """If the train split ever contained a valid track, train() stops before touching any data."""
     import cunet.data.sources as sources
     from cunet.training.loop import train
@@ -189,7 +229,9 @@ def test_train_refuses_valid_tracks_in_training_split(tmp_path, musdb_spec, tiny
     real_open = sources.open_musdb
 
     def leaky_open(root, subsets="train", split="train", is_wav=False):
-        return real_open(root, subsets, None if split == "train" else split, is_wav)  # train = everything
+        return real_open(
+            root, subsets, None if split == "train" else split, is_wav
+        )  # train = everything
 
     monkeypatch.setattr(sources, "open_musdb", leaky_open)
     with pytest.raises(DataError, match="valid tracks found in the training split"):
@@ -201,27 +243,56 @@ def test_train_data_errors(tmp_path, tiny_config):
     from cunet.training.loop import train
 
     with pytest.raises(DataError, match="is not a directory"):
-        train(tiny_config, [parse_data_spec(str(tmp_path / "missing"))], tmp_path / "run",
-              cache_dir=tmp_path / "cache", verbose=0)
+        train(
+            tiny_config,
+            [parse_data_spec(str(tmp_path / "missing"))],
+            tmp_path / "run",
+            cache_dir=tmp_path / "cache",
+            verbose=0,
+        )
     write_track(tmp_path / "one" / "train" / "only", synth_stems(0.5, 44100, 0))
     with pytest.raises(DataError, match="no validation tracks"):
-        train(tiny_config, [parse_data_spec(str(tmp_path / "one"))], tmp_path / "run", cache_dir=tmp_path / "cache",
-              verbose=0)
+        train(
+            tiny_config,
+            [parse_data_spec(str(tmp_path / "one"))],
+            tmp_path / "run",
+            cache_dir=tmp_path / "cache",
+            verbose=0,
+        )
     assert not (tmp_path / "cache").exists()
 
 
 def test_cli_data_errors_are_one_line(tmp_path, capsys):
     config = str(ROOT / "configs" / "tiny.yaml")
     cases = [
-        (["--data", str(tmp_path / "missing")], f"data folder '{tmp_path / 'missing'}' is not a directory"),
+        (
+            ["--data", str(tmp_path / "missing")],
+            f"data folder '{tmp_path / 'missing'}' is not a directory",
+        ),
         (["--musdb-root", str(tmp_path / "missing")], "is not a directory"),
-        (["--data", f"{tmp_path},weight=zero"], f"bad option 'weight=zero' in data spec '{tmp_path},weight=zero'"),
+        (
+            ["--data", f"{tmp_path},weight=zero"],
+            f"bad option 'weight=zero' in data spec '{tmp_path},weight=zero'",
+        ),
         ([], "no training data: give --data PATH (or --musdb-root DIR)"),
     ]
     for extra, message in cases:
         capsys.readouterr()
-        assert main(["train", "--config", config, "--out", str(tmp_path / "run"), "--cache-dir",
-                     str(tmp_path / "cache"), *extra]) == 2, extra
+        assert (
+            main(
+                [
+                    "train",
+                    "--config",
+                    config,
+                    "--out",
+                    str(tmp_path / "run"),
+                    "--cache-dir",
+                    str(tmp_path / "cache"),
+                    *extra,
+                ]
+            )
+            == 2
+        ), extra
         captured = capsys.readouterr()
         err = captured.err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], captured.err
@@ -230,11 +301,27 @@ def test_cli_data_errors_are_one_line(tmp_path, capsys):
 
 def test_cli_missing_root_in_a_subprocess(tmp_path):
     """What a user sees: one `error:` line on stderr, exit status 2, no traceback."""
-    command = [sys.executable, "-m", "cunet.cli", "train", "--config", str(ROOT / "configs" / "tiny.yaml"),
-               "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "cunet.cli",
+        "train",
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--data",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: data folder '{tmp_path / 'missing'}' is not a directory"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: data folder '{tmp_path / 'missing'}' is not a directory"
+    ]
     assert "Traceback" not in result.stdout
 
 
@@ -248,22 +335,44 @@ def test_cli_trains_on_folder_dataset_and_clips(tmp_path, tiny_config, capsys):
         parts["guitar"] = parts.pop("other")
         write_track(stems / "train" / name, parts, mixture=sum(parts.values()))
     mix = synth_stems(1.0, 44100, 9)
-    write_track(stems / "train" / "song d", {"vocals": mix["vocals"], "other": mix["other"]},
-                mixture=mix["vocals"])  # its own mixture lacks the `other` stem
+    write_track(
+        stems / "train" / "song d",
+        {"vocals": mix["vocals"], "other": mix["other"]},
+        mixture=mix["vocals"],
+    )  # its own mixture lacks the `other` stem
     for i in range(3):
-        write_track(tmp_path / "clips" / f"take {i}", {"voice": synth_stems(0.8, 22050, i)["vocals"][:, :1]},
-                    sample_rate=22050)
+        write_track(
+            tmp_path / "clips" / f"take {i}",
+            {"voice": synth_stems(0.8, 22050, i)["vocals"][:, :1]},
+            sample_rate=22050,
+        )
     cfg = small_config(tiny_config, steps_per_epoch=2, epochs=1)
     config_path = write_config(tmp_path / "tiny.yaml", cfg)
     out = tmp_path / "run"
     capsys.readouterr()
-    code = main(["train", "--config", str(config_path), "--data", f"{stems},rename=guitar:other,valid=1",
-                 "--data", f"{tmp_path / 'clips'},stem=vocals,weight=0.5", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--verbose", "0"])
+    code = main(
+        [
+            "train",
+            "--config",
+            str(config_path),
+            "--data",
+            f"{stems},rename=guitar:other,valid=1",
+            "--data",
+            f"{tmp_path / 'clips'},stem=vocals,weight=0.5",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--verbose",
+            "0",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and f"in '{stems}'" in notes[0] and "(e.g. 'song d')" in notes[0], captured.err
+    assert len(notes) == 1 and f"in '{stems}'" in notes[0] and "(e.g. 'song d')" in notes[0], (
+        captured.err
+    )
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["status"] == "complete" and (out / "best.keras").exists()
     folder, clips = provenance["data"]["sources"]
@@ -285,7 +394,9 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_after_crash_at_epoch_boundary(tmp_path, musdb_spec, cache_dir, tiny_config, monkeypatch, capsys):
+def test_resume_after_crash_at_epoch_boundary(
+    tmp_path, musdb_spec, cache_dir, tiny_config, monkeypatch, capsys
+):
     """The worst moment to die: epoch 2's logs and checkpoints are written, the backup is not.
 
     The restart must re-run exactly the epochs the backup does not cover, and
@@ -308,8 +419,11 @@ def test_resume_after_crash_at_epoch_boundary(tmp_path, musdb_spec, cache_dir, t
     def crashing_callbacks(*args, **kwargs):
         callbacks = list(real_callbacks(*args, **kwargs))
         # Right after the last logger/checkpoint writer, before anything that follows it (the backup).
-        writers = [i for i, cb in enumerate(callbacks)
-                   if isinstance(cb, keras.callbacks.CSVLogger) or type(cb).__name__ == "Checkpoints"]
+        writers = [
+            i
+            for i, cb in enumerate(callbacks)
+            if isinstance(cb, keras.callbacks.CSVLogger) or type(cb).__name__ == "Checkpoints"
+        ]
         callbacks.insert(max(writers) + 1, CrashAfterLogs())
         return callbacks
 
@@ -339,8 +453,14 @@ def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_co
     command = cli_train(config_path, musdb_root, out, cache_dir)
     meta = out / "backup" / "training_metadata.json"
 
-    proc = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     killed_at = None
     try:
         deadline = time.monotonic() + 300
@@ -365,7 +485,9 @@ def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_co
     epochs_before = read_history_csv(out / "history.csv")
     assert epochs_before and len(epochs_before) < epochs
 
-    second = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400)
+    second = subprocess.run(
+        command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming from epoch" in second.stdout
     resumed_at = int(second.stdout.split("resuming from epoch", 1)[1].split()[0])
@@ -380,16 +502,29 @@ def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_co
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, musdb_root, cache_dir, tiny_config):
-    cfg = small_config(tiny_config, steps_per_epoch=2, epochs=2, batch_size=8, joint=True,
-                       model={"postprocess": "ratio"})  # 2 mixtures x 4 conditions: one mixture per replica
+    cfg = small_config(
+        tiny_config,
+        steps_per_epoch=2,
+        epochs=2,
+        batch_size=8,
+        joint=True,
+        model={"postprocess": "ratio"},
+    )  # 2 mixtures x 4 conditions: one mixture per replica
     config_path = write_config(tmp_path / "mirrored.yaml", cfg)
     out = tmp_path / "run"
-    command = cli_train(config_path, musdb_root, out, cache_dir, "--logical-cpus", "2", "--devices", "/cpu:0,/cpu:1")
-    result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400)
+    command = cli_train(
+        config_path, musdb_root, out, cache_dir, "--logical-cpus", "2", "--devices", "/cpu:0,/cpu:1"
+    )
+    result = subprocess.run(
+        command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["strategy"] == "MirroredStrategy"
     assert provenance["n_replicas"] == 2
     assert provenance["status"] == "complete"
     assert read_history_csv(out / "history.csv") == [0, 1]
-    assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_sdr"]) for h in provenance["metrics"]["history"])
+    assert all(
+        np.isfinite(h["loss"]) and np.isfinite(h["val_sdr"])
+        for h in provenance["metrics"]["history"]
+    )

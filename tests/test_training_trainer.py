@@ -1,5 +1,6 @@
 """cunet.training.trainer: ratio normalisation, patch waveforms, the loss against hand computation,
 and the tiny config learning on a fixed batch (one condition, joint with ratio masks, SDR loss)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,11 @@ from cunet.training.trainer import SDR_EPS, SeparationTrainer, normalise_masks, 
 
 
 def configure(base: Config, model: dict | None = None, **train) -> Config:
-    return dataclasses.replace(base, model=dataclasses.replace(base.model, **(model or {})),
-                               train=dataclasses.replace(base.train, **train)).validate()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, **(model or {})),
+        train=dataclasses.replace(base.train, **train),
+    ).validate()
 
 
 JOINT_RATIO = dict(model={"postprocess": "ratio"}, joint=True)
@@ -35,8 +39,12 @@ def test_normalise_masks_sum_to_one_and_match_ratio_masks():
     np.testing.assert_allclose(out, ratio_masks(masks, axis=1), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out[0, :, :2], 0.25, rtol=1e-6)
     assert (out >= 0).all() and (out <= 1).all()
-    np.testing.assert_allclose(normalise_masks(tf.constant(masks), axis=0).numpy(), ratio_masks(masks, axis=0),
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        normalise_masks(tf.constant(masks), axis=0).numpy(),
+        ratio_masks(masks, axis=0),
+        rtol=1e-6,
+        atol=1e-7,
+    )
 
 
 @pytest.mark.parametrize("n_fft,hop", [(256, 128), (256, 64)])
@@ -45,14 +53,14 @@ def test_patch_waveform_reproduces_the_waveform_interior(n_fft, hop):
 
     rng = np.random.default_rng(1)
     wave = (0.1 * rng.standard_normal((2, 40 * hop))).astype(np.float32)  # [ch, n]
-    spec = stft(wave, n_fft, hop).numpy()                                   # [ch, F, n_fft // 2 + 1]
+    spec = stft(wave, n_fft, hop).numpy()  # [ch, F, n_fft // 2 + 1]
     start, frames = 7, 16
-    patch = np.transpose(spec[:, start:start + frames], (2, 1, 0))          # model layout [bins, F, ch]
-    batch = np.stack([patch, 0.5 * patch])[None]                            # [1, 2, bins, F, ch]
+    patch = np.transpose(spec[:, start : start + frames], (2, 1, 0))  # model layout [bins, F, ch]
+    batch = np.stack([patch, 0.5 * patch])[None]  # [1, 2, bins, F, ch]
     out = patch_waveform(tf.constant(batch.real), tf.constant(batch.imag), n_fft, hop).numpy()
     n = (frames - 1) * hop - (n_fft - 2 * hop)
     assert out.shape == (1, 2, 2, n)
-    interior = wave[:, start * hop:start * hop + n]
+    interior = wave[:, start * hop : start * hop + n]
     np.testing.assert_allclose(out[0, 0], interior, atol=1e-5)
     np.testing.assert_allclose(out[0, 1], 0.5 * interior, atol=1e-5)
 
@@ -62,11 +70,13 @@ def test_patch_waveform_with_fewer_bins_than_the_fft():
     from cunet.nn.spectral import stft
 
     t = np.arange(30 * 128) / 44100
-    wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 3000 * t)]).astype(np.float32)
+    wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 3000 * t)]).astype(
+        np.float32
+    )
     spec = stft(wave, 256, 128).numpy()[..., :128]
     patch = np.transpose(spec[:, 4:20], (2, 1, 0))[None]
     out = patch_waveform(tf.constant(patch.real), tf.constant(patch.imag), 256, 128).numpy()
-    np.testing.assert_allclose(out[0], wave[:, 4 * 128:4 * 128 + 15 * 128], atol=1e-4)
+    np.testing.assert_allclose(out[0], wave[:, 4 * 128 : 4 * 128 + 15 * 128], atol=1e-4)
 
 
 # --------------------------------------------------------------------------- the loss, by hand
@@ -76,12 +86,17 @@ def loss_inputs(k: int, with_complex: bool = False, seed: int = 0):
     rng = np.random.default_rng(seed)
     shape = (2, 128, 64, 2)
     x = {"magnitude": rng.uniform(0, 1, shape).astype(np.float32)}
-    y = {"target": rng.uniform(0, 1, (2, k, *shape[1:])).astype(np.float32),
-         "weight": np.ones((2, k), np.float32)}
+    y = {
+        "target": rng.uniform(0, 1, (2, k, *shape[1:])).astype(np.float32),
+        "weight": np.ones((2, k), np.float32),
+    }
     if with_complex:
-        x["mixture_real"], x["mixture_imag"] = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
-        y["target_real"], y["target_imag"] = (rng.standard_normal((2, k, *shape[1:])).astype(np.float32)
-                                              for _ in range(2))
+        x["mixture_real"], x["mixture_imag"] = (
+            rng.standard_normal(shape).astype(np.float32) for _ in range(2)
+        )
+        y["target_real"], y["target_imag"] = (
+            rng.standard_normal((2, k, *shape[1:])).astype(np.float32) for _ in range(2)
+        )
     masks = rng.uniform(0, 1, (2, k, *shape[1:])).astype(np.float32)
     return x, y, masks
 
@@ -112,9 +127,13 @@ def test_l1_loss_by_hand(tiny_config):
     assert float(trainer.compute_loss(x, y, masks)) == pytest.approx(value, rel=1e-6)
     y["weight"][:] = 0.0
     assert float(trainer.compute_loss(x, y, masks)) == 0.0
-    compressed = trainer_for(configure(tiny_config, magnitude_loss_power=0.5, magnitude_loss_weight=2.0))
+    compressed = trainer_for(
+        configure(tiny_config, magnitude_loss_power=0.5, magnitude_loss_weight=2.0)
+    )
     x, y, masks = loss_inputs(1, seed=1)
-    assert float(compressed.compute_loss(x, y, masks)) == pytest.approx(2 * l1(x, y, masks, 0.5), rel=1e-5)
+    assert float(compressed.compute_loss(x, y, masks)) == pytest.approx(
+        2 * l1(x, y, masks, 0.5), rel=1e-5
+    )
 
 
 def test_joint_ratio_loss_by_hand(tiny_config):
@@ -124,7 +143,9 @@ def test_joint_ratio_loss_by_hand(tiny_config):
     y["weight"][0, 2] = 0.0
     expected = l1(x, y, ratio_masks(masks, axis=1)) + 0.3 * l1(x, y, masks)
     assert float(trainer.compute_loss(x, y, masks)) == pytest.approx(expected, rel=1e-5)
-    plain = trainer_for(configure(tiny_config, joint=True))  # joint without post-processing: raw masks only
+    plain = trainer_for(
+        configure(tiny_config, joint=True)
+    )  # joint without post-processing: raw masks only
     assert float(plain.compute_loss(x, y, masks)) == pytest.approx(l1(x, y, masks), rel=1e-5)
 
 
@@ -138,7 +159,7 @@ def test_sdr_loss_limits(tiny_config):
     y["target_real"] = masks * x["mixture_real"][:, None]
     y["target_imag"] = masks * x["mixture_imag"][:, None]
     ref = patch_waveform(y["target_real"], y["target_imag"], 256, 128).numpy()
-    signal = (ref ** 2).sum(axis=(2, 3))
+    signal = (ref**2).sum(axis=(2, 3))
     best = -np.mean(10 * np.log10((signal + SDR_EPS) / SDR_EPS))
     assert float(trainer.compute_loss(x, y, masks)) == pytest.approx(best, rel=1e-3)
     assert best < -40
@@ -153,9 +174,17 @@ def fixed_batch(musdb_cache, cfg: Config, n_mixtures: int):
     from cunet.data import PatchSampler, split_inputs_targets
 
     _, cached = musdb_cache
-    sampler = PatchSampler(cached["train"], cfg.model.n_frames, cfg.train, cfg.model.instruments, cfg.audio.n_bins,
-                           cfg.audio.n_channels, seed=0, joint=cfg.train.joint,
-                           with_complex=cfg.train.sdr_loss_weight > 0)
+    sampler = PatchSampler(
+        cached["train"],
+        cfg.model.n_frames,
+        cfg.train,
+        cfg.model.instruments,
+        cfg.audio.n_bins,
+        cfg.audio.n_channels,
+        seed=0,
+        joint=cfg.train.joint,
+        with_complex=cfg.train.sdr_loss_weight > 0,
+    )
     return split_inputs_targets(sampler.batch(0, n_mixtures))
 
 
@@ -167,19 +196,30 @@ def assert_learns(cfg: Config, x, y, steps: int = 50) -> None:
     history = [float(trainer.train_on_batch(x, y)) for _ in range(steps)]
     after = float(trainer.evaluate(x, y, verbose=0))
     assert np.isfinite(history).all(), history
-    assert np.polyfit(np.arange(steps), history, 1)[0] < 0, history  # a downward trend, not one lucky step
+    assert np.polyfit(np.arange(steps), history, 1)[0] < 0, (
+        history
+    )  # a downward trend, not one lucky step
     scale = max(abs(before), 1e-3)
     assert np.mean(history[-5:]) < np.mean(history[:5]) - 0.1 * scale, history
     assert after < before - 0.15 * scale, (before, after)
 
 
-@pytest.mark.parametrize("options", [
-    pytest.param({}, id="one-condition"),
-    pytest.param(JOINT_RATIO, id="joint-ratio"),
-    pytest.param({**JOINT_RATIO, "sdr_loss_weight": 0.05}, id="joint-ratio-sdr"),
-    pytest.param({**JOINT_RATIO, "magnitude_loss_weight": 0.0, "sdr_loss_weight": 1.0}, id="joint-ratio-sdr-only"),
-    pytest.param({"model": {"input_scaling": "log"}, "magnitude_loss_power": 0.5}, id="log-input-compressed"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({}, id="one-condition"),
+        pytest.param(JOINT_RATIO, id="joint-ratio"),
+        pytest.param({**JOINT_RATIO, "sdr_loss_weight": 0.05}, id="joint-ratio-sdr"),
+        pytest.param(
+            {**JOINT_RATIO, "magnitude_loss_weight": 0.0, "sdr_loss_weight": 1.0},
+            id="joint-ratio-sdr-only",
+        ),
+        pytest.param(
+            {"model": {"input_scaling": "log"}, "magnitude_loss_power": 0.5},
+            id="log-input-compressed",
+        ),
+    ],
+)
 def test_tiny_config_loss_falls_on_a_fixed_batch(musdb_cache, tiny_config, options):
     """50 Adam steps on one batch: 4 mixtures with one condition each, or 2 mixtures x 4 conditions (joint)."""
     cfg = configure(tiny_config, **options)

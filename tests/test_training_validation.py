@@ -1,5 +1,6 @@
 """cunet.training.validation: segment SDR by hand, whole-track separation, the validation SDR
 per instrument, the callback, and the input statistics of `model.input_scaling: log`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,17 +9,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from cunet.training.validation import (ValidationSDR, input_statistics, segment_sdr, separate_track_masks,
-                                       validation_sdr)
-
 from test_data_sampler import constant_track
+
+from cunet.training.validation import (
+    ValidationSDR,
+    input_statistics,
+    segment_sdr,
+    separate_track_masks,
+    validation_sdr,
+)
 
 
 def spectrogram(values_per_frame: np.ndarray, bins: int = 3, channels: int = 2) -> np.ndarray:
     """complex [ch, F, bins] whose every bin of frame f holds values_per_frame[f]."""
-    return np.broadcast_to(np.asarray(values_per_frame, np.complex64)[None, :, None],
-                           (channels, len(values_per_frame), bins)).copy()
+    return np.broadcast_to(
+        np.asarray(values_per_frame, np.complex64)[None, :, None],
+        (channels, len(values_per_frame), bins),
+    ).copy()
 
 
 # --------------------------------------------------------------------------- segment SDR
@@ -26,23 +33,32 @@ def spectrogram(values_per_frame: np.ndarray, bins: int = 3, channels: int = 2) 
 
 def test_segment_sdr_by_hand():
     rng = np.random.default_rng(0)
-    ref = (rng.standard_normal((2, 40, 5)) + 1j * rng.standard_normal((2, 40, 5))).astype(np.complex64)
+    ref = (rng.standard_normal((2, 40, 5)) + 1j * rng.standard_normal((2, 40, 5))).astype(
+        np.complex64
+    )
     assert segment_sdr(ref, ref, 10) > 100  # perfect
     assert segment_sdr(ref, np.zeros_like(ref), 10) == pytest.approx(0.0, abs=1e-6)  # nothing: 0 dB
     assert segment_sdr(ref, 0.5 * ref, 10) == pytest.approx(10 * math.log10(4), abs=1e-4)
-    assert segment_sdr(ref, 2 * ref, 10) == pytest.approx(0.0, abs=1e-4)  # error as loud as the signal
+    assert segment_sdr(ref, 2 * ref, 10) == pytest.approx(
+        0.0, abs=1e-4
+    )  # error as loud as the signal
     # The median over segments: error gains 0.1, 0.5 and 0.9 in three 10-frame segments -> 0.5 (6 dB).
     gains = np.repeat([0.1, 0.5, 0.9], 10)
     ones = spectrogram(np.ones(30))
-    assert segment_sdr(ones, ones * (1 - gains)[None, :, None], 10) == pytest.approx(10 * math.log10(4), abs=1e-4)
+    assert segment_sdr(ones, ones * (1 - gains)[None, :, None], 10) == pytest.approx(
+        10 * math.log10(4), abs=1e-4
+    )
     # A last, incomplete segment is left out.
-    assert segment_sdr(spectrogram(np.ones(25)), spectrogram(np.r_[np.full(20, 0.5), np.zeros(5)]), 10) == \
-        pytest.approx(10 * math.log10(4), abs=1e-4)
+    assert segment_sdr(
+        spectrogram(np.ones(25)), spectrogram(np.r_[np.full(20, 0.5), np.zeros(5)]), 10
+    ) == pytest.approx(10 * math.log10(4), abs=1e-4)
 
 
 def test_segment_sdr_skips_silent_reference_segments():
     ref = spectrogram(np.r_[np.zeros(10), np.ones(20)])
-    estimate = spectrogram(np.r_[np.full(10, 5.0), np.full(20, 0.5)])  # loud where the reference is silent
+    estimate = spectrogram(
+        np.r_[np.full(10, 5.0), np.full(20, 0.5)]
+    )  # loud where the reference is silent
     assert segment_sdr(ref, estimate, 10) == pytest.approx(10 * math.log10(4), abs=1e-4)
     assert math.isnan(segment_sdr(np.zeros((2, 30, 3), np.complex64), estimate, 10))  # all silent
 
@@ -66,12 +82,15 @@ def constant_masker(values):
         else:
             per_row = np.full(len(magnitude), values[0], np.float32)
         return np.ones_like(magnitude) * per_row[:, None, None, None]
+
     return masker
 
 
 def test_separate_track_masks_shapes_padding_and_ratio(tiny_config):
     cfg = tiny_config
-    mixture = np.ones((2, 100, cfg.audio.n_bins), np.complex64)  # 100 frames: padded to 128 for the network
+    mixture = np.ones(
+        (2, 100, cfg.audio.n_bins), np.complex64
+    )  # 100 frames: padded to 128 for the network
     seen = []
 
     def masker(feed, training=False):
@@ -92,11 +111,13 @@ def test_validation_sdr_by_hand(tmp_path, tiny_config):
     """Constant masks on tracks of constant stems: every SDR is known in closed form."""
     cfg = dataclasses.replace(tiny_config, audio=dataclasses.replace(tiny_config.audio, n_bins=8))
     full = constant_track(tmp_path, 0, n_frames=700)  # stems 1, 2, 4, 8 (channel 0), mixture 15
-    partial = constant_track(tmp_path, 1, ("vocals", "drums"), n_frames=700)  # mixture 3 * 1.1, no bass/other
+    partial = constant_track(
+        tmp_path, 1, ("vocals", "drums"), n_frames=700
+    )  # mixture 3 * 1.1, no bass/other
     logs = validation_sdr(constant_masker([1.0, 0.5, 0.25, 0.0]), [full, partial], cfg)
 
     def sdr(stem: float, mixture: float, mask: float) -> float:
-        return 10 * math.log10(stem ** 2 / (stem - mask * mixture) ** 2)
+        return 10 * math.log10(stem**2 / (stem - mask * mixture) ** 2)
 
     expected = {
         "vocals": np.median([sdr(1, 15, 1.0), sdr(1, 3, 1.0)]),
@@ -112,9 +133,13 @@ def test_validation_sdr_by_hand(tmp_path, tiny_config):
     # An instrument no validation track holds is nan and left out of the mean.
     logs = validation_sdr(constant_masker([1.0, 0.5, 0.25, 0.0]), [partial], cfg)
     assert math.isnan(logs["val_sdr_bass"]) and math.isnan(logs["val_sdr_other"])
-    assert logs["val_sdr"] == pytest.approx(np.mean([logs["val_sdr_vocals"], logs["val_sdr_drums"]]))
+    assert logs["val_sdr"] == pytest.approx(
+        np.mean([logs["val_sdr_vocals"], logs["val_sdr_drums"]])
+    )
     # A standard U-Net is scored on its target only.
-    std = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind="standard", target="drums"))
+    std = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, kind="standard", target="drums")
+    )
     logs = validation_sdr(constant_masker([0.5]), [full], std)
     assert set(logs) == {"val_sdr", "val_sdr_drums"}
     assert logs["val_sdr"] == logs["val_sdr_drums"] == pytest.approx(sdr(2, 15, 0.5), abs=1e-3)
@@ -151,8 +176,15 @@ def test_input_statistics(musdb_cache, tiny_config):
 
     _, cached = musdb_cache
     cfg = tiny_config
-    sampler = PatchSampler(cached["train"], cfg.model.n_frames, cfg.train, cfg.model.instruments, cfg.audio.n_bins,
-                           2, seed=0)
+    sampler = PatchSampler(
+        cached["train"],
+        cfg.model.n_frames,
+        cfg.train,
+        cfg.model.instruments,
+        cfg.audio.n_bins,
+        2,
+        seed=0,
+    )
     mean, std = input_statistics(sampler, n_batches=3, batch_size=2)
     assert mean.shape == std.shape == (cfg.audio.n_bins,) and (std > 0).all()
     values = np.concatenate([np.log1p(sampler.batch(10**9 + k, 2)["magnitude"]) for k in range(3)])

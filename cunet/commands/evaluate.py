@@ -1,5 +1,6 @@
 """`cunet evaluate`: score a model and baselines on MUSDB18 or any training data source with museval,
 reported the SiSEC way."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,18 @@ PROTOCOL_CHOICES = ("musdb", "paper")
 EVAL_SPLIT_CHOICES = ("train", "valid", "all")
 
 
-DATA_HELP = ("a data source as `cunet train --data` takes it, repeatable: a MUSDB18 root (its train subset) or a "
-             "folder dataset (train/<track>/<stem>.wav, valid/... optional, mixture.wav optional), with options "
-             "after commas: rename=OLD:NEW, valid=N (hold out N tracks, seeded), wav. "
-             "E.g. --data ../medleydb-musicdelta,rename=other:guitar,valid=3")
-MAP_HELP = ("score another model output as the estimate of a reference stem: REFERENCE=OUTPUT, repeatable or "
-            "comma-separated. `--model default --map guitar=other` scores the shipped model's `other` output "
-            "as a guitar separator; also an alias when the model's names differ from the data's "
-            "(--map vocals=voice). Baselines ignore it")
+DATA_HELP = (
+    "a data source as `cunet train --data` takes it, repeatable: a MUSDB18 root (its train subset) or a "
+    "folder dataset (train/<track>/<stem>.wav, valid/... optional, mixture.wav optional), with options "
+    "after commas: rename=OLD:NEW, valid=N (hold out N tracks, seeded), wav. "
+    "E.g. --data ../medleydb-musicdelta,rename=other:guitar,valid=3"
+)
+MAP_HELP = (
+    "score another model output as the estimate of a reference stem: REFERENCE=OUTPUT, repeatable or "
+    "comma-separated. `--model default --map guitar=other` scores the shipped model's `other` output "
+    "as a guitar separator; also an alias when the model's names differ from the data's "
+    "(--map vocals=voice). Baselines ignore it"
+)
 
 
 DESCRIPTION = """\
@@ -48,43 +53,119 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "evaluate", help="score a model and baselines on MUSDB18 or your own stems (museval, SiSEC style)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, description=DESCRIPTION, epilog=EXAMPLES)
-    p.add_argument("--musdb-root", default=None, metavar="DIR", help="MUSDB18 root folder (holds test/ and train/)")
-    p.add_argument("--data", action="append", default=None, metavar="SPEC",
-                   help=DATA_HELP + " (instead of --musdb-root)")
-    p.add_argument("--subsets", default=None, choices=("test", "train"),
-                   help="with --musdb-root: the subset to score (default: test)")
-    p.add_argument("--split", default=None, choices=EVAL_SPLIT_CHOICES,
-                   help="with --data: the split to score as training defines it (default: valid; all: both); "
-                        "with --musdb-root: musdb's train/valid split of the train subset (default: the whole subset)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="with --data: seed of the hold-out (valid=N, or a tenth of a folder dataset without "
-                        "valid/); the same as training's train.seed gives the same tracks (default: 42)")
-    p.add_argument("--is-wav", action="store_true", help="MUSDB18 in the wav layout instead of .stem.mp4")
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help=".keras file, training run directory, SavedModel export, or 'default': the shipped "
-                        "model (also when not given)")
+        "evaluate",
+        help="score a model and baselines on MUSDB18 or your own stems (museval, SiSEC style)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+    )
+    p.add_argument(
+        "--musdb-root",
+        default=None,
+        metavar="DIR",
+        help="MUSDB18 root folder (holds test/ and train/)",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help=DATA_HELP + " (instead of --musdb-root)",
+    )
+    p.add_argument(
+        "--subsets",
+        default=None,
+        choices=("test", "train"),
+        help="with --musdb-root: the subset to score (default: test)",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        choices=EVAL_SPLIT_CHOICES,
+        help="with --data: the split to score as training defines it (default: valid; all: both); "
+        "with --musdb-root: musdb's train/valid split of the train subset (default: the whole subset)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="with --data: seed of the hold-out (valid=N, or a tenth of a folder dataset without "
+        "valid/); the same as training's train.seed gives the same tracks (default: 42)",
+    )
+    p.add_argument(
+        "--is-wav", action="store_true", help="MUSDB18 in the wav layout instead of .stem.mp4"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="PATH",
+        help=".keras file, training run directory, SavedModel export, or 'default': the shipped "
+        "model (also when not given)",
+    )
     p.add_argument("--no-model", action="store_true", help="score only the baselines")
-    p.add_argument("--name", default="cunet", help="method name for the model's scores (default: cunet)")
-    p.add_argument("--baselines", nargs="*", default=None, choices=BASELINE_CHOICES, metavar="NAME",
-                   help="also score baselines on the same tracks: mixture, IRM1, IRM2, IBM "
-                        "(the flag alone: all four)")
-    p.add_argument("--instruments", nargs="+", default=None, metavar="NAME",
-                   help="reference stems to score (default: those the data holds that a model output estimates, "
-                        "by name or --map; with --no-model: every stem in the data)")
-    p.add_argument("--map", action="append", default=None, metavar="REFERENCE=OUTPUT", help=MAP_HELP)
-    p.add_argument("--protocol", default="musdb", choices=PROTOCOL_CHOICES,
-                   help="musdb: BSSEval v4, 1 s windows, native rate (SiSEC 2018; default); "
-                        "paper: 8192 Hz mono, whole-track BSSEval as the original C-U-Net code")
-    p.add_argument("--out", default="evaluation", metavar="DIR", help="results folder (default: ./evaluation)")
-    p.add_argument("--track-limit", type=int, default=None, metavar="N", help="score only the first N tracks")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="tracks scored in parallel processes (default 1)")
-    p.add_argument("--oracle-stft", type=int, nargs=2, default=None, metavar=("N_FFT", "HOP"),
-                   help="STFT of the oracle masks in samples (default: 4096 1024; paper protocol: 1024 256)")
-    p.add_argument("--postprocess", default=None, choices=("none", "ratio", "wiener"),
-                   help="how the model's instrument masks are combined (default: the model's own; see separate)")
-    p.add_argument("--ratio-power", type=float, default=1.0, help="exponent of the ratio normalisation (default: 1)")
+    p.add_argument(
+        "--name", default="cunet", help="method name for the model's scores (default: cunet)"
+    )
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=None,
+        choices=BASELINE_CHOICES,
+        metavar="NAME",
+        help="also score baselines on the same tracks: mixture, IRM1, IRM2, IBM "
+        "(the flag alone: all four)",
+    )
+    p.add_argument(
+        "--instruments",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="reference stems to score (default: those the data holds that a model output estimates, "
+        "by name or --map; with --no-model: every stem in the data)",
+    )
+    p.add_argument(
+        "--map", action="append", default=None, metavar="REFERENCE=OUTPUT", help=MAP_HELP
+    )
+    p.add_argument(
+        "--protocol",
+        default="musdb",
+        choices=PROTOCOL_CHOICES,
+        help="musdb: BSSEval v4, 1 s windows, native rate (SiSEC 2018; default); "
+        "paper: 8192 Hz mono, whole-track BSSEval as the original C-U-Net code",
+    )
+    p.add_argument(
+        "--out", default="evaluation", metavar="DIR", help="results folder (default: ./evaluation)"
+    )
+    p.add_argument(
+        "--track-limit", type=int, default=None, metavar="N", help="score only the first N tracks"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tracks scored in parallel processes (default 1)",
+    )
+    p.add_argument(
+        "--oracle-stft",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("N_FFT", "HOP"),
+        help="STFT of the oracle masks in samples (default: 4096 1024; paper protocol: 1024 256)",
+    )
+    p.add_argument(
+        "--postprocess",
+        default=None,
+        choices=("none", "ratio", "wiener"),
+        help="how the model's instrument masks are combined (default: the model's own; see separate)",
+    )
+    p.add_argument(
+        "--ratio-power",
+        type=float,
+        default=1.0,
+        help="exponent of the ratio normalisation (default: 1)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
     return p
@@ -92,11 +173,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
     if (args.musdb_root is None) == (args.data is None):
-        raise UserError("--musdb-root and --data exclude each other" if args.data else
-                        "no data: give --musdb-root DIR (MUSDB18) or --data SPEC (any training data source)")
+        raise UserError(
+            "--musdb-root and --data exclude each other"
+            if args.data
+            else "no data: give --musdb-root DIR (MUSDB18) or --data SPEC (any training data source)"
+        )
     if args.data is not None:
         if args.subsets is not None:
-            raise UserError("--subsets applies to --musdb-root; with --data choose the split with --split")
+            raise UserError(
+                "--subsets applies to --musdb-root; with --data choose the split with --split"
+            )
     else:
         if args.seed is not None:
             raise UserError("--seed applies to --data (musdb's split is fixed)")
@@ -136,8 +222,10 @@ def _open_tracks(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
     tracks = open_musdb_tracks(args.musdb_root, subsets, split, args.is_wav, args.track_limit)
     if not tracks:
         layout = "wav folders" if args.is_wav else ".stem.mp4 files"
-        raise DataError(f"no MUSDB18 tracks ({layout}) in '{Path(args.musdb_root) / subsets}'"
-                        + ("" if args.is_wav else " (use --is-wav for the wav layout)"))
+        raise DataError(
+            f"no MUSDB18 tracks ({layout}) in '{Path(args.musdb_root) / subsets}'"
+            + ("" if args.is_wav else " (use --is-wav for the wav layout)")
+        )
     return tracks, {"musdb_root": str(args.musdb_root), "subsets": subsets, "split": split}
 
 
@@ -152,10 +240,22 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..evaluate import (EvaluationSettings, available_cpus, describe_tracks, evaluate_tracks, model_separate_fn,
-                            resolve_targets, stem_union, write_reports)
+    from ..evaluate import (
+        EvaluationSettings,
+        available_cpus,
+        describe_tracks,
+        evaluate_tracks,
+        model_separate_fn,
+        resolve_targets,
+        stem_union,
+        write_reports,
+    )
 
-    baselines = tuple(dict.fromkeys(args.baselines or BASELINE_CHOICES)) if args.baselines is not None else ()
+    baselines = (
+        tuple(dict.fromkeys(args.baselines or BASELINE_CHOICES))
+        if args.baselines is not None
+        else ()
+    )
     tracks, extra = _open_tracks(args)
     data_stems = stem_union(tracks)
     extra.update(jobs=args.jobs, model=None)
@@ -171,7 +271,9 @@ def run(args: argparse.Namespace) -> int:
         if recorded is not None:  # bad names fail here, before TensorFlow loads
             resolve_targets(args.instruments, data_stems, recorded, mapping)
         # Loaded here once even with --jobs > 1: a bad model fails fast, before any worker starts.
-        postprocess = Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
+        postprocess = (
+            Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
+        )
         with native_stderr_muted():
             separator = Separator.from_pretrained(model, postprocess=postprocess)
         extra["postprocess"] = separator.postprocess.mode
@@ -179,40 +281,59 @@ def run(args: argparse.Namespace) -> int:
     outputs = separator.instruments if separator is not None else None
     targets, estimate_from = resolve_targets(args.instruments, data_stems, outputs, mapping)
     extra.update(describe_tracks(tracks), map=mapping)
-    settings = EvaluationSettings(out_dir=Path(args.out), protocol=args.protocol, instruments=targets,
-                                  baselines=baselines, model_name=args.name,
-                                  oracle_stft=tuple(args.oracle_stft) if args.oracle_stft else None,
-                                  estimate_from=tuple((t, o) for t, o in estimate_from.items() if t != o))
+    settings = EvaluationSettings(
+        out_dir=Path(args.out),
+        protocol=args.protocol,
+        instruments=targets,
+        baselines=baselines,
+        model_name=args.name,
+        oracle_stft=tuple(args.oracle_stft) if args.oracle_stft else None,
+        estimate_from=tuple((t, o) for t, o in estimate_from.items() if t != o),
+    )
     factory = None
     if separator is not None:
         if args.jobs == 1:  # the separator loaded above, used in this process
             factory = functools.partial(_loaded_separate_fn, separator, settings.model_outputs)
         else:
             threads = max(1, available_cpus() // min(args.jobs, len(tracks)))
-            factory = functools.partial(model_separate_fn, model, settings.model_outputs, threads,
-                                        postprocess)
+            factory = functools.partial(
+                model_separate_fn, model, settings.model_outputs, threads, postprocess
+            )
             separator = None
 
     def log(message: str) -> None:
         tqdm.write(f"warning: {message}", file=sys.stderr)
 
-    evaluation = evaluate_tracks(tracks, settings, factory, jobs=args.jobs, progress=not args.no_progress, log=log)
+    evaluation = evaluate_tracks(
+        tracks, settings, factory, jobs=args.jobs, progress=not args.no_progress, log=log
+    )
     written = write_reports(evaluation, extra)
     if evaluation.skipped:
         track, reason = evaluation.skipped[0]
-        print(f"note: {len(evaluation.skipped)} track(s) not scored, e.g. '{track}': {reason}", file=sys.stderr)
+        print(
+            f"note: {len(evaluation.skipped)} track(s) not scored, e.g. '{track}': {reason}",
+            file=sys.stderr,
+        )
     failed_tracks = sorted({f.track for f in evaluation.failures})
     if evaluation.scores.empty:
-        print(f"error: no track could be scored ({len(evaluation.failures)} failures, {len(evaluation.skipped)} "
-              f"not scored; see {written.get('failures', written['settings'])})", file=sys.stderr)
+        print(
+            f"error: no track could be scored ({len(evaluation.failures)} failures, {len(evaluation.skipped)} "
+            f"not scored; see {written.get('failures', written['settings'])})",
+            file=sys.stderr,
+        )
         return 1
     print(Path(written["aggregate_md"]).read_text(encoding="utf-8").split("\n## SIR")[0].rstrip())
     folders = ",".join(dict.fromkeys(t.subset for t in tracks))
-    print(f"\nresults: {settings.out_dir} (aggregate.md, aggregate.csv, track_scores.csv, boxplot_sdr.png, "
-          f"<method>/{folders}/*.json)")
+    print(
+        f"\nresults: {settings.out_dir} (aggregate.md, aggregate.csv, track_scores.csv, boxplot_sdr.png, "
+        f"<method>/{folders}/*.json)"
+    )
     if evaluation.failures:
-        print(f"warning: {len(evaluation.failures)} failure(s) on {len(failed_tracks)} track(s), see "
-              f"{written['failures']}", file=sys.stderr)
+        print(
+            f"warning: {len(evaluation.failures)} failure(s) on {len(failed_tracks)} track(s), see "
+            f"{written['failures']}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

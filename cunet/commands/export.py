@@ -1,4 +1,5 @@
 """`cunet export`: write a model as a SavedModel (TF Serving), a `.tflite` (LiteRT) or an `.onnx` file."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,43 +11,90 @@ from ..errors import UserError
 from ..tflog import import_tensorflow, probe_devices
 
 _DEFAULT = ChunkSettings()
-FORMATS = ("saved_model", "tflite", "onnx")                 # cunet.export.formats.FORMATS, here so --help is instant
-QUANTIZE = ("none", "float16", "int8", "int8-full")          # cunet.export.tflite.QUANTIZE_MODES
-EPILOG = ("saved_model (default): a directory whose signatures separate raw audio in-graph: serving_default "
-          "(waveform [n_samples, n_channels] at the model's sample rate + instrument name), separate_condition "
-          "and spectrogram; for TF Serving write it to MODEL_BASE_PATH/<version>, e.g. --out models/cunet/1 "
-          "(docs/serving.md). tflite / onnx: one file (--out model.tflite / model.onnx) holding the mask network "
-          "(magnitude [batch, bins, frames, channels] + condition -> mask) with the sample rate, STFT, chunking, "
-          "instruments, post-processing and provenance recorded inside; `cunet separate --model FILE` runs it "
-          "without TensorFlow. --quantize (tflite): float16 weights, int8 (dynamic range) or int8-full "
-          "(activations too, calibrated on --calibration-data).")
+FORMATS = (
+    "saved_model",
+    "tflite",
+    "onnx",
+)  # cunet.export.formats.FORMATS, here so --help is instant
+QUANTIZE = ("none", "float16", "int8", "int8-full")  # cunet.export.tflite.QUANTIZE_MODES
+EPILOG = (
+    "saved_model (default): a directory whose signatures separate raw audio in-graph: serving_default "
+    "(waveform [n_samples, n_channels] at the model's sample rate + instrument name), separate_condition "
+    "and spectrogram; for TF Serving write it to MODEL_BASE_PATH/<version>, e.g. --out models/cunet/1 "
+    "(docs/serving.md). tflite / onnx: one file (--out model.tflite / model.onnx) holding the mask network "
+    "(magnitude [batch, bins, frames, channels] + condition -> mask) with the sample rate, STFT, chunking, "
+    "instruments, post-processing and provenance recorded inside; `cunet separate --model FILE` runs it "
+    "without TensorFlow. --quantize (tflite): float16 weights, int8 (dynamic range) or int8-full "
+    "(activations too, calibrated on --calibration-data)."
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("export", help="export a model as a SavedModel (TF Serving), .tflite (LiteRT) or .onnx",
-                       description="Export a cunet model: a SavedModel that separates raw audio in-graph, or the "
-                                   "mask network as a .tflite or .onnx file.", epilog=EPILOG)
-    p.add_argument("-m", "--model", default=None,
-                   help="a .keras file or a training run directory (default: the model shipped with cunet)")
-    p.add_argument("-o", "--out", required=True,
-                   help="SavedModel directory (e.g. models/cunet/1), or the .tflite / .onnx file to write")
-    p.add_argument("--format", default="saved_model", choices=FORMATS, help="export format (default: saved_model)")
-    p.add_argument("--quantize", default="none", choices=QUANTIZE,
-                   help="tflite weights: none (float32), float16, int8 (dynamic range), int8-full (int8 activations "
-                        "too, calibrated; needs --calibration-data). Default: none")
-    p.add_argument("--calibration-data", default=None, metavar="SPEC",
-                   help="for int8-full: a training data source as `cunet train --data` takes it, e.g. a MUSDB18 "
-                        "root; its training split's mixtures calibrate the activation ranges")
-    p.add_argument("--calibration-chunks", type=int, default=8,
-                   help="chunks of calibration audio (each with every instrument's condition; default: 8)")
-    p.add_argument("--chunk-seconds", type=float, default=_DEFAULT.chunk_seconds,
-                   help=f"chunk length, as for `separate` (SavedModel: in-graph chunking; tflite: the fixed "
-                        f"'chunk' signature; default: {_DEFAULT.chunk_seconds:g})")
-    p.add_argument("--overlap-seconds", type=float, default=_DEFAULT.overlap_seconds,
-                   help=f"cross-fade between chunks, as for `separate` (default: {_DEFAULT.overlap_seconds:g})")
-    p.add_argument("--postprocess", default=None, choices=("none", "ratio"),
-                   help="how the instruments' masks are combined: in the SavedModel's waveform signatures, and as "
-                        "the default recorded in a tflite/onnx file (default: the model's own)")
+    p = sub.add_parser(
+        "export",
+        help="export a model as a SavedModel (TF Serving), .tflite (LiteRT) or .onnx",
+        description="Export a cunet model: a SavedModel that separates raw audio in-graph, or the "
+        "mask network as a .tflite or .onnx file.",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="a .keras file or a training run directory (default: the model shipped with cunet)",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="SavedModel directory (e.g. models/cunet/1), or the .tflite / .onnx file to write",
+    )
+    p.add_argument(
+        "--format",
+        default="saved_model",
+        choices=FORMATS,
+        help="export format (default: saved_model)",
+    )
+    p.add_argument(
+        "--quantize",
+        default="none",
+        choices=QUANTIZE,
+        help="tflite weights: none (float32), float16, int8 (dynamic range), int8-full (int8 activations "
+        "too, calibrated; needs --calibration-data). Default: none",
+    )
+    p.add_argument(
+        "--calibration-data",
+        default=None,
+        metavar="SPEC",
+        help="for int8-full: a training data source as `cunet train --data` takes it, e.g. a MUSDB18 "
+        "root; its training split's mixtures calibrate the activation ranges",
+    )
+    p.add_argument(
+        "--calibration-chunks",
+        type=int,
+        default=8,
+        help="chunks of calibration audio (each with every instrument's condition; default: 8)",
+    )
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=_DEFAULT.chunk_seconds,
+        help=f"chunk length, as for `separate` (SavedModel: in-graph chunking; tflite: the fixed "
+        f"'chunk' signature; default: {_DEFAULT.chunk_seconds:g})",
+    )
+    p.add_argument(
+        "--overlap-seconds",
+        type=float,
+        default=_DEFAULT.overlap_seconds,
+        help=f"cross-fade between chunks, as for `separate` (default: {_DEFAULT.overlap_seconds:g})",
+    )
+    p.add_argument(
+        "--postprocess",
+        default=None,
+        choices=("none", "ratio"),
+        help="how the instruments' masks are combined: in the SavedModel's waveform signatures, and as "
+        "the default recorded in a tflite/onnx file (default: the model's own)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=run)
@@ -70,12 +118,23 @@ def run(args: argparse.Namespace) -> int:
     from ..export.formats import export_model_file
     from ..export.savedmodel import SIGNATURES
 
-    out = export_model_file(args.model, args.out, chunk_seconds=args.chunk_seconds,
-                            overlap_seconds=args.overlap_seconds, overwrite=args.force,
-                            postprocess=args.postprocess, fmt=args.format, quantize=args.quantize,
-                            calibration=args.calibration_data, calibration_chunks=args.calibration_chunks)
+    out = export_model_file(
+        args.model,
+        args.out,
+        chunk_seconds=args.chunk_seconds,
+        overlap_seconds=args.overlap_seconds,
+        overwrite=args.force,
+        postprocess=args.postprocess,
+        fmt=args.format,
+        quantize=args.quantize,
+        calibration=args.calibration_data,
+        calibration_chunks=args.calibration_chunks,
+    )
     if not args.quiet:
-        what = f"{out}/ (signatures: {', '.join(SIGNATURES)})" if args.format == "saved_model" else \
-            f"{out} ({out.stat().st_size / 1e6:.1f} MB)"
+        what = (
+            f"{out}/ (signatures: {', '.join(SIGNATURES)})"
+            if args.format == "saved_model"
+            else f"{out} ({out.stat().st_size / 1e6:.1f} MB)"
+        )
         print(f"exported {args.model or 'the shipped model'} -> {what}", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
 """`cunet separate` (also the `separate` console script): write isolated instruments of songs, folders or a stream."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,19 +7,22 @@ import contextlib
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import INSTRUMENTS, ChunkSettings
 from ..errors import CunetError, UserError, one_line
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 
-EPILOG = ("Outputs go to OUTDIR/<input name>/<instrument>.<format> (see --filename); with --residual also "
-          "no_<instrument> (the mixture minus the estimate). Inputs: wav, flac, ogg and anything ffmpeg decodes "
-          "(mp3, m4a/aac, .stem.mp4 mixture); folders (their audio files, -r: subfolders too); '-' reads WAV or, "
-          "with --raw-format/--raw-rate/--raw-channels, raw PCM from stdin. Mono stays mono; more than two "
-          "channels are refused. --stream writes raw PCM as it is computed: one stream of n_instruments x "
-          "channels interleaved channels (vocals L, vocals R, drums L, ...). Exit code 2 if any input failed.")
+EPILOG = (
+    "Outputs go to OUTDIR/<input name>/<instrument>.<format> (see --filename); with --residual also "
+    "no_<instrument> (the mixture minus the estimate). Inputs: wav, flac, ogg and anything ffmpeg decodes "
+    "(mp3, m4a/aac, .stem.mp4 mixture); folders (their audio files, -r: subfolders too); '-' reads WAV or, "
+    "with --raw-format/--raw-rate/--raw-channels, raw PCM from stdin. Mono stays mono; more than two "
+    "channels are refused. --stream writes raw PCM as it is computed: one stream of n_instruments x "
+    "channels interleaved channels (vocals L, vocals R, drums L, ...). Exit code 2 if any input failed."
+)
 _DEFAULT = ChunkSettings()
 DEFAULT_LATENCY = 1.5
 STREAM_BLOCK = 1024  # samples read at a time in --stream (23 ms at 44.1 kHz: what the input side adds, at most)
@@ -32,57 +36,136 @@ DEFAULT_FILENAME = "{folder}/{track}/{stem}.{ext}"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("separate", help="separate instruments from songs",
-                       description="Separate instruments from songs with a conditioned U-Net.", epilog=EPILOG)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, or - for stdin")
-    p.add_argument("-i", "--instrument", default="all",
-                   help=f"instrument(s) of the model, a comma list, or 'all' (default). The shipped model has "
-                        f"{', '.join(INSTRUMENTS)}; other models may have others (errors list them)")
-    p.add_argument("-o", "--outdir", default=None,
-                   help="output directory (default: separated/); with --stream: - for stdout (default), a new file "
-                        "(raw PCM, written atomically) or a named pipe")
-    p.add_argument("-r", "--recursive", action="store_true", help="folders: also separate the files in subfolders")
-    p.add_argument("--filename", default=None,
-                   help=f"output names under OUTDIR (default: {DEFAULT_FILENAME}); fields {{track}} (input name), "
-                        "{stem} (instrument or no_<instrument>), {ext}, {index} (instrument number, from 1; "
-                        "{index:02d}) and {folder} (the input's folder inside a given folder)", metavar="TEMPLATE")
-    p.add_argument("-f", "--format", default=None, choices=("wav", "flac", "mp3"),
-                   help="output format (mp3 needs ffmpeg; default: wav)")
-    p.add_argument("--bits", default=None, choices=BITS_CHOICES,
-                   help="sample format: 16- or 24-bit integer, or 32-bit float (wav only) (default: 16; "
-                        "with --stream: 32f, as f32le)")
+    p = sub.add_parser(
+        "separate",
+        help="separate instruments from songs",
+        description="Separate instruments from songs with a conditioned U-Net.",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="audio files, folders, or - for stdin"
+    )
+    p.add_argument(
+        "-i",
+        "--instrument",
+        default="all",
+        help=f"instrument(s) of the model, a comma list, or 'all' (default). The shipped model has "
+        f"{', '.join(INSTRUMENTS)}; other models may have others (errors list them)",
+    )
+    p.add_argument(
+        "-o",
+        "--outdir",
+        default=None,
+        help="output directory (default: separated/); with --stream: - for stdout (default), a new file "
+        "(raw PCM, written atomically) or a named pipe",
+    )
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="folders: also separate the files in subfolders",
+    )
+    p.add_argument(
+        "--filename",
+        default=None,
+        help=f"output names under OUTDIR (default: {DEFAULT_FILENAME}); fields {{track}} (input name), "
+        "{stem} (instrument or no_<instrument>), {ext}, {index} (instrument number, from 1; "
+        "{index:02d}) and {folder} (the input's folder inside a given folder)",
+        metavar="TEMPLATE",
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        default=None,
+        choices=("wav", "flac", "mp3"),
+        help="output format (mp3 needs ffmpeg; default: wav)",
+    )
+    p.add_argument(
+        "--bits",
+        default=None,
+        choices=BITS_CHOICES,
+        help="sample format: 16- or 24-bit integer, or 32-bit float (wav only) (default: 16; "
+        "with --stream: 32f, as f32le)",
+    )
     p.add_argument("--float32", action="store_true", help="same as --bits 32f")
-    p.add_argument("--clip", default=None, choices=CLIP_CHOICES,
-                   help="samples beyond full scale: rescale (one gain for all outputs of an input, so stems still "
-                        "add up), clamp (counted and reported) or none (--bits 32f only) (default: none for "
-                        "32f, else clamp)")
-    p.add_argument("--mp3-bitrate", type=int, default=None, help="mp3 bitrate in kbit/s (default: 320)")
-    p.add_argument("--start", type=float, default=0.0, help="separate from this second on (default: 0)")
-    p.add_argument("--duration", type=float, default=None, help="separate this many seconds (default: to the end)")
-    p.add_argument("--stream", action="store_true",
-                   help="write the separated audio as it is computed (raw PCM to -o; one input)")
-    p.add_argument("--latency", type=float, default=None,
-                   help=f"most seconds between a sample in and out while keeping up with real time; sets the "
-                        f"chunk and cross-fade (default with --stream: {DEFAULT_LATENCY:g}; the run reports the bound "
-                        "and what it measured)")
-    p.add_argument("--raw-format", default=None, choices=RAW_CHOICES, help="stdin is raw PCM in this format")
+    p.add_argument(
+        "--clip",
+        default=None,
+        choices=CLIP_CHOICES,
+        help="samples beyond full scale: rescale (one gain for all outputs of an input, so stems still "
+        "add up), clamp (counted and reported) or none (--bits 32f only) (default: none for "
+        "32f, else clamp)",
+    )
+    p.add_argument(
+        "--mp3-bitrate", type=int, default=None, help="mp3 bitrate in kbit/s (default: 320)"
+    )
+    p.add_argument(
+        "--start", type=float, default=0.0, help="separate from this second on (default: 0)"
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="separate this many seconds (default: to the end)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the separated audio as it is computed (raw PCM to -o; one input)",
+    )
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        help=f"most seconds between a sample in and out while keeping up with real time; sets the "
+        f"chunk and cross-fade (default with --stream: {DEFAULT_LATENCY:g}; the run reports the bound "
+        "and what it measured)",
+    )
+    p.add_argument(
+        "--raw-format", default=None, choices=RAW_CHOICES, help="stdin is raw PCM in this format"
+    )
     p.add_argument("--raw-rate", type=int, default=None, help="sample rate of raw stdin, Hz")
     p.add_argument("--raw-channels", type=int, default=None, help="channels of raw stdin (1 or 2)")
-    p.add_argument("--residual", action="store_true", help="also write the mixture minus each estimate")
+    p.add_argument(
+        "--residual", action="store_true", help="also write the mixture minus each estimate"
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("-m", "--model", default=None,
-                   help="a .keras file, a training run directory or a SavedModel export "
-                        "(default: the model shipped with cunet)")
-    p.add_argument("--chunk-seconds", type=float, default=None,
-                   help=f"processing chunk length (default: {_DEFAULT.chunk_seconds:g})")
-    p.add_argument("--overlap-seconds", type=float, default=None,
-                   help=f"cross-fade between chunks (default: {_DEFAULT.overlap_seconds:g})")
-    p.add_argument("--postprocess", default=None, choices=POSTPROCESS_CHOICES,
-                   help="how the instruments' masks are combined: none (each on its own), ratio (normalised to "
-                        "sum to one, so the stems add up to the mixture) or wiener (multichannel Wiener filter); "
-                        "default: the model's own choice. ratio and wiener compute every instrument's mask")
-    p.add_argument("--ratio-power", type=float, default=1.0, help="exponent of the ratio normalisation (default: 1)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes (errors only)")
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="a .keras file, a training run directory or a SavedModel export "
+        "(default: the model shipped with cunet)",
+    )
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=None,
+        help=f"processing chunk length (default: {_DEFAULT.chunk_seconds:g})",
+    )
+    p.add_argument(
+        "--overlap-seconds",
+        type=float,
+        default=None,
+        help=f"cross-fade between chunks (default: {_DEFAULT.overlap_seconds:g})",
+    )
+    p.add_argument(
+        "--postprocess",
+        default=None,
+        choices=POSTPROCESS_CHOICES,
+        help="how the instruments' masks are combined: none (each on its own), ratio (normalised to "
+        "sum to one, so the stems add up to the mixture) or wiener (multichannel Wiener filter); "
+        "default: the model's own choice. ratio and wiener compute every instrument's mask",
+    )
+    p.add_argument(
+        "--ratio-power",
+        type=float,
+        default=1.0,
+        help="exponent of the ratio normalisation (default: 1)",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no notes (errors only)"
+    )
     p.set_defaults(handler=run)
     return p
 
@@ -101,7 +184,11 @@ def parse_instruments(text: str) -> list[str] | None:
 
 
 def _note(args: argparse.Namespace) -> Any:
-    return (lambda line: None) if args.quiet else (lambda line: print(f"note: {one_line(line)}", file=sys.stderr))
+    return (
+        (lambda line: None)
+        if args.quiet
+        else (lambda line: print(f"note: {one_line(line)}", file=sys.stderr))
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -115,19 +202,29 @@ def _check(args: argparse.Namespace) -> None:
     if args.latency is not None:
         check_latency(args.latency)
         if args.chunk_seconds is not None or args.overlap_seconds is not None:
-            raise UserError("--latency sets the chunk and cross-fade; leave out --chunk-seconds/--overlap-seconds")
-    ChunkSettings(_DEFAULT.chunk_seconds if args.chunk_seconds is None else args.chunk_seconds,
-                  _DEFAULT.overlap_seconds if args.overlap_seconds is None else args.overlap_seconds).validate()
+            raise UserError(
+                "--latency sets the chunk and cross-fade; leave out --chunk-seconds/--overlap-seconds"
+            )
+    ChunkSettings(
+        _DEFAULT.chunk_seconds if args.chunk_seconds is None else args.chunk_seconds,
+        _DEFAULT.overlap_seconds if args.overlap_seconds is None else args.overlap_seconds,
+    ).validate()
     raw = (args.raw_format, args.raw_rate, args.raw_channels)
     if any(v is not None for v in raw):
         if any(v is None for v in raw):
-            raise UserError("raw stdin needs all three of --raw-format, --raw-rate and --raw-channels")
+            raise UserError(
+                "raw stdin needs all three of --raw-format, --raw-rate and --raw-channels"
+            )
         if "-" not in args.inputs:
-            raise UserError("--raw-format/--raw-rate/--raw-channels describe stdin; give - as an input")
+            raise UserError(
+                "--raw-format/--raw-rate/--raw-channels describe stdin; give - as an input"
+            )
     if args.inputs.count("-") > 1:
         raise UserError("stdin (-) can be read once")
     if "-" in args.inputs and sys.stdin.isatty():
-        raise UserError("stdin is a terminal; pipe audio into it, e.g. ffmpeg -i song.mp3 -f wav - | separate - ...")
+        raise UserError(
+            "stdin is a terminal; pipe audio into it, e.g. ffmpeg -i song.mp3 -f wav - | separate - ..."
+        )
     if args.mp3_bitrate is not None and args.format != "mp3":
         raise UserError("--mp3-bitrate applies to --format mp3")
     if args.stream:
@@ -137,20 +234,34 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _check_stream(args: argparse.Namespace) -> None:
-    given = [option for option, value in (("--format", args.format), ("--filename", args.filename),
-                                          ("--residual", args.residual), ("-r", args.recursive)) if value]
+    given = [
+        option
+        for option, value in (
+            ("--format", args.format),
+            ("--filename", args.filename),
+            ("--residual", args.residual),
+            ("-r", args.recursive),
+        )
+        if value
+    ]
     if given:
-        raise UserError(f"{given[0]} does not apply to --stream, which writes one raw PCM stream to -o")
+        raise UserError(
+            f"{given[0]} does not apply to --stream, which writes one raw PCM stream to -o"
+        )
     if args.clip == "rescale":
-        raise UserError("--clip rescale needs the whole output before writing it; with --stream use clamp or none")
+        raise UserError(
+            "--clip rescale needs the whole output before writing it; with --stream use clamp or none"
+        )
     if len(args.inputs) != 1 or (args.inputs[0] != "-" and os.path.isdir(args.inputs[0])):
         raise UserError("--stream separates one input: a file or - (stdin)")
     out = args.outdir or "-"
     if out == "-":
         if sys.stdout.isatty():
-            raise UserError("stdout is a terminal; pipe the stream on (e.g. | ffplay -f f32le ...) or give -o FILE")
+            raise UserError(
+                "stdout is a terminal; pipe the stream on (e.g. | ffplay -f f32le ...) or give -o FILE"
+            )
     elif _is_fifo(out):
-        pass                        # a named pipe someone reads: written as it comes, like stdout
+        pass  # a named pipe someone reads: written as it comes, like stdout
     elif os.path.isdir(out):
         raise UserError(f"with --stream, -o is - (stdout) or a file; '{out}' is a folder")
     elif os.path.lexists(out) and not args.force:
@@ -182,14 +293,20 @@ def run(args: argparse.Namespace) -> int:
         failures[0] += 1
         print(f"error: {one_line(_naming_input(str(exc), arg))}", file=sys.stderr)
 
-    items = expand_inputs(args.inputs, args.recursive, exclude=[outdir], note=note, error=input_error)
+    items = expand_inputs(
+        args.inputs, args.recursive, exclude=[outdir], note=note, error=input_error
+    )
     if not items:
         return 2
-    with contextlib.ExitStack() as stack:  # stdin and a stream's input are opened before the model loads
+    with (
+        contextlib.ExitStack() as stack
+    ):  # stdin and a stream's input are opened before the model loads
         if args.stream:
             source = _open_source(stack, args, items[0], excerpt)
             separator = _load(args)
-            return _stream(args, separator, separator.check_instruments(requested), source, output, note)
+            return _stream(
+                args, separator, separator.check_instruments(requested), source, output, note
+            )
         spooled = None
         if any(item.is_stdin for item in items):
             from ..io.pcm import stdin_file
@@ -203,48 +320,107 @@ def run(args: argparse.Namespace) -> int:
                     return 2
         separator = _load(args)
         instruments = separator.check_instruments(requested)
-        _separate_all(args, separator, items, instruments, outdir, output, template, excerpt, spooled, note,
-                      input_error)
+        _separate_all(
+            args,
+            separator,
+            items,
+            instruments,
+            outdir,
+            output,
+            template,
+            excerpt,
+            spooled,
+            note,
+            input_error,
+        )
     return 2 if failures[0] else 0
 
 
-def _separate_all(args: argparse.Namespace, separator: Any, items: list[Any], instruments: list[str], outdir: Path,
-                  output: Any, template: Any, excerpt: Any, spooled: Path | None, note: Any, error: Any) -> None:
+def _separate_all(
+    args: argparse.Namespace,
+    separator: Any,
+    items: list[Any],
+    instruments: list[str],
+    outdir: Path,
+    output: Any,
+    template: Any,
+    excerpt: Any,
+    spooled: Path | None,
+    note: Any,
+    error: Any,
+) -> None:
     """Check every input's outputs (collisions: before any work), then separate the inputs one by one."""
     from ..io.naming import check_collisions
 
-    plans = [(item.path, separator.output_paths(item.path, outdir, instruments, output.fmt, args.residual,
-                                                template.text, item.track, item.folder)) for item in items]
+    plans = [
+        (
+            item.path,
+            separator.output_paths(
+                item.path,
+                outdir,
+                instruments,
+                output.fmt,
+                args.residual,
+                template.text,
+                item.track,
+                item.folder,
+            ),
+        )
+        for item in items
+    ]
     check_collisions(plans)
     _check_inputs_kept(items, plans)
     for item in items:
         try:
             written = separator.separate_file(
-                spooled if item.is_stdin else item.path, outdir, instruments, output=output, filename=template.text,
-                track=item.track, folder=item.folder, excerpt=excerpt, notes=note, residual=args.residual,
-                force=args.force, progress=not args.quiet)
+                spooled if item.is_stdin else item.path,
+                outdir,
+                instruments,
+                output=output,
+                filename=template.text,
+                track=item.track,
+                folder=item.folder,
+                excerpt=excerpt,
+                notes=note,
+                residual=args.residual,
+                force=args.force,
+                progress=not args.quiet,
+            )
         except (CunetError, OSError) as exc:
-            message = f"{item.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-            error(_label(item), message.replace(str(spooled), "stdin") if item.is_stdin else message)
+            message = (
+                f"{item.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            )
+            error(
+                _label(item), message.replace(str(spooled), "stdin") if item.is_stdin else message
+            )
             continue
         except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others or print a traceback
             error(_label(item), f"unexpected {type(exc).__name__}: {exc}")
             continue
         if not args.quiet:
             folders = sorted({str(p.parent) for p in written.values()})
-            print(one_line(f"{item.path} -> {', '.join(f + '/' for f in folders)} "
-                           f"({', '.join(sorted(p.name for p in written.values()))})"), file=sys.stderr)
+            print(
+                one_line(
+                    f"{item.path} -> {', '.join(f + '/' for f in folders)} "
+                    f"({', '.join(sorted(p.name for p in written.values()))})"
+                ),
+                file=sys.stderr,
+            )
 
 
 def _check_inputs_kept(items: list[Any], plans: list[tuple[str, dict[str, Path]]]) -> None:
     """UserError before any work if one input's output would replace another input file."""
-    inputs = {os.path.realpath(i.path): i.path for i in items if not i.is_stdin and os.path.isfile(i.path)}
+    inputs = {
+        os.path.realpath(i.path): i.path for i in items if not i.is_stdin and os.path.isfile(i.path)
+    }
     for label, paths in plans:
         for path in paths.values():
             other = inputs.get(os.path.realpath(path))
             if other is not None and other != label:
-                raise UserError(f"output '{path}' of {label} would replace the input '{other}'; choose another "
-                                "output directory or --filename")
+                raise UserError(
+                    f"output '{path}' of {label} would replace the input '{other}'; choose another "
+                    "output directory or --filename"
+                )
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -252,14 +428,30 @@ def _load(args: argparse.Namespace) -> Any:
     from ..postprocess import Postprocess
     from ..separator import Separator
 
-    postprocess = Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
+    postprocess = (
+        Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
+    )
     chunking_given = args.chunk_seconds is not None or args.overlap_seconds is not None
-    latency = args.latency if args.latency is not None else (
-        DEFAULT_LATENCY if args.stream and not chunking_given else None)
-    chunking: dict[str, Any] = {"latency": latency} if latency is not None else {
-        "chunk_seconds": _DEFAULT.chunk_seconds if args.chunk_seconds is None else args.chunk_seconds,
-        "overlap_seconds": _DEFAULT.overlap_seconds if args.overlap_seconds is None else args.overlap_seconds}
-    with native_stderr_muted():  # TensorFlow is imported inside, once the model file passed the cheap checks
+    latency = (
+        args.latency
+        if args.latency is not None
+        else (DEFAULT_LATENCY if args.stream and not chunking_given else None)
+    )
+    chunking: dict[str, Any] = (
+        {"latency": latency}
+        if latency is not None
+        else {
+            "chunk_seconds": _DEFAULT.chunk_seconds
+            if args.chunk_seconds is None
+            else args.chunk_seconds,
+            "overlap_seconds": _DEFAULT.overlap_seconds
+            if args.overlap_seconds is None
+            else args.overlap_seconds,
+        }
+    )
+    with (
+        native_stderr_muted()
+    ):  # TensorFlow is imported inside, once the model file passed the cheap checks
         separator = Separator.from_pretrained(args.model, postprocess=postprocess, **chunking)
     probe_devices()
     return separator
@@ -268,11 +460,16 @@ def _load(args: argparse.Namespace) -> Any:
 def _raw(args: argparse.Namespace) -> Any:
     from ..io.pcm import RawFormat
 
-    return None if args.raw_format is None else RawFormat(args.raw_format, args.raw_rate, args.raw_channels).validate()
+    return (
+        None
+        if args.raw_format is None
+        else RawFormat(args.raw_format, args.raw_rate, args.raw_channels).validate()
+    )
 
 
-def _open_source(stack: contextlib.ExitStack, args: argparse.Namespace, item: Any, excerpt: Any
-                 ) -> tuple[int, int, Iterator[Any]]:
+def _open_source(
+    stack: contextlib.ExitStack, args: argparse.Namespace, item: Any, excerpt: Any
+) -> tuple[int, int, Iterator[Any]]:
     """(sample rate, channels, blocks) of a stream's input: stdin's header read, or the file opened."""
     from ..io.audio import AudioReader
     from ..io.pcm import StreamReader, excerpt_blocks, stdin_bytes
@@ -280,35 +477,53 @@ def _open_source(stack: contextlib.ExitStack, args: argparse.Namespace, item: An
     if item.is_stdin:
         reader = StreamReader(stdin_bytes(), _raw(args))
         blocks = reader.blocks(STREAM_BLOCK)
-        return reader.sample_rate, reader.n_channels, (
-            blocks if excerpt.whole else excerpt_blocks(blocks, excerpt, reader.sample_rate))
+        return (
+            reader.sample_rate,
+            reader.n_channels,
+            (blocks if excerpt.whole else excerpt_blocks(blocks, excerpt, reader.sample_rate)),
+        )
     file = stack.enter_context(AudioReader(item.path, excerpt))
     return file.info.sample_rate, file.info.n_channels, file.blocks(STREAM_BLOCK)
 
 
-def _stream(args: argparse.Namespace, separator: Any, instruments: list[str], source: tuple[int, int, Any],
-            output: Any, note: Any) -> int:
-    from ..live import read_ahead, stream_separate
+def _stream(
+    args: argparse.Namespace,
+    separator: Any,
+    instruments: list[str],
+    source: tuple[int, int, Any],
+    output: Any,
+    note: Any,
+) -> int:
     from ..io.pcm import BITS_ENCODING, PcmSink
+    from ..live import read_ahead, stream_separate
 
     rate, channels, blocks = source
     out = args.outdir or "-"
-    note(f"streaming {', '.join(instruments)} as {BITS_ENCODING[output.bits]}, {rate} Hz, "
-         f"{len(instruments) * channels} channels; latency bound {separator.latency_seconds:.3f} s")
+    note(
+        f"streaming {', '.join(instruments)} as {BITS_ENCODING[output.bits]}, {rate} Hz, "
+        f"{len(instruments) * channels} channels; latency bound {separator.latency_seconds:.3f} s"
+    )
     with contextlib.ExitStack() as stack:
         if out == "-":
             sys.stdout.flush()
             fd = sys.stdout.fileno()
-        elif _is_fifo(out):          # opening waits for the pipe's reader
+        elif _is_fifo(out):  # opening waits for the pipe's reader
             fd = os.open(out, os.O_WRONLY)
             stack.callback(os.close, fd)
         else:
             fd = None
-        sink = PcmSink(BITS_ENCODING[output.bits], output.clip_mode != "none", fd=fd,
-                       path=None if fd is not None else out, overwrite=args.force)
+        sink = PcmSink(
+            BITS_ENCODING[output.bits],
+            output.clip_mode != "none",
+            fd=fd,
+            path=None if fd is not None else out,
+            overwrite=args.force,
+        )
         try:
             with contextlib.closing(read_ahead(blocks)) as stamped:
-                report = stream_separate(separator, stamped, rate, channels, instruments, sink.write)
+                report = stream_separate(
+                    separator, stamped, rate, channels, instruments, sink.write
+                )
             sink.commit()
         except BaseException:
             sink.abort()

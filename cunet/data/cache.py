@@ -12,30 +12,35 @@ frequency (the sampler fills the rest with zeros), so a large band-limited corpu
 disk. All stems of a track are padded to the same length. The STFT is linear, so stems drawn
 from different tracks are remixed directly in the STFT domain.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ..io.atomic import atomic_path, write_json_atomic
 from ..config import AudioConfig
 from ..errors import DataError
+from ..io.atomic import atomic_path, write_json_atomic
 from .sources import Track, track_key
 
 CACHE_VERSION = 2
-MIXTURE_MISMATCH_DB = -30.0  # a track's own mixture "differs" from its stems' sum above this residual energy
+MIXTURE_MISMATCH_DB = (
+    -30.0
+)  # a track's own mixture "differs" from its stems' sum above this residual energy
 
 
 def stft_key(audio: AudioConfig) -> str:
-    return (f"stft-sr{audio.sample_rate}-ch{audio.n_channels}-fft{audio.n_fft}"
-            f"-hop{audio.hop_length}-bins{audio.n_bins}")
+    return (
+        f"stft-sr{audio.sample_rate}-ch{audio.n_channels}-fft{audio.n_fft}"
+        f"-hop{audio.hop_length}-bins{audio.n_bins}"
+    )
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class CachedTrack:
         total = np.zeros((n_channels, self.n_frames, n_bins), np.complex64)
         for stem in self.stems:
             spec = self.load(stem)
-            total[:, :, :spec.shape[2]] += spec
+            total[:, :, : spec.shape[2]] += spec
         return total
 
 
@@ -84,12 +89,17 @@ def conform_rate_and_channels(audio: np.ndarray, rate: int, target: AudioConfig)
     if audio.ndim == 1:
         audio = audio[:, None]
     if audio.shape[1] > 2:
-        raise DataError(f"{audio.shape[1]} channels are not supported in training data (mono or stereo)")
+        raise DataError(
+            f"{audio.shape[1]} channels are not supported in training data (mono or stereo)"
+        )
     if rate != target.sample_rate:
         import soxr
 
-        audio = soxr.resample(audio, rate, target.sample_rate, quality="HQ").astype(np.float32).reshape(
-            -1, audio.shape[1])
+        audio = (
+            soxr.resample(audio, rate, target.sample_rate, quality="HQ")
+            .astype(np.float32)
+            .reshape(-1, audio.shape[1])
+        )
     if target.n_channels == 1 and audio.shape[1] != 1:
         audio = audio.mean(axis=1, keepdims=True)
     return np.ascontiguousarray(audio)
@@ -127,9 +137,12 @@ def mixture_residual_db(mixture: np.ndarray, stems: Sequence[np.ndarray]) -> flo
     arrays = [mixture, *stems]
     n = max(a.shape[0] for a in arrays)
     ch = max(a.shape[1] for a in arrays)
-    padded = [np.broadcast_to(np.pad(a, [(0, n - a.shape[0]), (0, 0)]), (n, ch)).astype(np.float64) for a in arrays]
+    padded = [
+        np.broadcast_to(np.pad(a, [(0, n - a.shape[0]), (0, 0)]), (n, ch)).astype(np.float64)
+        for a in arrays
+    ]
     residual = padded[0] - sum(padded[1:], np.zeros((n, ch)))
-    energy, error = float(np.sum(padded[0] ** 2)), float(np.sum(residual ** 2))
+    energy, error = float(np.sum(padded[0] ** 2)), float(np.sum(residual**2))
     if error == 0 or energy == 0:
         return -200.0 if error == 0 else 200.0
     return min(200.0, max(-200.0, 10 * math.log10(error / energy)))
@@ -139,16 +152,23 @@ def _cache_track(track: Track, folder: Path, audio: AudioConfig) -> tuple[Cached
     """`cache_track` and the track's meta record."""
     meta_path = folder / "meta.json"
     meta = _read_meta(meta_path)
-    if meta is None or set(meta["stems"]) != set(track.stems) or meta.get("fingerprint", "") != track.fingerprint:
+    if (
+        meta is None
+        or set(meta["stems"]) != set(track.stems)
+        or meta.get("fingerprint", "") != track.fingerprint
+    ):
         decoded = {}
         for stem, reader in track.stems.items():
             wave, rate = reader()
             decoded[stem] = (conform_rate_and_channels(wave, rate, audio), stored_bins(rate, audio))
         residual_db = None
-        if track.check_mixture and track.mixture is not None:  # checked while decoding anyway: once per track
+        if (
+            track.check_mixture and track.mixture is not None
+        ):  # checked while decoding anyway: once per track
             wave, rate = track.mixture()
-            residual_db = mixture_residual_db(conform_rate_and_channels(wave, rate, audio),
-                                              [w for w, _ in decoded.values()])
+            residual_db = mixture_residual_db(
+                conform_rate_and_channels(wave, rate, audio), [w for w, _ in decoded.values()]
+            )
         n_samples = max(w.shape[0] for w, _ in decoded.values())
         n_frames = 0
         for stem, (wave, bins) in decoded.items():
@@ -156,11 +176,23 @@ def _cache_track(track: Track, folder: Path, audio: AudioConfig) -> tuple[Cached
             spec = _stft(np.ascontiguousarray(wave.T), audio)[..., :bins].astype(np.complex64)
             n_frames = spec.shape[1]
             save_array_atomic(folder / f"{track_key(stem)}.npy", spec)
-        meta = {"version": CACHE_VERSION, "name": track.name, "stems": sorted(track.stems),
-                "n_frames": int(n_frames), "mixture_residual_db": residual_db, "fingerprint": track.fingerprint}
+        meta = {
+            "version": CACHE_VERSION,
+            "name": track.name,
+            "stems": sorted(track.stems),
+            "n_frames": int(n_frames),
+            "mixture_residual_db": residual_db,
+            "fingerprint": track.fingerprint,
+        }
         write_json_atomic(meta_path, meta)
-    cached = CachedTrack(track.name, folder, tuple(sorted(track.stems)), track.silent, int(meta["n_frames"]),
-                         track.weight)
+    cached = CachedTrack(
+        track.name,
+        folder,
+        tuple(sorted(track.stems)),
+        track.silent,
+        int(meta["n_frames"]),
+        track.weight,
+    )
     return cached, meta
 
 
@@ -179,13 +211,16 @@ def mixture_notes(tracks: Sequence[Track], residuals_db: Sequence[float | None])
         differ = [t for t, r in entries if r is not None and r > MIXTURE_MISMATCH_DB]
         if differ:
             root = entries[0][0].origin or entries[0][0].source_id
-            notes.append(f"note: {len(differ)} of {len(entries)} tracks in '{root}' have a mixture that differs "
-                         f"from the sum of their stems (e.g. '{differ[0].name}'); training uses the sum of the stems")
+            notes.append(
+                f"note: {len(differ)} of {len(entries)} tracks in '{root}' have a mixture that differs "
+                f"from the sum of their stems (e.g. '{differ[0].name}'); training uses the sum of the stems"
+            )
     return notes
 
 
-def build_cache(tracks: Sequence[Track], cache_dir: str | os.PathLike, audio: AudioConfig,
-                progress: bool = True) -> list[CachedTrack]:
+def build_cache(
+    tracks: Sequence[Track], cache_dir: str | os.PathLike, audio: AudioConfig, progress: bool = True
+) -> list[CachedTrack]:
     """Cache every track's stems (decoding each track once, ever); returns the cached tracks in order.
 
     Prints one note on stderr per source whose tracks carry their own mixture file and it differs

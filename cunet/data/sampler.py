@@ -19,9 +19,10 @@ Arrays (model layout): magnitude float32 [n_bins, n_frames, n_channels]; targets
 weight [n_targets] is 1 where the target is known, 0 where it is not. With `with_complex` the
 complex mixture and targets come as real and imaginary parts of the same layouts.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,9 +59,19 @@ class PatchSampler:
     fixed_target: index of the only target (plain U-Net); joint: all targets per mixture.
     """
 
-    def __init__(self, tracks: Sequence[CachedTrack], n_frames: int, train: TrainConfig,
-                 instruments: Sequence[str], n_bins: int, n_channels: int, seed: int,
-                 fixed_target: int | None = None, joint: bool = False, with_complex: bool = False) -> None:
+    def __init__(
+        self,
+        tracks: Sequence[CachedTrack],
+        n_frames: int,
+        train: TrainConfig,
+        instruments: Sequence[str],
+        n_bins: int,
+        n_channels: int,
+        seed: int,
+        fixed_target: int | None = None,
+        joint: bool = False,
+        with_complex: bool = False,
+    ) -> None:
         if not tracks:
             raise DataError("no training tracks")
         self.tracks = list(tracks)
@@ -71,7 +82,9 @@ class PatchSampler:
         self.fixed_target = fixed_target
         self.joint = joint
         self.with_complex = with_complex
-        weights = np.array([t.weight * max(1, t.n_frames - n_frames + 1) for t in self.tracks], np.float64)
+        weights = np.array(
+            [t.weight * max(1, t.n_frames - n_frames + 1) for t in self.tracks], np.float64
+        )
         self.pools = {}
         for inst in self.instruments:
             idx = np.array([i for i, t in enumerate(self.tracks) if inst in t.stems], np.int64)
@@ -80,13 +93,20 @@ class PatchSampler:
         # Instruments no track holds are unknown in every example: their conditions are not trained.
         self.missing = tuple(i for i in self.instruments if i not in self.pools)
         if not self.pools:
-            raise DataError(f"no training track holds any of the instruments {list(self.instruments)}")
+            raise DataError(
+                f"no training track holds any of the instruments {list(self.instruments)}"
+            )
         if fixed_target is not None:
             if self.instruments[fixed_target] in self.missing:
-                raise DataError(f"no training track holds a '{self.instruments[fixed_target]}' stem")
+                raise DataError(
+                    f"no training track holds a '{self.instruments[fixed_target]}' stem"
+                )
             self.mix_pool = self.pools[self.instruments[fixed_target]]
         else:  # tracks holding none of the instruments (e.g. clips of another stem) would give empty examples
-            idx = np.array([i for i, t in enumerate(self.tracks) if set(t.stems) & set(self.instruments)], np.int64)
+            idx = np.array(
+                [i for i, t in enumerate(self.tracks) if set(t.stems) & set(self.instruments)],
+                np.int64,
+            )
             self.mix_pool = (idx, weights[idx] / weights[idx].sum())
 
     @property
@@ -97,7 +117,9 @@ class PatchSampler:
     def n_targets(self) -> int:
         return self.n_instruments if self.joint else 1
 
-    def _draw(self, rng: np.random.Generator, pool: tuple[np.ndarray, np.ndarray]) -> tuple[CachedTrack, int]:
+    def _draw(
+        self, rng: np.random.Generator, pool: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[CachedTrack, int]:
         track = self.tracks[int(rng.choice(pool[0], p=pool[1]))]
         return track, int(rng.integers(max(1, track.n_frames - self.n_frames + 1)))
 
@@ -105,8 +127,12 @@ class PatchSampler:
         """complex64 [n_channels, n_frames, n_bins]; zeros where the cache holds nothing."""
         out = np.zeros((self.n_channels, self.n_frames, self.n_bins), np.complex64)
         if instrument in track.stems:
-            piece = np.asarray(track.load(instrument)[:, start:start + self.n_frames, :self.n_bins])
-            out[:, :piece.shape[1], :piece.shape[2]] = piece  # a mono recording fills both channels
+            piece = np.asarray(
+                track.load(instrument)[:, start : start + self.n_frames, : self.n_bins]
+            )
+            out[:, : piece.shape[1], : piece.shape[2]] = (
+                piece  # a mono recording fills both channels
+            )
         return out
 
     def _stems(self, rng: np.random.Generator) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
@@ -124,7 +150,9 @@ class PatchSampler:
             for i, inst in enumerate(self.instruments):
                 if track.has(inst):
                     parts[i] = self._patch(track, inst, start)
-            extras = [self._patch(track, s, start) for s in track.stems if s not in self.instruments]
+            extras = [
+                self._patch(track, s, start) for s in track.stems if s not in self.instruments
+            ]
         augmented = [self._augment(rng, p) if p is not None else None for p in parts]
         return augmented, [self._augment(rng, e) for e in extras]
 
@@ -144,7 +172,10 @@ class PatchSampler:
         u = rng.random()
         if u < self.train.zero_condition_probability:
             return cond
-        if u < self.train.zero_condition_probability + self.train.multi_hot_probability and len(known) > 1:
+        if (
+            u < self.train.zero_condition_probability + self.train.multi_hot_probability
+            and len(known) > 1
+        ):
             k = rng.integers(2, len(known) + 1)
             cond[rng.choice(known, size=k, replace=False)] = 1.0
         else:
@@ -167,14 +198,21 @@ class PatchSampler:
             cond = self._condition(rng, known)
             target = sum((parts[i] * cond[i] for i in np.flatnonzero(cond)), zeros)
             targets, weight = target[None], np.ones(1, np.float32)
-        out = {"magnitude": to_model_layout(np.abs(mix)), "target": to_model_layout(np.abs(targets)),
-               "weight": weight}
+        out = {
+            "magnitude": to_model_layout(np.abs(mix)),
+            "target": to_model_layout(np.abs(targets)),
+            "weight": weight,
+        }
         if cond is not None:
             out["condition"] = cond
         if self.with_complex:
             mix_l, tgt_l = to_model_layout(mix), to_model_layout(targets)
-            out.update(mixture_real=mix_l.real, mixture_imag=mix_l.imag, target_real=tgt_l.real,
-                       target_imag=tgt_l.imag)
+            out.update(
+                mixture_real=mix_l.real,
+                mixture_imag=mix_l.imag,
+                target_real=tgt_l.real,
+                target_imag=tgt_l.imag,
+            )
         return out
 
     def keys(self) -> tuple[str, ...]:
@@ -190,9 +228,16 @@ class PatchSampler:
         """Shape of each array of a batch of `batch_size` mixtures."""
         mag = (batch_size, self.n_bins, self.n_frames, self.n_channels)
         tgt = (batch_size, self.n_targets, self.n_bins, self.n_frames, self.n_channels)
-        shapes = {"magnitude": mag, "target": tgt, "weight": (batch_size, self.n_targets),
-                  "condition": (batch_size, self.n_instruments), "mixture_real": mag, "mixture_imag": mag,
-                  "target_real": tgt, "target_imag": tgt}
+        shapes = {
+            "magnitude": mag,
+            "target": tgt,
+            "weight": (batch_size, self.n_targets),
+            "condition": (batch_size, self.n_instruments),
+            "mixture_real": mag,
+            "mixture_imag": mag,
+            "target_real": tgt,
+            "target_imag": tgt,
+        }
         return {k: shapes[k] for k in self.keys()}
 
     def batch(self, index: int, batch_size: int) -> dict[str, np.ndarray]:
@@ -202,8 +247,9 @@ class PatchSampler:
         return {k: np.stack([e[k] for e in examples]).astype(np.float32) for k in self.keys()}
 
 
-def validation_batches(tracks: Sequence[CachedTrack], sampler: PatchSampler, max_patches_per_track: int = 4
-                       ) -> dict[str, np.ndarray]:
+def validation_batches(
+    tracks: Sequence[CachedTrack], sampler: PatchSampler, max_patches_per_track: int = 4
+) -> dict[str, np.ndarray]:
     """Deterministic validation patches of the tracks' own mixes (no augmentation), as `sampler` lays
     batches out: every known instrument once per patch (or all targets together in joint mode)."""
     rows: list[dict[str, np.ndarray]] = []
@@ -211,14 +257,23 @@ def validation_batches(tracks: Sequence[CachedTrack], sampler: PatchSampler, max
     for track in tracks:
         n_patches = max(1, min(max(1, track.n_frames // n_frames), max_patches_per_track))
         for start in np.linspace(0, max(0, track.n_frames - n_frames), num=n_patches).astype(int):
-            parts = [sampler._patch(track, inst, int(start)) if track.has(inst) else None
-                     for inst in sampler.instruments]
-            extras = [sampler._patch(track, s, int(start)) for s in track.stems if s not in sampler.instruments]
+            parts = [
+                sampler._patch(track, inst, int(start)) if track.has(inst) else None
+                for inst in sampler.instruments
+            ]
+            extras = [
+                sampler._patch(track, s, int(start))
+                for s in track.stems
+                if s not in sampler.instruments
+            ]
             if sampler.joint:
                 rows.append(_row(sampler, parts, extras, None))
                 continue
-            targets = [sampler.fixed_target] if sampler.fixed_target is not None else \
-                [i for i, p in enumerate(parts) if p is not None]
+            targets = (
+                [sampler.fixed_target]
+                if sampler.fixed_target is not None
+                else [i for i, p in enumerate(parts) if p is not None]
+            )
             for k in targets:
                 if parts[k] is not None:
                     rows.append(_row(sampler, parts, extras, k))
@@ -227,8 +282,12 @@ def validation_batches(tracks: Sequence[CachedTrack], sampler: PatchSampler, max
     return {k: np.stack([r[k] for r in rows]).astype(np.float32) for k in sampler.keys()}
 
 
-def _row(sampler: PatchSampler, parts: list[np.ndarray | None], extras: list[np.ndarray], target: int | None
-         ) -> dict[str, np.ndarray]:
+def _row(
+    sampler: PatchSampler,
+    parts: list[np.ndarray | None],
+    extras: list[np.ndarray],
+    target: int | None,
+) -> dict[str, np.ndarray]:
     zeros = np.zeros((sampler.n_channels, sampler.n_frames, sampler.n_bins), np.complex64)
     mix = sum((p for p in parts if p is not None), sum(extras, zeros))
     if target is None:
@@ -236,10 +295,18 @@ def _row(sampler: PatchSampler, parts: list[np.ndarray | None], extras: list[np.
         weight = np.array([p is not None for p in parts], np.float32)
     else:
         targets, weight = parts[target][None], np.ones(1, np.float32)
-    row = {"magnitude": to_model_layout(np.abs(mix)), "target": to_model_layout(np.abs(targets)),
-           "weight": weight, "condition": np.eye(sampler.n_instruments, dtype=np.float32)[target or 0]}
+    row = {
+        "magnitude": to_model_layout(np.abs(mix)),
+        "target": to_model_layout(np.abs(targets)),
+        "weight": weight,
+        "condition": np.eye(sampler.n_instruments, dtype=np.float32)[target or 0],
+    }
     if sampler.with_complex:
         mix_l, tgt_l = to_model_layout(mix), to_model_layout(targets)
-        row.update(mixture_real=mix_l.real, mixture_imag=mix_l.imag, target_real=tgt_l.real,
-                   target_imag=tgt_l.imag)
+        row.update(
+            mixture_real=mix_l.real,
+            mixture_imag=mix_l.imag,
+            target_real=tgt_l.real,
+            target_imag=tgt_l.imag,
+        )
     return row

@@ -15,22 +15,26 @@ of its own), `wav` (MUSDB18 in the wav layout).
 Tracks expose the stems they hold; a stem a track lacks is unknown, not silent, unless the dataset
 marks it silent with an empty file `<stem>.silent` in the track folder.
 """
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..io.audio import SOUNDFILE_EXTENSIONS, load_audio
 from ..errors import DataError
+from ..io.audio import SOUNDFILE_EXTENSIONS, load_audio
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(SOUNDFILE_EXTENSIONS | {".mp3", ".m4a", ".aac", ".opus", ".mp4"})
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    SOUNDFILE_EXTENSIONS | {".mp3", ".m4a", ".aac", ".opus", ".mp4"}
+)
 MIXTURE = "mixture"
 SILENT_SUFFIX = ".silent"
 SPLITS = ("train", "valid")
@@ -90,8 +94,10 @@ def parse_data_spec(text: str, is_wav: bool = False) -> DataSpec:
             else:
                 raise ValueError
         except ValueError:
-            raise DataError(f"bad option '{option}' in data spec '{text}' (valid: stem=NAME, "
-                            "rename=OLD:NEW, weight=W > 0, valid=N >= 0, wav)") from None
+            raise DataError(
+                f"bad option '{option}' in data spec '{text}' (valid: stem=NAME, "
+                "rename=OLD:NEW, weight=W > 0, valid=N >= 0, wav)"
+            ) from None
     return DataSpec(Path(path).expanduser(), rename=tuple(renames), **kwargs)
 
 
@@ -141,8 +147,9 @@ def _musdb_reader(track: Any, stem: str | None) -> Callable[[], tuple[np.ndarray
     return functools.partial(_read_musdb, track, stem)
 
 
-def open_musdb(root: str | Path, subsets: str = "train", split: str | None = "train",
-               is_wav: bool = False) -> list:
+def open_musdb(
+    root: str | Path, subsets: str = "train", split: str | None = "train", is_wav: bool = False
+) -> list:
     """The `musdb` Track objects of one subset ("train"/"test") and split ("train"/"valid"/None)."""
     import musdb
 
@@ -158,14 +165,29 @@ def _musdb_tracks(spec: DataSpec, split: str) -> list[Track]:
     try:
         listed = open_musdb(spec.path, "train", split, spec.is_wav)
     except Exception as exc:  # noqa: BLE001 - musdb probes every file while listing: one bad file stops it
-        raise DataError(f"cannot list MUSDB18 tracks under '{spec.path}': {str(exc).strip()[:200]}") from None
+        raise DataError(
+            f"cannot list MUSDB18 tracks under '{spec.path}': {str(exc).strip()[:200]}"
+        ) from None
     tracks = []
     for t in listed:
         stems = {spec.renamed(s): _musdb_reader(t, s) for s in t.sources}
         mixture = _musdb_reader(t, None)
-        files = [Path(t.path)] if not spec.is_wav else [p for p in Path(t.path).parent.iterdir() if p.is_file()]
-        tracks.append(Track(t.name, spec.source_id, stems, weight=spec.weight, mixture=mixture, origin=str(spec.path),
-                            fingerprint=fingerprint(files)))
+        files = (
+            [Path(t.path)]
+            if not spec.is_wav
+            else [p for p in Path(t.path).parent.iterdir() if p.is_file()]
+        )
+        tracks.append(
+            Track(
+                t.name,
+                spec.source_id,
+                stems,
+                weight=spec.weight,
+                mixture=mixture,
+                origin=str(spec.path),
+                fingerprint=fingerprint(files),
+            )
+        )
     return tracks
 
 
@@ -191,9 +213,17 @@ def _folder_track(folder: Path, spec: DataSpec) -> Track | None:
         stems[instrument] = _file_reader(path)
     if not stems:
         return None
-    return Track(folder.name, spec.source_id, stems, frozenset(silent - set(stems)), spec.weight, mixture,
-                 check_mixture=mixture is not None, origin=str(spec.path),
-                 fingerprint=fingerprint([p for p in folder.iterdir() if p.is_file()]))
+    return Track(
+        folder.name,
+        spec.source_id,
+        stems,
+        frozenset(silent - set(stems)),
+        spec.weight,
+        mixture,
+        check_mixture=mixture is not None,
+        origin=str(spec.path),
+        fingerprint=fingerprint([p for p in folder.iterdir() if p.is_file()]),
+    )
 
 
 def _folder_tracks(spec: DataSpec, folder: Path) -> list[Track]:
@@ -204,10 +234,21 @@ def _folder_tracks(spec: DataSpec, folder: Path) -> list[Track]:
 
 
 def _clip_tracks(spec: DataSpec) -> list[Track]:
-    files = sorted(p for p in spec.path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = sorted(
+        p for p in spec.path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    )
     stem = spec.renamed(spec.stem or "")
-    return [Track(str(p.relative_to(spec.path)), spec.source_id, {stem: _file_reader(p)}, weight=spec.weight,
-                  origin=str(spec.path), fingerprint=fingerprint([p])) for p in files]
+    return [
+        Track(
+            str(p.relative_to(spec.path)),
+            spec.source_id,
+            {stem: _file_reader(p)},
+            weight=spec.weight,
+            origin=str(spec.path),
+            fingerprint=fingerprint([p]),
+        )
+        for p in files
+    ]
 
 
 def source_kind(spec: DataSpec) -> str:
@@ -216,7 +257,11 @@ def source_kind(spec: DataSpec) -> str:
         raise DataError(f"data folder '{spec.path}' is not a directory")
     if spec.stem:
         return "clips"
-    if spec.is_wav or any((spec.path / "train").glob("*.stem.mp4")) or _looks_like_musdb_wav(spec.path):
+    if (
+        spec.is_wav
+        or any((spec.path / "train").glob("*.stem.mp4"))
+        or _looks_like_musdb_wav(spec.path)
+    ):
         return "musdb"
     return "folder"
 
@@ -256,17 +301,24 @@ def open_source(spec: DataSpec, seed: int = 42) -> dict[str, list[Track]]:
         splits = {s: _musdb_tracks(spec, s) for s in SPLITS}
     else:
         base = spec.path / "train" if (spec.path / "train").is_dir() else spec.path
-        splits = {"train": _folder_tracks(spec, base), "valid": _folder_tracks(spec, spec.path / "valid")}
+        splits = {
+            "train": _folder_tracks(spec, base),
+            "valid": _folder_tracks(spec, spec.path / "valid"),
+        }
     n_hold = spec.valid_tracks
     if n_hold is None and kind == "folder" and not splits["valid"] and len(splits["train"]) >= 2:
         n_hold = max(1, len(splits["train"]) // 10)
     if n_hold and not splits["valid"]:
         if n_hold >= len(splits["train"]):
-            raise DataError(f"cannot hold out {n_hold} of the {len(splits['train'])} tracks in '{spec.path}'")
+            raise DataError(
+                f"cannot hold out {n_hold} of the {len(splits['train'])} tracks in '{spec.path}'"
+            )
         splits["train"], splits["valid"] = _hold_out(splits["train"], n_hold, seed)
     overlap = {t.name for t in splits["train"]} & {t.name for t in splits["valid"]}
     if overlap:
-        raise DataError(f"valid tracks found in the training split of '{spec.path}': {sorted(overlap)[:3]}")
+        raise DataError(
+            f"valid tracks found in the training split of '{spec.path}': {sorted(overlap)[:3]}"
+        )
     return splits
 
 
@@ -282,7 +334,10 @@ def open_sources(specs: Sequence[DataSpec], seed: int = 42) -> dict[str, list[Tr
     if leaked:
         raise DataError(f"validation tracks also appear in the training data: {sorted(leaked)[:3]}")
     if not merged["train"]:
-        raise DataError("no training tracks found under " + ", ".join(f"'{s.path}'" for s in specs)
-                        + " (expected MUSDB18 train/*.stem.mp4, train/<track>/<stem>.wav folders,"
-                        " or a clip folder with stem=NAME)")
+        raise DataError(
+            "no training tracks found under "
+            + ", ".join(f"'{s.path}'" for s in specs)
+            + " (expected MUSDB18 train/*.stem.mp4, train/<track>/<stem>.wav folders,"
+            " or a clip folder with stem=NAME)"
+        )
     return merged

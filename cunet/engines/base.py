@@ -4,6 +4,7 @@ Implementations: `cunet.engines.keras` (a Keras model, a SavedModel export), `cu
 (`.tflite`), `cunet.engines.onnxrt` (`.onnx`). Everything else about a chunk (STFT, padding,
 post-processing, inverse STFT) is done once for all of them by `cunet.chunk_separator.ChunkSeparator`.
 """
+
 from __future__ import annotations
 
 import abc
@@ -41,7 +42,9 @@ class MaskEngine(abc.ABC):
         return self.preferred_frames or self.config.model.time_multiple
 
 
-def batch_conditions(magnitude: np.ndarray, conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def batch_conditions(
+    magnitude: np.ndarray, conditions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The (magnitude, condition) batch of every condition x group pair, condition-major:
     ([n_cond * n_groups, n_bins, n_frames, ch], [n_cond * n_groups, n_instruments])."""
     n_cond, n_groups = conditions.shape[0], magnitude.shape[0]

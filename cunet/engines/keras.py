@@ -1,5 +1,6 @@
 """TensorFlow engines: a Keras model's "mask" layer (`KerasEngine`) and a `cunet export` SavedModel
 (`SavedModelEngine`). TensorFlow is imported only when one is built."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,9 +25,14 @@ class KerasEngine(MaskEngine):
         masker = mask_model(model)
         conditioned = m.conditioned
 
-        @tf.function(input_signature=[tf.TensorSpec([None, a.n_bins, None, a.n_channels], tf.float32),
-                                      tf.TensorSpec([None, len(m.instruments)], tf.float32)],
-                     reduce_retracing=True, autograph=False)  # no Python control flow to convert
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, a.n_bins, None, a.n_channels], tf.float32),
+                tf.TensorSpec([None, len(m.instruments)], tf.float32),
+            ],
+            reduce_retracing=True,
+            autograph=False,
+        )  # no Python control flow to convert
         def run(magnitude: Any, conditions: Any) -> Any:
             n_cond, n_groups = tf.shape(conditions)[0], tf.shape(magnitude)[0]
             mag = tf.tile(magnitude, [n_cond, 1, 1, 1])
@@ -41,7 +47,9 @@ class KerasEngine(MaskEngine):
 
     def masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         tf = self._tf
-        return self._run(tf.constant(magnitude, tf.float32), tf.constant(conditions, tf.float32)).numpy()
+        return self._run(
+            tf.constant(magnitude, tf.float32), tf.constant(conditions, tf.float32)
+        ).numpy()
 
 
 class SavedModelEngine(MaskEngine):
@@ -56,5 +64,7 @@ class SavedModelEngine(MaskEngine):
     def masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         tf = self._tf
         mag, cond = batch_conditions(magnitude, conditions)
-        mask = self._signature(magnitude=tf.constant(mag), condition=tf.constant(cond))["mask"].numpy()
+        mask = self._signature(magnitude=tf.constant(mag), condition=tf.constant(cond))[
+            "mask"
+        ].numpy()
         return mask.reshape(conditions.shape[0], magnitude.shape[0], *mask.shape[1:])

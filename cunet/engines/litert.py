@@ -18,6 +18,7 @@ overlap, instruments, post-processing, quantization, the source weights' SHA-256
 the file's own buffers, checked on load so modified weights are refused). Every failure to read one
 is a one-line `ModelError`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,17 +29,17 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, ConfigError, config_from_dict
-from .base import MaskEngine
 from ..errors import ModelError
 from ..provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record
 from ..tflog import native_stderr_muted
+from .base import MaskEngine
 
 TFLITE_FORMAT = "cunet-tflite/1"
 MASKS_SIGNATURE = "masks"
 CHUNK_SIGNATURE = "chunk"
-METADATA_NAME = PROVENANCE_ENTRY          # the flatbuffer metadata entry holding the record
-MAX_TFLITE_BYTES = 1 << 31                # flatbuffers cannot address more
-IDENTIFIER = b"TFL3"                      # bytes 4..8 of every TFLite flatbuffer
+METADATA_NAME = PROVENANCE_ENTRY  # the flatbuffer metadata entry holding the record
+MAX_TFLITE_BYTES = 1 << 31  # flatbuffers cannot address more
+IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
 
 def cpu_count() -> int:
@@ -63,7 +64,7 @@ def buffers_digest(data: bytes | bytearray | memoryview, skip: int | None = None
         if buffer.DataLength():
             chunk = buffer.DataAsNumpy().tobytes()
         elif buffer.Offset() > 1:  # large models keep buffers after the flatbuffer, at an offset
-            chunk = bytes(data[buffer.Offset():buffer.Offset() + buffer.Size()])
+            chunk = bytes(data[buffer.Offset() : buffer.Offset() + buffer.Size()])
         else:
             chunk = b""
         digest.update(len(chunk).to_bytes(8, "little"))
@@ -99,7 +100,9 @@ def read_tflite(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
             raise ModelError(f"model file '{path}' does not exist")
         size = path.stat().st_size
         if size > MAX_TFLITE_BYTES:
-            raise ModelError(f"model file '{path}' is {size} bytes, larger than a .tflite model can be")
+            raise ModelError(
+                f"model file '{path}' is {size} bytes, larger than a .tflite model can be"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model file '{path}': {exc.strerror or exc}") from None
@@ -109,27 +112,36 @@ def read_tflite(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     try:
         entry, index = _record_entry(data)
     except ModelError:
-        raise ModelError(f"model file '{path}': its {METADATA_NAME} is larger than a provenance record can be") \
-            from None
+        raise ModelError(
+            f"model file '{path}': its {METADATA_NAME} is larger than a provenance record can be"
+        ) from None
     except Exception:  # noqa: BLE001 - flatbuffers reads offsets from the file: anything can go wrong
         raise ModelError(corrupt) from None
     if entry is None:
-        raise ModelError(f"model file '{path}' carries no cunet provenance/config; was it written by "
-                         "`cunet export --format tflite`?")
+        raise ModelError(
+            f"model file '{path}' carries no cunet provenance/config; was it written by "
+            "`cunet export --format tflite`?"
+        )
     record = parse_record(entry, f"model file '{path}': {METADATA_NAME}")
     export = record.get("export")
     if not isinstance(export, dict) or export.get("format") != TFLITE_FORMAT:
-        raise ModelError(f"model file '{path}': {METADATA_NAME} has no '{TFLITE_FORMAT}' export section; "
-                         "re-export it with `cunet export --format tflite`")
+        raise ModelError(
+            f"model file '{path}': {METADATA_NAME} has no '{TFLITE_FORMAT}' export section; "
+            "re-export it with `cunet export --format tflite`"
+        )
     frames = export.get("chunk_frames")
     if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
-        raise ModelError(f"model file '{path}': {METADATA_NAME} has no valid export.chunk_frames (got {frames!r})")
+        raise ModelError(
+            f"model file '{path}': {METADATA_NAME} has no valid export.chunk_frames (got {frames!r})"
+        )
     try:
         digest = buffers_digest(data, skip=index)
     except Exception:  # noqa: BLE001
         raise ModelError(corrupt) from None
     if digest != export.get("buffers_sha256"):
-        raise ModelError(f"model file '{path}' has been modified: its weights do not match their recorded checksum")
+        raise ModelError(
+            f"model file '{path}' has been modified: its weights do not match their recorded checksum"
+        )
     return data, record
 
 
@@ -141,8 +153,14 @@ class LiteRTEngine(MaskEngine):
     `chunk` signature, others the `masks` signature resized to their frame count.
     """
 
-    def __init__(self, model: bytes, config: Config, record: dict[str, Any], source: str = "the model",
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        config: Config,
+        record: dict[str, Any],
+        source: str = "the model",
+        num_threads: int | None = None,
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.config = config
@@ -153,15 +171,25 @@ class LiteRTEngine(MaskEngine):
             signatures = self.interpreter.get_signature_list()
         except (ValueError, RuntimeError) as exc:
             text = str(exc).strip().splitlines()
-            raise ModelError(f"cannot load {source}: {(text[0] if text else type(exc).__name__)[:300]}") from None
+            raise ModelError(
+                f"cannot load {source}: {(text[0] if text else type(exc).__name__)[:300]}"
+            ) from None
         a, m = config.audio, config.model
         self._conditioned = m.conditioned
         self.chunk_frames = int(record["export"]["chunk_frames"])
-        expected = {MASKS_SIGNATURE: ([-1, a.n_bins, -1, a.n_channels], [-1, len(m.instruments)]),
-                    CHUNK_SIGNATURE: ([1, a.n_bins, self.chunk_frames, a.n_channels], [1, len(m.instruments)])}
+        expected = {
+            MASKS_SIGNATURE: ([-1, a.n_bins, -1, a.n_channels], [-1, len(m.instruments)]),
+            CHUNK_SIGNATURE: (
+                [1, a.n_bins, self.chunk_frames, a.n_channels],
+                [1, len(m.instruments)],
+            ),
+        }
         self._runners = {}
         for name, (mag_shape, cond_shape) in expected.items():
-            wanted = {"magnitude": mag_shape, **({"condition": cond_shape} if self._conditioned else {})}
+            wanted = {
+                "magnitude": mag_shape,
+                **({"condition": cond_shape} if self._conditioned else {}),
+            }
             inputs = signatures.get(name, {}).get("inputs", [])
             ok = sorted(inputs) == sorted(wanted) and signatures[name].get("outputs") == ["mask"]
             runner = self.interpreter.get_signature_runner(name) if ok else None
@@ -169,11 +197,15 @@ class LiteRTEngine(MaskEngine):
             if runner is not None:
                 details = runner.get_input_details()
                 found = {k: d["shape_signature"].tolist() for k, d in sorted(details.items())}
-                ok = all(found[k] == v and details[k]["dtype"] == np.float32 for k, v in wanted.items())
+                ok = all(
+                    found[k] == v and details[k]["dtype"] == np.float32 for k, v in wanted.items()
+                )
             if not ok:
-                raise ModelError(f"{source}: its {METADATA_NAME} config (inputs {dict(sorted(wanted.items()))}) does "
-                                 f"not match the network's '{name}' signature ({found}); it was modified or not "
-                                 "written by `cunet export --format tflite`")
+                raise ModelError(
+                    f"{source}: its {METADATA_NAME} config (inputs {dict(sorted(wanted.items()))}) does "
+                    f"not match the network's '{name}' signature ({found}); it was modified or not "
+                    "written by `cunet export --format tflite`"
+                )
             self._runners[name] = runner
         self._started: set[str] = set()
 
@@ -183,21 +215,24 @@ class LiteRTEngine(MaskEngine):
         runner = self._runners[name]
         out = np.empty((n_cond, *magnitude.shape), np.float32)
         for g in range(n_groups):
-            inputs = {"magnitude": np.ascontiguousarray(magnitude[g:g + 1], np.float32)}
+            inputs = {"magnitude": np.ascontiguousarray(magnitude[g : g + 1], np.float32)}
             for c in range(n_cond):
                 if self._conditioned:
-                    inputs["condition"] = np.ascontiguousarray(conditions[c:c + 1], np.float32)
+                    inputs["condition"] = np.ascontiguousarray(conditions[c : c + 1], np.float32)
                 if name in self._started:
                     out[c, g] = runner(**inputs)["mask"][0]
                     continue
-                with native_stderr_muted():  # LiteRT announces its XNNPACK delegate on a signature's first run
+                with (
+                    native_stderr_muted()
+                ):  # LiteRT announces its XNNPACK delegate on a signature's first run
                     out[c, g] = runner(**inputs)["mask"][0]
                 self._started.add(name)
         return out
 
 
-def load_tflite(path: str | os.PathLike, num_threads: int | None = None
-                ) -> tuple[LiteRTEngine, Config, dict[str, Any]]:
+def load_tflite(
+    path: str | os.PathLike, num_threads: int | None = None
+) -> tuple[LiteRTEngine, Config, dict[str, Any]]:
     """(engine, Config, provenance record) of a cunet `.tflite` file; ModelError (one line) if it is bad."""
     data, record = read_tflite(path)
     try:

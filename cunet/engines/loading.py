@@ -11,6 +11,7 @@ config. Every failure is one `ModelError` line naming the file. TensorFlow is im
 import it. The shipped model runs on LiteRT (`pretrained/default.tflite`, generated from
 `pretrained/default.keras` by `scripts/make_tflite.py`) unless the Keras engine is asked for.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,13 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError, config_from_dict
+from ..errors import ModelError, UserError
+from ..provenance import (
+    MAX_RECORD_BYTES,
+    PROVENANCE_ENTRY,
+    parse_record,
+    read_record_entry,
+    weights_digest,
+)
+from ..tflog import import_tensorflow
 from .base import MaskEngine
 from .keras import KerasEngine, SavedModelEngine
-from ..errors import ModelError, UserError
 from .litert import load_tflite
 from .onnxrt import load_onnx
-from ..provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record, read_record_entry, weights_digest
-from ..tflog import import_tensorflow
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "default.keras"
 DEFAULT_TFLITE = DEFAULT_MODEL.with_suffix(".tflite")  # its LiteRT twin (scripts/make_tflite.py)
@@ -57,7 +64,9 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
         for name in ("best.keras", "last.keras"):
             if (path / name).exists():
                 return path / name
-        raise ModelError(f"'{path}' is neither a training run directory (best.keras) nor a SavedModel export")
+        raise ModelError(
+            f"'{path}' is neither a training run directory (best.keras) nor a SavedModel export"
+        )
     if not path.exists():
         raise ModelError(f"model '{path}' does not exist")
     return path
@@ -71,19 +80,27 @@ def engine_for(path: Path) -> str:
 def default_model(engine: str = "auto") -> Path:
     """The shipped model file for `engine`: the `.tflite` twin for "auto" and "litert" ("auto" falls back
     to the `.keras` file when the twin or ai-edge-litert is missing), the `.keras` file for "keras"."""
-    if engine == "litert" or (engine == "auto" and DEFAULT_TFLITE.exists()
-                              and importlib.util.find_spec("ai_edge_litert") is not None):
+    if engine == "litert" or (
+        engine == "auto"
+        and DEFAULT_TFLITE.exists()
+        and importlib.util.find_spec("ai_edge_litert") is not None
+    ):
         if not DEFAULT_TFLITE.exists():
-            raise ModelError(f"the shipped LiteRT model is missing at '{DEFAULT_TFLITE}'; "
-                             "generate it with `python scripts/make_tflite.py`")
+            raise ModelError(
+                f"the shipped LiteRT model is missing at '{DEFAULT_TFLITE}'; "
+                "generate it with `python scripts/make_tflite.py`"
+            )
         return DEFAULT_TFLITE
     if engine == "onnx":
-        raise UserError("no ONNX model is shipped; export one with `cunet export --format onnx` and give its path")
+        raise UserError(
+            "no ONNX model is shipped; export one with `cunet export --format onnx` and give its path"
+        )
     return resolve_model_path(None)
 
 
-def load_engine(path: str | os.PathLike | None = None, engine: str = "auto"
-                ) -> tuple[MaskEngine, Config, dict[str, Any]]:
+def load_engine(
+    path: str | os.PathLike | None = None, engine: str = "auto"
+) -> tuple[MaskEngine, Config, dict[str, Any]]:
     """(engine, Config, provenance record) for a `.keras` file, a training run directory, a SavedModel
     export, a `.tflite` or `.onnx` export, or (None) the shipped model.
 
@@ -96,7 +113,9 @@ def load_engine(path: str | os.PathLike | None = None, engine: str = "auto"
     resolved = default_model(engine) if path is None else resolve_model_path(path)
     needed = engine_for(resolved)
     if engine not in ("auto", needed):
-        raise UserError(f"the {engine} engine cannot run '{resolved}' (it needs the {needed} engine)")
+        raise UserError(
+            f"the {engine} engine cannot run '{resolved}' (it needs the {needed} engine)"
+        )
     if needed == "litert":
         return load_tflite(resolved)
     if needed == "onnx":
@@ -121,16 +140,22 @@ def read_keras_provenance(path: str | os.PathLike) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             declared = sum(info.file_size for info in archive.infolist())
             if declared > min(MAX_UNPACKED_BYTES, EXPANSION_LIMIT * size):
-                raise ModelError(f"model file '{path}' would unpack to {declared} bytes from {size} "
-                                 f"(limits: {MAX_UNPACKED_BYTES >> 30} GiB and {EXPANSION_LIMIT}x the file); "
-                                 "refusing it")
+                raise ModelError(
+                    f"model file '{path}' would unpack to {declared} bytes from {size} "
+                    f"(limits: {MAX_UNPACKED_BYTES >> 30} GiB and {EXPANSION_LIMIT}x the file); "
+                    "refusing it"
+                )
             record = read_record_entry(archive, f"model file '{path}': {PROVENANCE_ENTRY}")
     except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError):
-        raise ModelError(f"model file '{path}' is not a valid .keras archive (truncated or corrupt)") from None
+        raise ModelError(
+            f"model file '{path}' is not a valid .keras archive (truncated or corrupt)"
+        ) from None
     except OSError as exc:
         raise ModelError(f"cannot read model file '{path}': {exc.strerror or exc}") from None
     if record is None:
-        raise ModelError(f"model file '{path}' carries no cunet provenance/config; was it saved by cunet?")
+        raise ModelError(
+            f"model file '{path}' carries no cunet provenance/config; was it saved by cunet?"
+        )
     return record
 
 
@@ -143,7 +168,9 @@ def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, An
     provenance = read_keras_provenance(path)
     expected = provenance.get("weights_sha256")
     if expected is not None and weights_digest(path) != expected:
-        raise ModelError(f"model file '{path}' has been modified: its weights do not match their recorded checksum")
+        raise ModelError(
+            f"model file '{path}' has been modified: its weights do not match their recorded checksum"
+        )
     config = _config_of(provenance, f"model file '{path}'")
     import_tensorflow()
     import keras
@@ -174,7 +201,9 @@ def _load_failure(exc: BaseException) -> str:
     if "safe_mode" in message or "arbitrary code" in message:
         return "it contains Python code (e.g. a Lambda layer), which cunet never runs"
     if message.startswith("Could not locate"):
-        return message.split(". Make sure")[0] + " (not a layer cunet knows; modified or foreign file)"
+        return (
+            message.split(". Make sure")[0] + " (not a layer cunet knows; modified or foreign file)"
+        )
     return message[:300]
 
 
@@ -191,14 +220,21 @@ def _check_model_matches(model: Any, config: Config, path: Path) -> None:
     """Raise ModelError unless the model has cunet's inputs (as its config says) and a "mask" layer."""
     shapes = {getattr(t, "name", ""): tuple(t.shape) for t in model.inputs}
     mag = shapes.get("magnitude")
-    ok = mag is not None and len(mag) == 4 and mag[1] == config.audio.n_bins and mag[3] == config.audio.n_channels
+    ok = (
+        mag is not None
+        and len(mag) == 4
+        and mag[1] == config.audio.n_bins
+        and mag[3] == config.audio.n_channels
+    )
     if config.model.conditioned:
         cond = shapes.get("condition")
         ok = ok and cond is not None and cond[-1] == len(config.model.instruments)
     ok = ok and any(layer.name == "mask" for layer in model.layers)
     if not ok:
-        raise ModelError(f"model file '{path}' is not the cunet network its embedded config describes "
-                         f"(inputs {shapes}); it was modified or not saved by cunet")
+        raise ModelError(
+            f"model file '{path}' is not the cunet network its embedded config describes "
+            f"(inputs {shapes}); it was modified or not saved by cunet"
+        )
 
 
 def _config_of(record: dict[str, Any], source: str) -> Config:
@@ -223,8 +259,10 @@ def read_export_provenance(path: str | os.PathLike) -> dict[str, Any]:
             raise ModelError(f"{source} is larger than a provenance record can be")
         data = asset.read_bytes()
     except FileNotFoundError:
-        raise ModelError(f"SavedModel '{path}' has no {ASSET_DIR}/{PROVENANCE_ENTRY}; "
-                         "was it written by `cunet export`?") from None
+        raise ModelError(
+            f"SavedModel '{path}' has no {ASSET_DIR}/{PROVENANCE_ENTRY}; "
+            "was it written by `cunet export`?"
+        ) from None
     except OSError as exc:
         raise ModelError(f"{source} is unreadable: {exc.strerror or exc}") from None
     return parse_record(data, source)
@@ -246,13 +284,20 @@ def load_exported(path: str | os.PathLike) -> tuple[SavedModelEngine, Config, di
         message = text.splitlines()[0] if text else type(exc).__name__
         raise ModelError(f"cannot load SavedModel '{path}': {message[:300]}") from None
     if "spectrogram" not in loaded.signatures:
-        raise ModelError(f"SavedModel '{path}' has no 'spectrogram' signature; re-export it with `cunet export`")
+        raise ModelError(
+            f"SavedModel '{path}' has no 'spectrogram' signature; re-export it with `cunet export`"
+        )
     # The stored config must describe the exported network, or the STFT would not fit it.
     specs = loaded.signatures["spectrogram"].structured_input_signature[1]
     mag, cond = specs.get("magnitude"), specs.get("condition")
-    if mag is None or cond is None or mag.shape.as_list() != [None, config.audio.n_bins, None,
-                                                             config.audio.n_channels] \
-            or cond.shape.as_list() != [None, len(config.model.instruments)]:
-        raise ModelError(f"SavedModel '{path}': its {ASSET_DIR}/{PROVENANCE_ENTRY} config does not match "
-                         "the exported network; it was modified or not written by `cunet export`")
+    if (
+        mag is None
+        or cond is None
+        or mag.shape.as_list() != [None, config.audio.n_bins, None, config.audio.n_channels]
+        or cond.shape.as_list() != [None, len(config.model.instruments)]
+    ):
+        raise ModelError(
+            f"SavedModel '{path}': its {ASSET_DIR}/{PROVENANCE_ENTRY} config does not match "
+            "the exported network; it was modified or not written by `cunet export`"
+        )
     return SavedModelEngine(loaded, config), config, record

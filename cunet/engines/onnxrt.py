@@ -7,6 +7,7 @@ float32 [batch, n_bins, n_frames, n_channels] and (conditioned models) "conditio
 provenance record (config and "export" section, as for `.tflite`) is the model metadata property
 "cunet.json". onnxruntime checks the graph; cunet checks the record and the input shapes.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, ConfigError, config_from_dict
-from .base import MaskEngine
 from ..errors import ModelError
-from .litert import cpu_count
 from ..provenance import PROVENANCE_ENTRY, parse_record
+from .base import MaskEngine
+from .litert import cpu_count
 
 ONNX_FORMAT = "cunet-onnx/1"
 MAX_ONNX_BYTES = 1 << 31
@@ -36,14 +37,20 @@ class OnnxEngine(MaskEngine):
 
     def masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         n_cond, n_groups = conditions.shape[0], magnitude.shape[0]
-        feeds = {"magnitude": np.ascontiguousarray(np.tile(magnitude, (n_cond, 1, 1, 1)), np.float32)}
+        feeds = {
+            "magnitude": np.ascontiguousarray(np.tile(magnitude, (n_cond, 1, 1, 1)), np.float32)
+        }
         if self._conditioned:
-            feeds["condition"] = np.ascontiguousarray(np.repeat(conditions, n_groups, axis=0), np.float32)
+            feeds["condition"] = np.ascontiguousarray(
+                np.repeat(conditions, n_groups, axis=0), np.float32
+            )
         mask = self.session.run(["mask"], feeds)[0]
         return mask.reshape(n_cond, n_groups, *magnitude.shape[1:])
 
 
-def load_onnx(path: str | os.PathLike, num_threads: int | None = None) -> tuple[OnnxEngine, Config, dict[str, Any]]:
+def load_onnx(
+    path: str | os.PathLike, num_threads: int | None = None
+) -> tuple[OnnxEngine, Config, dict[str, Any]]:
     """(engine, Config, provenance record) of a cunet `.onnx` file; ModelError (one line) if it is bad,
     or if onnxruntime is not installed."""
     path = Path(path)
@@ -54,7 +61,9 @@ def load_onnx(path: str | os.PathLike, num_threads: int | None = None) -> tuple[
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ModelError("running .onnx models needs onnxruntime: pip install onnxruntime") from None
+        raise ModelError(
+            "running .onnx models needs onnxruntime: pip install onnxruntime"
+        ) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads or cpu_count()
     options.log_severity_level = 3  # errors only
@@ -63,16 +72,22 @@ def load_onnx(path: str | os.PathLike, num_threads: int | None = None) -> tuple[
         meta = session.get_modelmeta().custom_metadata_map
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         text = str(exc).strip().splitlines()
-        raise ModelError(f"model file '{path}' is not a valid .onnx model "
-                         f"({(text[0] if text else type(exc).__name__)[:200]})") from None
+        raise ModelError(
+            f"model file '{path}' is not a valid .onnx model "
+            f"({(text[0] if text else type(exc).__name__)[:200]})"
+        ) from None
     if PROVENANCE_ENTRY not in meta:
-        raise ModelError(f"model file '{path}' carries no cunet provenance/config; was it written by "
-                         "`cunet export --format onnx`?")
+        raise ModelError(
+            f"model file '{path}' carries no cunet provenance/config; was it written by "
+            "`cunet export --format onnx`?"
+        )
     source = f"model file '{path}': {PROVENANCE_ENTRY}"
     record = parse_record(meta[PROVENANCE_ENTRY].encode("utf-8", "surrogatepass"), source)
     export = record.get("export")
     if not isinstance(export, dict) or export.get("format") != ONNX_FORMAT:
-        raise ModelError(f"{source} has no '{ONNX_FORMAT}' export section; re-export it with `cunet export --format onnx`")
+        raise ModelError(
+            f"{source} has no '{ONNX_FORMAT}' export section; re-export it with `cunet export --format onnx`"
+        )
     try:
         config = config_from_dict(record["config"])
     except ConfigError as exc:
@@ -84,6 +99,8 @@ def load_onnx(path: str | os.PathLike, num_threads: int | None = None) -> tuple[
     inputs = {i.name: i.shape for i in session.get_inputs()}
     fixed = {name: [d for d in shape if isinstance(d, int)] for name, shape in inputs.items()}
     if fixed != wanted or [o.name for o in session.get_outputs()] != ["mask"]:
-        raise ModelError(f"model file '{path}': its {PROVENANCE_ENTRY} config does not match the network "
-                         f"(inputs {inputs}); it was modified or not written by `cunet export --format onnx`")
+        raise ModelError(
+            f"model file '{path}': its {PROVENANCE_ENTRY} config does not match the network "
+            f"(inputs {inputs}); it was modified or not written by `cunet export --format onnx`"
+        )
     return OnnxEngine(session, config, record), config, record

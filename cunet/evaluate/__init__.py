@@ -46,6 +46,7 @@ which model output), `scoring` (protocols and the museval scorer), `oracle` (ora
 baselines), `runner` (one track: separate, score, write its JSON), `pool`
 (many tracks in worker processes), `reports` (aggregation, tables, plot).
 """
+
 from __future__ import annotations
 
 from .datasets import DataTrack, describe_tracks, open_data_tracks, stem_union
@@ -53,15 +54,58 @@ from .oracle import BASELINES, ORACLE_STFT, ORACLES, oracle_estimates
 from .pool import Evaluation, Failure, available_cpus, evaluate_tracks, limit_threads
 from .reports import aggregate_scores, markdown_table, plot_boxplot, track_scores, write_reports
 from .runner import EvaluationSettings, SeparateFn, TrackResult, model_separate_fn, score_one_track
-from .scoring import (HOP_SECONDS, METRICS, PAPER_SAMPLE_RATE, PROTOCOLS, WINDOW_SECONDS, conform_to_protocol,
-                      describe_protocol, score_track, to_paper_domain)
+from .scoring import (
+    HOP_SECONDS,
+    METRICS,
+    PAPER_SAMPLE_RATE,
+    PROTOCOLS,
+    WINDOW_SECONDS,
+    conform_to_protocol,
+    describe_protocol,
+    score_track,
+    to_paper_domain,
+)
 from .targets import parse_map, resolve_targets
 from .tracks import ArrayTrack, EvalTrack, MusdbTrack, TrackAudio, open_musdb_tracks
 
-__all__ = ["ArrayTrack", "BASELINES", "DataTrack", "EvalTrack", "Evaluation", "EvaluationSettings", "Failure",
-           "HOP_SECONDS", "METRICS", "MusdbTrack", "ORACLES", "ORACLE_STFT", "PAPER_SAMPLE_RATE", "PROTOCOLS",
-           "SeparateFn", "TrackAudio", "TrackResult", "WINDOW_SECONDS", "aggregate_scores", "available_cpus",
-           "conform_to_protocol", "describe_protocol", "describe_tracks", "evaluate_tracks", "limit_threads",
-           "markdown_table", "model_separate_fn", "open_data_tracks", "open_musdb_tracks", "oracle_estimates",
-           "parse_map", "plot_boxplot", "resolve_targets", "score_one_track", "score_track", "stem_union",
-           "to_paper_domain", "track_scores", "write_reports"]
+__all__ = [
+    "ArrayTrack",
+    "BASELINES",
+    "DataTrack",
+    "EvalTrack",
+    "Evaluation",
+    "EvaluationSettings",
+    "Failure",
+    "HOP_SECONDS",
+    "METRICS",
+    "MusdbTrack",
+    "ORACLES",
+    "ORACLE_STFT",
+    "PAPER_SAMPLE_RATE",
+    "PROTOCOLS",
+    "SeparateFn",
+    "TrackAudio",
+    "TrackResult",
+    "WINDOW_SECONDS",
+    "aggregate_scores",
+    "available_cpus",
+    "conform_to_protocol",
+    "describe_protocol",
+    "describe_tracks",
+    "evaluate_tracks",
+    "limit_threads",
+    "markdown_table",
+    "model_separate_fn",
+    "open_data_tracks",
+    "open_musdb_tracks",
+    "oracle_estimates",
+    "parse_map",
+    "plot_boxplot",
+    "resolve_targets",
+    "score_one_track",
+    "score_track",
+    "stem_union",
+    "to_paper_domain",
+    "track_scores",
+    "write_reports",
+]

@@ -14,10 +14,12 @@ A track holds only the stems it has: a missing stem is not silence, so the track
 for the stems it holds (stems a dataset marks `.silent` are not scored either: nothing to score).
 Clip folders (`stem=NAME`) hold one stem per clip and no mixture: nothing to separate, refused.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,9 @@ OWN_MIXTURE = "own mixture"
 SUM_OF_STEMS = "sum of the stems"
 
 
-def conform(audio: np.ndarray, rate: int, to_rate: int, n_channels: int, what: str = "audio") -> np.ndarray:
+def conform(
+    audio: np.ndarray, rate: int, to_rate: int, n_channels: int, what: str = "audio"
+) -> np.ndarray:
     """float32 [n_samples', n_channels] at `to_rate` Hz from float [n_samples, ch] at `rate` Hz.
 
     Resampled with soxr (HQ); one channel is copied to every channel, several are averaged to one.
@@ -90,8 +94,13 @@ class DataTrack:
             rate = max(r for _, r in decoded.values())
             n_channels = max(as_2d(a).shape[1] for a, _ in decoded.values())
             mixture = None
-        stems = {name: conform(a, r, rate, n_channels, f"stem '{name}'") for name, (a, r) in decoded.items()}
-        n_samples = mixture.shape[0] if mixture is not None else max(s.shape[0] for s in stems.values())
+        stems = {
+            name: conform(a, r, rate, n_channels, f"stem '{name}'")
+            for name, (a, r) in decoded.items()
+        }
+        n_samples = (
+            mixture.shape[0] if mixture is not None else max(s.shape[0] for s in stems.values())
+        )
         stems = {k: fit_length(v, n_samples, n_channels, f"stem '{k}'") for k, v in stems.items()}
         if mixture is None:
             mixture = np.sum(list(stems.values()), axis=0, dtype=np.float32)
@@ -103,8 +112,9 @@ class DataTrack:
         return f"DataTrack({self.name!r}, subset={self.subset!r}, stems={list(self.stem_names)})"
 
 
-def open_data_tracks(specs: Sequence[DataSpec], split: str = "valid", seed: int = 42,
-                     track_limit: int | None = None) -> list[DataTrack]:
+def open_data_tracks(
+    specs: Sequence[DataSpec], split: str = "valid", seed: int = 42, track_limit: int | None = None
+) -> list[DataTrack]:
     """The tracks of one split ("train", "valid", or "all": both) of every source, in listing order.
 
     seed: the hold-out seed, as in training (`train.seed`, 42 by default), for sources without a
@@ -120,20 +130,30 @@ def open_data_tracks(specs: Sequence[DataSpec], split: str = "valid", seed: int 
     counts: list[str] = []
     for spec in specs:
         if spec.stem:
-            raise DataError(f"'{spec.path}' is a clip folder (stem={spec.stem}): one stem per clip and no "
-                            "mixture, nothing to separate; evaluate on multitracks")
+            raise DataError(
+                f"'{spec.path}' is a clip folder (stem={spec.stem}): one stem per clip and no "
+                "mixture, nothing to separate; evaluate on multitracks"
+            )
         splits = open_source(spec, seed)
-        counts.append(f"'{spec.path}' has {len(splits['train'])} train and {len(splits['valid'])} valid tracks")
-        for name in (SPLITS if split == "all" else (split,)):
+        counts.append(
+            f"'{spec.path}' has {len(splits['train'])} train and {len(splits['valid'])} valid tracks"
+        )
+        for name in SPLITS if split == "all" else (split,):
             tracks.extend(DataTrack(t.name, name, t) for t in splits[name])
     seen: dict[str, DataTrack] = {}
     for t in tracks:
         if t.name in seen:
-            raise DataError(f"two tracks named '{t.name}' (in '{seen[t.name].track.origin}' and "
-                            f"'{t.track.origin}'): their scores would overwrite each other")
+            raise DataError(
+                f"two tracks named '{t.name}' (in '{seen[t.name].track.origin}' and "
+                f"'{t.track.origin}'): their scores would overwrite each other"
+            )
         seen[t.name] = t
     if not tracks:
-        hint = "; hold tracks out with PATH,valid=N or choose --split train" if split == "valid" else ""
+        hint = (
+            "; hold tracks out with PATH,valid=N or choose --split train"
+            if split == "valid"
+            else ""
+        )
         raise DataError(f"no {split} tracks to evaluate ({'; '.join(counts)}{hint})")
     return tracks[:track_limit] if track_limit is not None else tracks
 
@@ -141,13 +161,19 @@ def open_data_tracks(specs: Sequence[DataSpec], split: str = "valid", seed: int 
 def stem_union(tracks: Sequence[Any]) -> list[str]:
     """Every stem name the tracks hold: MUSDB18's four first (in their usual order), then the rest by name."""
     names = {s for t in tracks for s in t.stem_names}
-    return sorted(names, key=lambda s: (INSTRUMENTS.index(s) if s in INSTRUMENTS else len(INSTRUMENTS), s))
+    return sorted(
+        names, key=lambda s: (INSTRUMENTS.index(s) if s in INSTRUMENTS else len(INSTRUMENTS), s)
+    )
 
 
 def describe_tracks(tracks: Sequence[Any]) -> dict[str, Any]:
     """For settings.json: where each track's mixture came from, and the stems it holds."""
     kinds = [getattr(t, "mixture_kind", OWN_MIXTURE) for t in tracks]
     summary = {k: kinds.count(k) for k in (OWN_MIXTURE, SUM_OF_STEMS) if k in kinds}
-    return {"mixture": ", ".join(f"{k} ({n} track{'s' if n != 1 else ''})" for k, n in summary.items()),
-            "tracks": [{"name": t.name, "split": t.subset, "mixture": kind, "stems": list(t.stem_names)}
-                       for t, kind in zip(tracks, kinds)]}
+    return {
+        "mixture": ", ".join(f"{k} ({n} track{'s' if n != 1 else ''})" for k, n in summary.items()),
+        "tracks": [
+            {"name": t.name, "split": t.subset, "mixture": kind, "stems": list(t.stem_names)}
+            for t, kind in zip(tracks, kinds)
+        ],
+    }

@@ -1,8 +1,9 @@
 """Oracle baselines: ideal ratio and binary masks computed from the true stems (sigsep's oracle methods)."""
+
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -16,9 +17,15 @@ ORACLE_STFT: dict[str, tuple[int, int]] = {"musdb": (4096, 1024), "paper": (1024
 _EPS = float(np.finfo(np.float64).eps)  # keeps masks finite where every source is silent
 
 
-def oracle_estimates(mixture: np.ndarray, stems: Mapping[str, np.ndarray],
-                     methods: Sequence[str] = ("IRM1", "IRM2", "IBM"), targets: Sequence[str] | None = None,
-                     n_fft: int = 4096, hop: int = 1024, theta: float = 0.5) -> dict[str, dict[str, np.ndarray]]:
+def oracle_estimates(
+    mixture: np.ndarray,
+    stems: Mapping[str, np.ndarray],
+    methods: Sequence[str] = ("IRM1", "IRM2", "IBM"),
+    targets: Sequence[str] | None = None,
+    n_fft: int = 4096,
+    hop: int = 1024,
+    theta: float = 0.5,
+) -> dict[str, dict[str, np.ndarray]]:
     """Oracle time-frequency masks from the true stems, applied to the mixture STFT per channel.
 
     mixture: float [n_samples, n_channels]; stems: every true source the track holds, any names and
@@ -41,15 +48,20 @@ def oracle_estimates(mixture: np.ndarray, stems: Mapping[str, np.ndarray],
     targets = list(targets if targets is not None else stems)
     missing = [t for t in targets if t not in stems]
     if missing or not stems:
-        raise ValueError(f"no reference stem '{missing[0] if missing else ''}' for the oracle masks "
-                         f"(stems: {', '.join(stems) or 'none'})")
+        raise ValueError(
+            f"no reference stem '{missing[0] if missing else ''}' for the oracle masks "
+            f"(stems: {', '.join(stems) or 'none'})"
+        )
     out = {m: {t: np.zeros((n_samples, n_channels), np.float32) for t in targets} for m in methods}
     spec = functools.partial(stft, nperseg=n_fft, noverlap=n_fft - hop, window="hann")
     inverse = functools.partial(istft, nperseg=n_fft, noverlap=n_fft - hop, window="hann")
     # Channel by channel, so a long track needs one channel's spectrograms at a time.
     for c in range(n_channels):
         x = spec(mixture[:, c])[-1]
-        mags = {k: np.abs(spec(fit_length(v, n_samples, n_channels, f"stem '{k}'")[:, c])[-1]) for k, v in stems.items()}
+        mags = {
+            k: np.abs(spec(fit_length(v, n_samples, n_channels, f"stem '{k}'")[:, c])[-1])
+            for k, v in stems.items()
+        }
         for method in methods:
             if method == "IBM":
                 x_mag = np.abs(x) + _EPS

@@ -1,14 +1,16 @@
 """Scoring many tracks, in parallel worker processes ('spawn' context, safe with TensorFlow)."""
+
 from __future__ import annotations
 
 import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .runner import EvaluationSettings, SeparateFn, TrackResult, failure_message, score_one_track
 from .tracks import EvalTrack
@@ -45,7 +47,9 @@ class Evaluation:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: EvaluationSettings, factory: Callable[[], SeparateFn] | None, threads: int) -> None:
+def _init_worker(
+    settings: EvaluationSettings, factory: Callable[[], SeparateFn] | None, threads: int
+) -> None:
     limit_threads(threads)
     _WORKER["settings"] = settings
     _WORKER["separate_fn"] = factory() if factory is not None else None
@@ -58,7 +62,12 @@ def _score_in_worker(track: EvalTrack) -> TrackResult:
 def limit_threads(n: int) -> None:
     """Cap this process's compute threads (BLAS/OpenMP, and TensorFlow if imported after this) to n."""
     n = max(1, int(n))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+    ):
         os.environ[var] = str(n)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     try:  # BLAS pools are already loaded with numpy; threadpoolctl resizes them at run time.
@@ -76,9 +85,14 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
-                    separate_factory: Callable[[], SeparateFn] | None = None, jobs: int = 1,
-                    progress: bool = False, log: Callable[[str], None] | None = None) -> Evaluation:
+def evaluate_tracks(
+    tracks: Sequence[EvalTrack],
+    settings: EvaluationSettings,
+    separate_factory: Callable[[], SeparateFn] | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Evaluation:
     """Score every track with the model (if `separate_factory`) and the baselines.
 
     separate_factory: builds a `SeparateFn`; called once per worker process (once
@@ -101,7 +115,9 @@ def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
     skipped: list[tuple[str, str]] = []
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tracks), desc="evaluating", unit="track", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=len(tracks), desc="evaluating", unit="track", file=sys.stderr, disable=not progress
+    )
 
     def collect(result: TrackResult) -> None:
         results.append(result)
@@ -123,8 +139,12 @@ def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
             workers = min(jobs, len(tracks))
             threads = max(1, available_cpus() // workers)
             # 'spawn': fresh interpreters, safe with TensorFlow and with threads in this process.
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(settings, separate_factory, threads))
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(settings, separate_factory, threads),
+            )
             finished = False
             try:
                 futures = {pool.submit(_score_in_worker, track): track for track in tracks}
@@ -133,8 +153,15 @@ def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
                     try:
                         collect(future.result())
                     except BrokenProcessPool:
-                        collect(TrackResult(name, errors={"worker": "the worker process died "
-                                                          "(out of memory?) or could not start"}))
+                        collect(
+                            TrackResult(
+                                name,
+                                errors={
+                                    "worker": "the worker process died "
+                                    "(out of memory?) or could not start"
+                                },
+                            )
+                        )
                     except Exception as exc:  # noqa: BLE001 - e.g. a track that cannot be pickled
                         collect(TrackResult(name, errors={"worker": failure_message(exc)}))
                 finished = True
@@ -144,13 +171,20 @@ def evaluate_tracks(tracks: Sequence[EvalTrack], settings: EvaluationSettings,
     finally:
         bar.close()
 
-    frames = [_json_to_frame(text, r.track, method) for r in results for method, text in r.scores.items()]
-    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["time", "target", "metric", "score", "track", "method"])
+    frames = [
+        _json_to_frame(text, r.track, method) for r in results for method, text in r.scores.items()
+    ]
+    scores = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["time", "target", "metric", "score", "track", "method"])
+    )
     order = {t.name if hasattr(t, "name") else str(t): i for i, t in enumerate(tracks)}
     failures.sort(key=lambda f: (order.get(f.track, len(order)), f.method))
     skipped.sort(key=lambda s: order.get(s[0], len(order)))
-    return Evaluation(settings, methods, scores, failures, len(tracks), time.perf_counter() - start, skipped)
+    return Evaluation(
+        settings, methods, scores, failures, len(tracks), time.perf_counter() - start, skipped
+    )
 
 
 def _json_to_frame(text: str, track: str, method: str) -> Any:

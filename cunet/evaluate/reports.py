@@ -1,11 +1,13 @@
 """Aggregation (museval's: median over frames, then over tracks) and the report files and plot."""
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +28,13 @@ def track_scores(scores: Any, frames_agg: str = "median") -> Any:
     return store.agg_frames_scores().unstack("metric").reindex(columns=list(METRICS))
 
 
-def aggregate_scores(scores: Any, frames_agg: str = "median", tracks_agg: str = "median",
-                     methods: Sequence[str] | None = None, targets: Sequence[str] | None = None) -> Any:
+def aggregate_scores(
+    scores: Any,
+    frames_agg: str = "median",
+    tracks_agg: str = "median",
+    methods: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+) -> Any:
     """SiSEC aggregate: frames aggregated per track, then tracks, per method, target and metric.
 
     scores: long DataFrame (see `Evaluation.scores`). frames_agg / tracks_agg:
@@ -42,7 +49,9 @@ def aggregate_scores(scores: Any, frames_agg: str = "median", tracks_agg: str = 
     return _reorder(table, methods, targets)
 
 
-def oracle_share(table: Any, method: str, target: str, oracle: str = "IRM1", floor: str = "mixture") -> float:
+def oracle_share(
+    table: Any, method: str, target: str, oracle: str = "IRM1", floor: str = "mixture"
+) -> float:
     """(method - floor) / (oracle - floor) of the aggregate SDR: the share of the oracle's gain over the
     mixture-as-estimate baseline that `method` achieves (1.0 = as good as the oracle); NaN if missing."""
     sdr = table["SDR"] if "SDR" in table else {}
@@ -59,12 +68,19 @@ def oracle_share_section(table: Any, methods: Sequence[str], targets: Sequence[s
     if not {"IRM1", "mixture"} <= have:
         return []
     rows = [m for m in methods if m not in ("IRM1", "mixture")]
-    lines = ["### Share of the IRM1 gain over the mixture (SDR)", "",
-             "| method | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    lines = [
+        "### Share of the IRM1 gain over the mixture (SDR)",
+        "",
+        "| method | " + " | ".join(targets) + " |",
+        "|---|" + "---:|" * len(targets),
+    ]
     for method in rows:
         cells = [oracle_share(table, method, t) for t in targets]
-        lines.append(f"| {method} | " + " | ".join("–" if not np.isfinite(c) else f"{100 * c:.0f}%" for c in cells)
-                     + " |")
+        lines.append(
+            f"| {method} | "
+            + " | ".join("–" if not np.isfinite(c) else f"{100 * c:.0f}%" for c in cells)
+            + " |"
+        )
     return [*lines, ""]
 
 
@@ -80,7 +96,9 @@ def markdown_table(table: Any, metric: str, methods: Sequence[str], targets: Seq
     return "\n".join(lines)
 
 
-def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
+def write_reports(
+    evaluation: Evaluation, extra: Mapping[str, Any] | None = None
+) -> dict[str, Path]:
     """Write the aggregate table (markdown, CSV), per-track CSV, SDR boxplot, museval
     MethodStore pickle, settings and failures into settings.out_dir.
 
@@ -95,19 +113,30 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
     written: dict[str, Path] = {}
 
     record = {
-        "protocol": settings.protocol, "protocol_description": describe_protocol(settings.protocol),
-        "instruments": targets, "methods": list(evaluation.methods), "oracle_stft": list(settings.stft),
-        "estimate_from": {t: settings.output_for(t) for t in targets} if settings.model_name in evaluation.methods
+        "protocol": settings.protocol,
+        "protocol_description": describe_protocol(settings.protocol),
+        "instruments": targets,
+        "methods": list(evaluation.methods),
+        "oracle_stft": list(settings.stft),
+        "estimate_from": {t: settings.output_for(t) for t in targets}
+        if settings.model_name in evaluation.methods
         else {},
-        "n_tracks": evaluation.n_tracks, "n_tracks_scored": int(n_scored), "seconds": round(evaluation.seconds, 1),
+        "n_tracks": evaluation.n_tracks,
+        "n_tracks_scored": int(n_scored),
+        "seconds": round(evaluation.seconds, 1),
         "failures": [vars(f) for f in evaluation.failures],
         "skipped": [{"track": t, "reason": r} for t, r in evaluation.skipped],
-        "versions": package_versions(REPORT_PACKAGES), **dict(extra or {}),
+        "versions": package_versions(REPORT_PACKAGES),
+        **dict(extra or {}),
     }
-    written["settings"] = write_text_atomic(out / "settings.json", json.dumps(record, indent=2, default=str) + "\n")
+    written["settings"] = write_text_atomic(
+        out / "settings.json", json.dumps(record, indent=2, default=str) + "\n"
+    )
     failures_path = out / "failures.tsv"
     if evaluation.failures:
-        lines = ["track\tmethod\tmessage"] + [f"{f.track}\t{f.method}\t{f.message}" for f in evaluation.failures]
+        lines = ["track\tmethod\tmessage"] + [
+            f"{f.track}\t{f.method}\t{f.message}" for f in evaluation.failures
+        ]
         written["failures"] = write_text_atomic(failures_path, "\n".join(lines) + "\n")
     elif failures_path.exists():
         failures_path.unlink()  # stale from an earlier run into the same folder
@@ -124,9 +153,14 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
 
     per_track = track_scores(evaluation.scores)
     rows = per_track.reset_index()
-    rank = {name: i for i, name in enumerate([*methods, *targets])}  # report order, not alphabetical
-    rows = rows.sort_values(["method", "track", "target"], kind="stable",
-                            key=lambda col: col.map(rank) if col.name != "track" else col)
+    rank = {
+        name: i for i, name in enumerate([*methods, *targets])
+    }  # report order, not alphabetical
+    rows = rows.sort_values(
+        ["method", "track", "target"],
+        kind="stable",
+        key=lambda col: col.map(rank) if col.name != "track" else col,
+    )
     with atomic_path(out / "track_scores.csv") as tmp:
         rows.to_csv(tmp, index=False, float_format="%.5f")
     written["track_scores"] = out / "track_scores.csv"
@@ -139,10 +173,18 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
         with atomic_path(out / f"aggregate{suffix}.csv") as tmp:
             table.reset_index().to_csv(tmp, index=False, float_format="%.5f")
         written[f"aggregate{suffix}_csv"] = out / f"aggregate{suffix}.csv"
-        per = "one whole-track score per track" if settings.protocol == "paper" else "median over frames"
-        parts = [f"# Evaluation ({settings.protocol} protocol)", "",
-                 f"Scorer: {describe_protocol(settings.protocol)}.",
-                 f"Aggregation: {per}, then {agg} over {n_scored} tracks; values in dB.", ""]
+        per = (
+            "one whole-track score per track"
+            if settings.protocol == "paper"
+            else "median over frames"
+        )
+        parts = [
+            f"# Evaluation ({settings.protocol} protocol)",
+            "",
+            f"Scorer: {describe_protocol(settings.protocol)}.",
+            f"Aggregation: {per}, then {agg} over {n_scored} tracks; values in dB.",
+            "",
+        ]
         parts += header_notes(evaluation, targets, int(n_scored))
         for metric in METRICS:
             if settings.protocol == "paper" and metric == "ISR":
@@ -150,9 +192,13 @@ def write_reports(evaluation: Evaluation, extra: Mapping[str, Any] | None = None
             parts += [f"## {metric}", "", markdown_table(table, metric, methods, targets), ""]
             if metric == "SDR":
                 parts += oracle_share_section(table, methods, targets)
-        written[f"aggregate{suffix}_md"] = write_text_atomic(out / f"aggregate{suffix}.md", "\n".join(parts))
+        written[f"aggregate{suffix}_md"] = write_text_atomic(
+            out / f"aggregate{suffix}.md", "\n".join(parts)
+        )
 
-    written["boxplot"] = plot_boxplot(per_track, out / "boxplot_sdr.png", methods, targets, metric="SDR")
+    written["boxplot"] = plot_boxplot(
+        per_track, out / "boxplot_sdr.png", methods, targets, metric="SDR"
+    )
     return written
 
 
@@ -169,18 +215,30 @@ def header_notes(evaluation: Evaluation, targets: Sequence[str], n_scored: int) 
     per_target = scores.groupby("target")["track"].nunique() if len(scores) else {}
     counts = {t: int(per_target.get(t, 0)) for t in targets}
     if any(n != n_scored for n in counts.values()):
-        lines += ["Tracks scored per instrument (a track is scored for the stems it holds, silent ones excepted): "
-                  + ", ".join(f"{t} {n}" for t, n in counts.items()) + ".", ""]
+        lines += [
+            "Tracks scored per instrument (a track is scored for the stems it holds, silent ones excepted): "
+            + ", ".join(f"{t} {n}" for t, n in counts.items())
+            + ".",
+            "",
+        ]
     if evaluation.skipped:
-        lines += [f"Not scored: {len(evaluation.skipped)} track(s) without a scored stem, or with silent ones "
-                  "only (see settings.json).", ""]
+        lines += [
+            f"Not scored: {len(evaluation.skipped)} track(s) without a scored stem, or with silent ones "
+            "only (see settings.json).",
+            "",
+        ]
     if evaluation.failures:
         lines += [f"Failures: {len(evaluation.failures)} (see failures.tsv).", ""]
     return lines
 
 
-def plot_boxplot(per_track: Any, path: str | os.PathLike, methods: Sequence[str], targets: Sequence[str],
-                 metric: str = "SDR") -> Path:
+def plot_boxplot(
+    per_track: Any,
+    path: str | os.PathLike,
+    methods: Sequence[str],
+    targets: Sequence[str],
+    metric: str = "SDR",
+) -> Path:
     """Boxplot PNG of per-track `metric` (dB): one panel per target, one box per method.
 
     per_track: output of `track_scores`. Uses the Agg canvas directly (no pyplot,
@@ -189,14 +247,18 @@ def plot_boxplot(per_track: Any, path: str | os.PathLike, methods: Sequence[str]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.0 + len(targets) * (0.5 * len(methods) + 0.6), 4.0), layout="constrained")
+    fig = Figure(
+        figsize=(1.0 + len(targets) * (0.5 * len(methods) + 0.6), 4.0), layout="constrained"
+    )
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(targets), sharey=True, squeeze=False)[0]
     frame = per_track[metric].reset_index()
     for ax, target in zip(axes, targets):
         data = []
         for method in methods:
-            values = frame[(frame["method"] == method) & (frame["target"] == target)][metric].to_numpy(float)
+            values = frame[(frame["method"] == method) & (frame["target"] == target)][
+                metric
+            ].to_numpy(float)
             data.append(values[np.isfinite(values)])
         ax.boxplot(data, showmeans=False, medianprops={"color": "black"})
         ax.set_xticks(range(1, len(methods) + 1), list(methods), rotation=45, ha="right")
@@ -214,8 +276,14 @@ def _reorder(table: Any, methods: Sequence[str] | None, targets: Sequence[str] |
 
     have_m = list(dict.fromkeys(table.index.get_level_values(0)))
     have_t = list(dict.fromkeys(table.index.get_level_values(1)))
-    m_order = [m for m in (methods or []) if m in have_m] + [m for m in have_m if m not in (methods or [])]
-    t_order = [t for t in (targets or []) if t in have_t] + [t for t in have_t if t not in (targets or [])]
-    index = pd.MultiIndex.from_tuples([(m, t) for m in m_order for t in t_order if (m, t) in table.index],
-                                      names=["method", "target"])
+    m_order = [m for m in (methods or []) if m in have_m] + [
+        m for m in have_m if m not in (methods or [])
+    ]
+    t_order = [t for t in (targets or []) if t in have_t] + [
+        t for t in have_t if t not in (targets or [])
+    ]
+    index = pd.MultiIndex.from_tuples(
+        [(m, t) for m in m_order for t in t_order if (m, t) in table.index],
+        names=["method", "target"],
+    )
     return table.reindex(index)

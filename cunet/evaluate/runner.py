@@ -1,17 +1,19 @@
 """Scoring one track: decode it, separate it with the model and the baselines, score, write its JSON."""
+
 from __future__ import annotations
 
 import os
 import time
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..io.atomic import write_text_atomic
 from ..config import INSTRUMENTS
+from ..io.atomic import write_text_atomic
 from ..tflog import import_tensorflow, native_stderr_muted, probe_devices
 from .oracle import BASELINES, ORACLE_STFT, oracle_estimates
 from .scoring import check_protocol, conform_to_protocol, score_track
@@ -48,13 +50,23 @@ class EvaluationSettings:
         if bad:
             raise ValueError(f"unknown baseline '{bad[0]}' (valid: {', '.join(BASELINES)})")
         names = list(self.instruments)
-        if not names or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        if (
+            not names
+            or len(set(names)) != len(names)
+            or not all(isinstance(n, str) and n for n in names)
+        ):
             raise ValueError(f"instruments must be distinct non-empty names, got {names}")
         references = [r for r, _ in self.estimate_from]
-        if len(set(references)) != len(references) or not all(r and o for r, o in self.estimate_from):
-            raise ValueError(f"estimate_from must map each reference to one output, got {self.estimate_from}")
+        if len(set(references)) != len(references) or not all(
+            r and o for r, o in self.estimate_from
+        ):
+            raise ValueError(
+                f"estimate_from must map each reference to one output, got {self.estimate_from}"
+            )
         if self.model_name in BASELINES or not self.model_name or "/" in self.model_name:
-            raise ValueError(f"invalid model method name {self.model_name!r} (must differ from the baselines)")
+            raise ValueError(
+                f"invalid model method name {self.model_name!r} (must differ from the baselines)"
+            )
 
     @property
     def stft(self) -> tuple[int, int]:
@@ -86,8 +98,9 @@ class TrackResult:
     skipped: str = ""
 
 
-def score_one_track(track: EvalTrack, settings: EvaluationSettings, separate_fn: SeparateFn | None = None
-                    ) -> TrackResult:
+def score_one_track(
+    track: EvalTrack, settings: EvaluationSettings, separate_fn: SeparateFn | None = None
+) -> TrackResult:
     """Decode, separate (model and baselines) and score one track, writing its JSON files.
 
     A track is scored for the scored stems it holds that are not silent (all zeros); one with none
@@ -110,23 +123,37 @@ def score_one_track(track: EvalTrack, settings: EvaluationSettings, separate_fn:
     targets = [t for t in settings.instruments if t in audio.stems]
     if not targets:
         silent = [t for t in settings.instruments if t in loaded.stems]
-        result.skipped = (f"its scored stems are silent ({', '.join(silent)})" if silent
-                          else f"holds none of the scored stems ({scored})")
+        result.skipped = (
+            f"its scored stems are silent ({', '.join(silent)})"
+            if silent
+            else f"holds none of the scored stems ({scored})"
+        )
         result.seconds = time.perf_counter() - start
         return result
 
     def run(method: str, make: Callable[[], Mapping[str, np.ndarray]], complement: str) -> None:
         try:
             estimates = make()
-            store = score_track(audio.mixture, audio.stems, estimates, audio.rate, result.track,
-                                protocol=settings.protocol, instruments=targets, complement=complement)
+            store = score_track(
+                audio.mixture,
+                audio.stems,
+                estimates,
+                audio.rate,
+                result.track,
+                protocol=settings.protocol,
+                instruments=targets,
+                complement=complement,
+            )
             text = store.json
-            write_text_atomic(Path(settings.out_dir) / method / track.subset / f"{result.track}.json", text)
+            write_text_atomic(
+                Path(settings.out_dir) / method / track.subset / f"{result.track}.json", text
+            )
             result.scores[method] = text
         except Exception as exc:  # noqa: BLE001
             result.errors[method] = failure_message(exc)
 
     if separate_fn is not None:
+
         def separated() -> Mapping[str, np.ndarray]:
             est = separate_fn(audio.mixture, audio.rate)
             missing = [settings.output_for(t) for t in targets if settings.output_for(t) not in est]
@@ -140,14 +167,23 @@ def score_one_track(track: EvalTrack, settings: EvaluationSettings, separate_fn:
         if baseline == "mixture":
             run("mixture", lambda: {t: audio.mixture for t in targets}, "mixture")
         else:  # one oracle at a time: recomputing the stems' STFTs is cheap next to BSSEval, and saves memory
-            run(baseline, lambda b=baseline: oracle_estimates(audio.mixture, audio.stems, [b], targets,
-                                                              n_fft=n_fft, hop=hop)[b], "residual")
+            run(
+                baseline,
+                lambda b=baseline: oracle_estimates(
+                    audio.mixture, audio.stems, [b], targets, n_fft=n_fft, hop=hop
+                )[b],
+                "residual",
+            )
     result.seconds = time.perf_counter() - start
     return result
 
 
-def model_separate_fn(model: str | os.PathLike | None, instruments: Sequence[str],
-                      tf_threads: int | None = None, postprocess: Any = None) -> SeparateFn:
+def model_separate_fn(
+    model: str | os.PathLike | None,
+    instruments: Sequence[str],
+    tf_threads: int | None = None,
+    postprocess: Any = None,
+) -> SeparateFn:
     """Factory for the package's model: load `cunet.separator.Separator` once, return its separate_fn.
 
     model: .keras file, run directory, SavedModel export, or None for the shipped model.

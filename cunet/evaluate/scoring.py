@@ -6,10 +6,12 @@ of the others is one more reference (and the method's complement its estimate).
 "paper": mono at 8192 Hz, each instrument scored on its own against the sum of the others with BSSEval
 v3 `bss_eval_sources` on the whole track (ISR undefined: NaN). See `cunet.evaluate` for the details.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +32,14 @@ def check_protocol(protocol: str) -> None:
 def describe_protocol(protocol: str) -> str:
     check_protocol(protocol)
     if protocol == "musdb":
-        return (f"museval BSSEval v4 (images), {WINDOW_SECONDS:g} s windows and {HOP_SECONDS:g} s hops "
-                "at the tracks' own rate and channels (SiSEC 2018)")
-    return (f"original C-U-Net protocol: mono, {PAPER_SAMPLE_RATE} Hz, whole-track BSSEval v3 "
-            "bss_eval_sources per instrument against the sum of the other stems (ISR undefined)")
+        return (
+            f"museval BSSEval v4 (images), {WINDOW_SECONDS:g} s windows and {HOP_SECONDS:g} s hops "
+            "at the tracks' own rate and channels (SiSEC 2018)"
+        )
+    return (
+        f"original C-U-Net protocol: mono, {PAPER_SAMPLE_RATE} Hz, whole-track BSSEval v3 "
+        "bss_eval_sources per instrument against the sum of the other stems (ISR undefined)"
+    )
 
 
 def to_paper_domain(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -46,7 +52,9 @@ def to_paper_domain(audio: np.ndarray, rate: int) -> np.ndarray:
         return mono
     import soxr
 
-    return np.asarray(soxr.resample(mono, rate, PAPER_SAMPLE_RATE, quality="HQ"), np.float32).reshape(-1, 1)
+    return np.asarray(
+        soxr.resample(mono, rate, PAPER_SAMPLE_RATE, quality="HQ"), np.float32
+    ).reshape(-1, 1)
 
 
 def conform_to_protocol(audio: TrackAudio, protocol: str) -> TrackAudio:
@@ -54,13 +62,23 @@ def conform_to_protocol(audio: TrackAudio, protocol: str) -> TrackAudio:
     check_protocol(protocol)
     if protocol == "musdb":
         return audio
-    return TrackAudio(to_paper_domain(audio.mixture, audio.rate),
-                      {k: to_paper_domain(v, audio.rate) for k, v in audio.stems.items()}, PAPER_SAMPLE_RATE)
+    return TrackAudio(
+        to_paper_domain(audio.mixture, audio.rate),
+        {k: to_paper_domain(v, audio.rate) for k, v in audio.stems.items()},
+        PAPER_SAMPLE_RATE,
+    )
 
 
-def score_track(mixture: np.ndarray, stems: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
-                rate: int, track_name: str, protocol: str = "musdb", instruments: Sequence[str] | None = None,
-                complement: str = "residual") -> Any:
+def score_track(
+    mixture: np.ndarray,
+    stems: Mapping[str, np.ndarray],
+    estimates: Mapping[str, np.ndarray],
+    rate: int,
+    track_name: str,
+    protocol: str = "musdb",
+    instruments: Sequence[str] | None = None,
+    complement: str = "residual",
+) -> Any:
     """Score one track's estimates; returns a validated `museval.TrackStore`.
 
     mixture: float [n_samples, n_channels] at `rate` Hz (already in the protocol's domain).
@@ -99,11 +117,23 @@ def score_track(mixture: np.ndarray, stems: Mapping[str, np.ndarray], estimates:
             est_list.append(complement_of(names))
         if len(ref_list) < 2:
             raise ValueError("BSSEval needs at least two sources (give every stem in `stems`)")
-        sdr, isr, sir, sar = museval.evaluate(ref_list, est_list, win=int(WINDOW_SECONDS * rate),
-                                              hop=int(HOP_SECONDS * rate), mode="v4")
+        sdr, isr, sir, sar = museval.evaluate(
+            ref_list,
+            est_list,
+            win=int(WINDOW_SECONDS * rate),
+            hop=int(HOP_SECONDS * rate),
+            mode="v4",
+        )
         for i, name in enumerate(names):
-            store.add_target(name, {"SDR": sdr[i].tolist(), "SIR": sir[i].tolist(),
-                                    "ISR": isr[i].tolist(), "SAR": sar[i].tolist()})
+            store.add_target(
+                name,
+                {
+                    "SDR": sdr[i].tolist(),
+                    "SIR": sir[i].tolist(),
+                    "ISR": isr[i].tolist(),
+                    "SAR": sar[i].tolist(),
+                },
+            )
     else:
         from museval.metrics import bss_eval_sources
 
@@ -112,12 +142,21 @@ def score_track(mixture: np.ndarray, stems: Mapping[str, np.ndarray], estimates:
         for name in names:
             rest = [k for k in refs if k != name]
             if not rest:
-                raise ValueError("the paper protocol needs the other stems to form the accompaniment")
+                raise ValueError(
+                    "the paper protocol needs the other stems to form the accompaniment"
+                )
             ref_pair = np.stack([refs[name], np.sum([refs[k] for k in rest], axis=0)])
             est_pair = np.stack([ests[name], complement_of([name])])
             sdr, sir, sar, _ = bss_eval_sources(ref_pair, est_pair, compute_permutation=False)
-            store.add_target(name, {"SDR": [float(sdr[0, 0])], "SIR": [float(sir[0, 0])],
-                                    "ISR": [math.nan], "SAR": [float(sar[0, 0])]})
+            store.add_target(
+                name,
+                {
+                    "SDR": [float(sdr[0, 0])],
+                    "SIR": [float(sir[0, 0])],
+                    "ISR": [math.nan],
+                    "SAR": [float(sar[0, 0])],
+                },
+            )
     store.validate()
     return store
 

@@ -9,9 +9,10 @@ computed from the references themselves and ignore the map.
 
 Pure Python (no NumPy), so the CLI can check names before anything heavy loads.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import UserError
 
@@ -31,13 +32,19 @@ def parse_map(texts: Sequence[str]) -> dict[str, str]:
             if not sep or not reference or not output or "=" in output:
                 raise UserError(f"bad --map '{item}' (expected REFERENCE=OUTPUT, {MAP_EXAMPLE})")
             if mapping.get(reference, output) != output:
-                raise UserError(f"--map gives two outputs for '{reference}': '{mapping[reference]}' and '{output}'")
+                raise UserError(
+                    f"--map gives two outputs for '{reference}': '{mapping[reference]}' and '{output}'"
+                )
             mapping[reference] = output
     return mapping
 
 
-def resolve_targets(requested: Sequence[str] | None, data_stems: Sequence[str], outputs: Sequence[str] | None,
-                    mapping: Mapping[str, str] | None = None) -> tuple[tuple[str, ...], dict[str, str]]:
+def resolve_targets(
+    requested: Sequence[str] | None,
+    data_stems: Sequence[str],
+    outputs: Sequence[str] | None,
+    mapping: Mapping[str, str] | None = None,
+) -> tuple[tuple[str, ...], dict[str, str]]:
     """The reference stems to score, and the model output that estimates each one.
 
     requested: reference names (`--instruments`), or None for the default: every reference stem
@@ -57,27 +64,37 @@ def resolve_targets(requested: Sequence[str] | None, data_stems: Sequence[str], 
     else:
         for reference, output in mapping.items():
             if output not in outputs:
-                raise UserError(f"--map {reference}={output}: the model has no '{output}' output "
-                                f"(outputs: {', '.join(outputs)})")
+                raise UserError(
+                    f"--map {reference}={output}: the model has no '{output}' output "
+                    f"(outputs: {', '.join(outputs)})"
+                )
             if reference not in stems:
-                raise UserError(f"--map {reference}={output}: no track holds a '{reference}' stem ({have})")
+                raise UserError(
+                    f"--map {reference}={output}: no track holds a '{reference}' stem ({have})"
+                )
     if requested is not None:
         targets = list(dict.fromkeys(requested))
         if not targets:
             raise UserError("no instrument requested")
         for name in targets:
             if name not in stems:
-                raise UserError(f"unknown instrument '{name}': no track holds a '{name}' stem ({have})")
+                raise UserError(
+                    f"unknown instrument '{name}': no track holds a '{name}' stem ({have})"
+                )
             if outputs is not None and name not in outputs and name not in mapping:
-                raise UserError(f"the model has no '{name}' output (outputs: {', '.join(outputs)}); score "
-                                f"another output as '{name}' with --map {name}=OUTPUT")
+                raise UserError(
+                    f"the model has no '{name}' output (outputs: {', '.join(outputs)}); score "
+                    f"another output as '{name}' with --map {name}=OUTPUT"
+                )
     elif outputs is None:
         targets = stems
     else:
         order = [*outputs, *mapping, *stems]
         targets = [n for n in dict.fromkeys(order) if n in stems and (n in outputs or n in mapping)]
         if not targets:
-            raise UserError(f"the model's outputs ({', '.join(outputs)}) and the {have} share no name; "
-                            f"choose with --instruments and --map REFERENCE=OUTPUT ({MAP_EXAMPLE})")
+            raise UserError(
+                f"the model's outputs ({', '.join(outputs)}) and the {have} share no name; "
+                f"choose with --instruments and --map REFERENCE=OUTPUT ({MAP_EXAMPLE})"
+            )
     estimate_from = {} if outputs is None else {t: mapping.get(t, t) for t in targets}
     return tuple(targets), estimate_from

@@ -2,6 +2,7 @@
 
 Tracks of any training data source (folder datasets, any stems) are `cunet.evaluate.datasets.DataTrack`.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,10 +29,12 @@ class TrackAudio:
     stems: dict[str, np.ndarray]
     rate: int
 
-    def without_silent_stems(self) -> "TrackAudio":
+    def without_silent_stems(self) -> TrackAudio:
         """The same track without its all-zero stems: BSSEval's scores are undefined for a silent
         reference (museval refuses the whole track), and a silent stem adds nothing to the others."""
-        return TrackAudio(self.mixture, {k: v for k, v in self.stems.items() if np.any(v)}, self.rate)
+        return TrackAudio(
+            self.mixture, {k: v for k, v in self.stems.items() if np.any(v)}, self.rate
+        )
 
 
 class EvalTrack(Protocol):
@@ -62,7 +65,9 @@ class ArrayTrack:
         return tuple(self.stems)
 
     def load(self) -> TrackAudio:
-        return TrackAudio(as_2d(self.mixture), {k: as_2d(v) for k, v in self.stems.items()}, int(self.rate))
+        return TrackAudio(
+            as_2d(self.mixture), {k: as_2d(v) for k, v in self.stems.items()}, int(self.rate)
+        )
 
 
 class MusdbTrack:
@@ -93,16 +98,26 @@ class MusdbTrack:
         else:
             streams = t.stems  # [n_streams, n_samples, n_channels], indexed by stem id
             mixture = np.asarray(streams[t.stem_id], np.float32)
-            stems = {name: np.asarray(sum(src.gain * streams[src.stem_id] for src in t.targets[name].sources),
-                                      np.float32) for name in INSTRUMENTS}
+            stems = {
+                name: np.asarray(
+                    sum(src.gain * streams[src.stem_id] for src in t.targets[name].sources),
+                    np.float32,
+                )
+                for name in INSTRUMENTS
+            }
         return TrackAudio(mixture, stems, int(t.rate))
 
     def __repr__(self) -> str:
         return f"MusdbTrack({self.name!r}, subset={self.subset!r})"
 
 
-def open_musdb_tracks(root: str | os.PathLike, subsets: str = "test", split: str | None = None,
-                      is_wav: bool = False, track_limit: int | None = None) -> list[MusdbTrack]:
+def open_musdb_tracks(
+    root: str | os.PathLike,
+    subsets: str = "test",
+    split: str | None = None,
+    is_wav: bool = False,
+    track_limit: int | None = None,
+) -> list[MusdbTrack]:
     """The MUSDB18 tracks of one subset ("train" or "test"); `split` ("train"/"valid") only with "train".
 
     Raises DataError when `root` is not a directory, a file cannot be read, or on bad arguments.
@@ -120,11 +135,15 @@ def open_musdb_tracks(root: str | os.PathLike, subsets: str = "test", split: str
     except Exception as exc:  # musdb probes every file while listing: one bad file stops it
         bad = _unreadable_files(Path(root) / subsets, is_wav)
         if bad:
-            raise DataError(f"cannot read {len(bad)} MUSDB18 file(s), e.g. '{bad[0]}' "
-                            "(ffprobe failed); fix or remove them") from None
+            raise DataError(
+                f"cannot read {len(bad)} MUSDB18 file(s), e.g. '{bad[0]}' "
+                "(ffprobe failed); fix or remove them"
+            ) from None
         text = str(exc).strip().splitlines()
-        raise DataError(f"cannot list MUSDB18 tracks under '{root}': {type(exc).__name__}: "
-                        f"{text[0] if text else ''}") from None
+        raise DataError(
+            f"cannot list MUSDB18 tracks under '{root}': {type(exc).__name__}: "
+            f"{text[0] if text else ''}"
+        ) from None
     tracks = [MusdbTrack(t) for t in listed]
     return tracks[:track_limit] if track_limit is not None else tracks
 

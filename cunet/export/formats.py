@@ -1,6 +1,7 @@
 """The entry of every export format (`cunet export`): a SavedModel directory
 (`cunet.export.savedmodel`), a `.tflite` file (`cunet.export.tflite`) or an `.onnx` file
 (`cunet.export.onnx`), from a `.keras` file, a training run or the shipped model."""
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,19 @@ FORMATS: tuple[str, ...] = ("saved_model", "tflite", "onnx")
 _DEFAULT = ChunkSettings()
 
 
-def export_model_file(model_path: str | os.PathLike | None, out_dir: str | os.PathLike,
-                      chunk_seconds: float = _DEFAULT.chunk_seconds, overlap_seconds: float = _DEFAULT.overlap_seconds,
-                      overwrite: bool = False, postprocess: str | None = None, fmt: str = "saved_model",
-                      quantize: str = "none", calibration: str | None = None,
-                      calibration_chunks: int = CALIBRATION_CHUNKS, source: str | None = None) -> Path:
+def export_model_file(
+    model_path: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    chunk_seconds: float = _DEFAULT.chunk_seconds,
+    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    overwrite: bool = False,
+    postprocess: str | None = None,
+    fmt: str = "saved_model",
+    quantize: str = "none",
+    calibration: str | None = None,
+    calibration_chunks: int = CALIBRATION_CHUNKS,
+    source: str | None = None,
+) -> Path:
     """Export a `.keras` file, a training run directory or (None) the shipped model.
 
     fmt: "saved_model" (a directory `out_dir`), "tflite" or "onnx" (a file `out_dir` with that suffix).
@@ -41,17 +50,48 @@ def export_model_file(model_path: str | os.PathLike | None, out_dir: str | os.Pa
     ChunkSettings(chunk_seconds, overlap_seconds).validate()  # before loading the model
     resolved = resolve_model_path(model_path)
     if resolved.is_dir() or resolved.suffix.lower() in (".tflite", ".onnx"):
-        raise ModelError(f"'{resolved}' is already an export; give a .keras file or a run directory")
+        raise ModelError(
+            f"'{resolved}' is already an export; give a .keras file or a run directory"
+        )
     model, config, provenance = load_keras_model(resolved)
     provenance = dict(provenance)
     provenance.setdefault("weights_sha256", weights_digest(resolved))
     source = source or str(resolved)
     if fmt == "tflite":
-        return export_tflite(model, config, provenance, out_dir, chunk_seconds, overlap_seconds, overwrite=overwrite,
-                             source=source, postprocess=postprocess, quantize=quantize, calibration=calibration,
-                             calibration_chunks_n=calibration_chunks)
+        return export_tflite(
+            model,
+            config,
+            provenance,
+            out_dir,
+            chunk_seconds,
+            overlap_seconds,
+            overwrite=overwrite,
+            source=source,
+            postprocess=postprocess,
+            quantize=quantize,
+            calibration=calibration,
+            calibration_chunks_n=calibration_chunks,
+        )
     if fmt == "onnx":
-        return export_onnx(model, config, provenance, out_dir, chunk_seconds, overlap_seconds, overwrite=overwrite,
-                           source=source, postprocess=postprocess)
-    return export_saved_model(model, config, provenance, out_dir, chunk_seconds, overlap_seconds,
-                              overwrite=overwrite, source=source, postprocess=postprocess)
+        return export_onnx(
+            model,
+            config,
+            provenance,
+            out_dir,
+            chunk_seconds,
+            overlap_seconds,
+            overwrite=overwrite,
+            source=source,
+            postprocess=postprocess,
+        )
+    return export_saved_model(
+        model,
+        config,
+        provenance,
+        out_dir,
+        chunk_seconds,
+        overlap_seconds,
+        overwrite=overwrite,
+        source=source,
+        postprocess=postprocess,
+    )

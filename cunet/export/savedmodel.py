@@ -23,6 +23,7 @@ The provenance record (with the config and an "export" section) is stored as
 the asset `assets/cunet.json`, which `cunet.engines.loading.load_exported` reads back so
 `Separator.from_pretrained(DIR)` works on an export.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,16 +31,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import tensorflow as tf
 
 from ..config import ChunkSettings, Config
 from ..errors import ExportError
-from .graph import separate_waveform
 from ..postprocess import Postprocess
 from ..provenance import PROVENANCE_ENTRY
+from .graph import separate_waveform
 
 __all__ = ["EXPORT_FORMAT", "SIGNATURES", "export_saved_model"]
 
@@ -48,12 +50,17 @@ SIGNATURES = ("serving_default", "separate_condition", "spectrogram")
 _DEFAULT = ChunkSettings()
 
 
-def _mask_and_magnitude_model(model: Any, conditioned: bool) -> Callable[[tf.Tensor, tf.Tensor], list]:
+def _mask_and_magnitude_model(
+    model: Any, conditioned: bool
+) -> Callable[[tf.Tensor, tf.Tensor], list]:
     """(magnitude, condition) -> [mask, masked magnitude] with one network pass."""
     import keras
 
-    both = keras.Model(model.inputs, [model.get_layer("mask").output, model.output],
-                       name=f"{model.name}_mask_and_magnitude")
+    both = keras.Model(
+        model.inputs,
+        [model.get_layer("mask").output, model.output],
+        name=f"{model.name}_mask_and_magnitude",
+    )
     if conditioned:
         return lambda mag, cond: both({"magnitude": mag, "condition": cond}, training=False)
     return lambda mag, cond: both({"magnitude": mag}, training=False)
@@ -62,13 +69,22 @@ def _mask_and_magnitude_model(model: Any, conditioned: bool) -> Callable[[tf.Ten
 class _ExportModule(tf.Module):
     """The object graph that is saved: three tf.functions, the weights they use, the provenance asset."""
 
-    def __init__(self, model: Any, config: Config, chunk: int, overlap: int, provenance_file: str,
-                 ratio_power: float | None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        config: Config,
+        chunk: int,
+        overlap: int,
+        provenance_file: str,
+        ratio_power: float | None,
+    ) -> None:
         super().__init__(name="cunet_export")
         a, m = config.audio, config.model
         net = _mask_and_magnitude_model(model, m.conditioned)
         instruments = m.instruments
-        valid = m.outputs  # a standard U-Net separates its target only; its condition input is ignored
+        valid = (
+            m.outputs
+        )  # a standard U-Net separates its target only; its condition input is ignored
         n_inst = len(instruments)
         multiple = m.time_multiple
 
@@ -76,41 +92,59 @@ class _ExportModule(tf.Module):
             return net(mag, cond)[0]
 
         def separate_condition(waveform: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"waveform": separate_waveform(waveform, condition, a, multiple, chunk, overlap, mask_fn,
-                                                  ratio_power)}
+            return {
+                "waveform": separate_waveform(
+                    waveform, condition, a, multiple, chunk, overlap, mask_fn, ratio_power
+                )
+            }
 
         def separate(waveform: tf.Tensor, instrument: tf.Tensor) -> dict[str, tf.Tensor]:
             name = tf.strings.lower(tf.strings.strip(instrument))
             hits = tf.equal(tf.constant(list(instruments)), name)
             known = tf.reduce_any(tf.equal(tf.constant(list(valid)), name))
-            check = tf.debugging.Assert(known, ["unknown instrument", instrument, "valid:", ", ".join(valid)])
+            check = tf.debugging.Assert(
+                known, ["unknown instrument", instrument, "valid:", ", ".join(valid)]
+            )
             with tf.control_dependencies([check]):
                 condition = tf.cast(hits, tf.float32)
             return separate_condition(waveform, condition)
 
         def spectrogram(magnitude: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
-            check = tf.debugging.Assert(tf.equal(tf.shape(magnitude)[2] % multiple, 0),
-                                        [f"n_frames must be a multiple of {multiple}; got magnitude shape",
-                                         tf.shape(magnitude)])
+            check = tf.debugging.Assert(
+                tf.equal(tf.shape(magnitude)[2] % multiple, 0),
+                [
+                    f"n_frames must be a multiple of {multiple}; got magnitude shape",
+                    tf.shape(magnitude),
+                ],
+            )
             with tf.control_dependencies([check]):
                 mask, masked = net(magnitude, condition)
             return {"magnitude": masked, "mask": mask}
 
         wave_spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
         cond_spec = tf.TensorSpec([n_inst], tf.float32, name="condition")
-        self.separate = tf.function(separate, input_signature=[
-            wave_spec, tf.TensorSpec([], tf.string, name="instrument")])
-        self.separate_condition = tf.function(separate_condition, input_signature=[wave_spec, cond_spec])
-        self.spectrogram = tf.function(spectrogram, input_signature=[
-            tf.TensorSpec([None, a.n_bins, None, a.n_channels], tf.float32, name="magnitude"),
-            tf.TensorSpec([None, n_inst], tf.float32, name="condition")])
+        self.separate = tf.function(
+            separate, input_signature=[wave_spec, tf.TensorSpec([], tf.string, name="instrument")]
+        )
+        self.separate_condition = tf.function(
+            separate_condition, input_signature=[wave_spec, cond_spec]
+        )
+        self.spectrogram = tf.function(
+            spectrogram,
+            input_signature=[
+                tf.TensorSpec([None, a.n_bins, None, a.n_channels], tf.float32, name="magnitude"),
+                tf.TensorSpec([None, n_inst], tf.float32, name="condition"),
+            ],
+        )
         self.provenance_file = tf.saved_model.Asset(provenance_file)
 
     def signatures(self) -> dict[str, Any]:
         """Concrete functions by signature name; tracing them also tracks the weights they use."""
-        fns = {"serving_default": self.separate.get_concrete_function(),
-               "separate_condition": self.separate_condition.get_concrete_function(),
-               "spectrogram": self.spectrogram.get_concrete_function()}
+        fns = {
+            "serving_default": self.separate.get_concrete_function(),
+            "separate_condition": self.separate_condition.get_concrete_function(),
+            "spectrogram": self.spectrogram.get_concrete_function(),
+        }
         seen: dict[int, tf.Variable] = {}
         for fn in fns.values():
             for v in fn.variables:
@@ -120,10 +154,17 @@ class _ExportModule(tf.Module):
         return fns
 
 
-def export_saved_model(model: Any, config: Config, provenance: Mapping[str, Any] | None,
-                       out_dir: str | os.PathLike, chunk_seconds: float = _DEFAULT.chunk_seconds,
-                       overlap_seconds: float = _DEFAULT.overlap_seconds, overwrite: bool = False,
-                       source: str | None = None, postprocess: str | Postprocess | None = None) -> Path:
+def export_saved_model(
+    model: Any,
+    config: Config,
+    provenance: Mapping[str, Any] | None,
+    out_dir: str | os.PathLike,
+    chunk_seconds: float = _DEFAULT.chunk_seconds,
+    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    overwrite: bool = False,
+    source: str | None = None,
+    postprocess: str | Postprocess | None = None,
+) -> Path:
     """Write `model` as a SavedModel directory `out_dir` (atomically: staged, then renamed).
 
     chunk_seconds / overlap_seconds: the in-graph chunking, as for `Separator`.
@@ -138,20 +179,27 @@ def export_saved_model(model: Any, config: Config, provenance: Mapping[str, Any]
     if not isinstance(postprocess, Postprocess):
         postprocess = Postprocess(postprocess or config.model.postprocess)
     if postprocess.validate().mode == "wiener":
-        raise ExportError("the SavedModel export supports post-processing 'none' and 'ratio', not 'wiener'")
+        raise ExportError(
+            "the SavedModel export supports post-processing 'none' and 'ratio', not 'wiener'"
+        )
     if postprocess.joint and not config.model.conditioned:
         raise ExportError("post-processing 'ratio' needs a conditioned model")
     ratio_power = postprocess.power if postprocess.mode == "ratio" else None
-    chunk, overlap = ChunkSettings(chunk_seconds, overlap_seconds).samples(config.audio, config.model.time_multiple)
+    chunk, overlap = ChunkSettings(chunk_seconds, overlap_seconds).samples(
+        config.audio, config.model.time_multiple
+    )
     if out.exists():
         if not overwrite:
             raise ExportError(f"output '{out}' exists; use --force to replace an earlier export")
         if not (out / "saved_model.pb").is_file():
-            raise ExportError(f"output '{out}' exists and is not a SavedModel export; refusing to replace it")
+            raise ExportError(
+                f"output '{out}' exists and is not a SavedModel export; refusing to replace it"
+            )
     record = dict(provenance or {})
     # The export's config says how it combines masks, so a Separator over the export does the same.
     record["config"] = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, postprocess=postprocess.mode)).to_dict()
+        config, model=dataclasses.replace(config.model, postprocess=postprocess.mode)
+    ).to_dict()
     record["export"] = {
         "format": EXPORT_FORMAT,
         "source": source,
@@ -173,7 +221,9 @@ def export_saved_model(model: Any, config: Config, provenance: Mapping[str, Any]
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="cunet-export-") as tmp:
             asset = Path(tmp) / PROVENANCE_ENTRY
-            asset.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+            asset.write_text(
+                json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+            )
             module = _ExportModule(model, config, chunk, overlap, str(asset), ratio_power)
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
         if out.exists():

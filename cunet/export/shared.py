@@ -1,8 +1,10 @@
 """What the mask-network exports (`.tflite`, `.onnx`) share: the network itself and its record."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import dsp
 from ..config import ChunkSettings, Config
@@ -18,9 +20,14 @@ def inference_network(model: Any) -> Any:
     return with_subpixel_deconvolutions(mask_model(model))
 
 
-def export_record(config: Config, provenance: Mapping[str, Any] | None, chunk_seconds: float,
-                  overlap_seconds: float, source: str | None, postprocess: str | Postprocess | None
-                  ) -> tuple[dict[str, Any], Config]:
+def export_record(
+    config: Config,
+    provenance: Mapping[str, Any] | None,
+    chunk_seconds: float,
+    overlap_seconds: float,
+    source: str | None,
+    postprocess: str | Postprocess | None,
+) -> tuple[dict[str, Any], Config]:
     """(record, config as recorded) for a mask-network export (tflite, onnx): the source's provenance
     with the chosen post-processing as the model's default, and an "export" section saying what a
     caller needs: audio and STFT settings, chunking (samples and frames), instruments, post-processing,
@@ -30,21 +37,37 @@ def export_record(config: Config, provenance: Mapping[str, Any] | None, chunk_se
     if postprocess.validate().joint and not config.model.conditioned:
         raise ExportError(f"post-processing '{postprocess.mode}' needs a conditioned model")
     if postprocess.mode not in ("none", "ratio"):
-        raise ExportError(f"a model's default post-processing is 'none' or 'ratio', not '{postprocess.mode}' "
-                          "(Wiener filtering can still be asked for at separation)")
+        raise ExportError(
+            f"a model's default post-processing is 'none' or 'ratio', not '{postprocess.mode}' "
+            "(Wiener filtering can still be asked for at separation)"
+        )
     a, m = config.audio, config.model
     chunk, overlap = ChunkSettings(chunk_seconds, overlap_seconds).samples(a, m.time_multiple)
-    settings = dataclasses.replace(config, model=dataclasses.replace(m, postprocess=postprocess.mode))
+    settings = dataclasses.replace(
+        config, model=dataclasses.replace(m, postprocess=postprocess.mode)
+    )
     record = dict(provenance or {})
     record["config"] = settings.to_dict()
     record["export"] = {
-        "source": source, "source_weights_sha256": record.get("weights_sha256"),
-        "chunk_seconds": chunk_seconds, "overlap_seconds": overlap_seconds, "chunk_samples": chunk,
-        "overlap_samples": overlap, "chunk_frames": dsp.n_frames_for(chunk, a.n_fft, a.hop_length),
-        "sample_rate": a.sample_rate, "n_channels": a.n_channels, "n_fft": a.n_fft, "hop_length": a.hop_length,
-        "n_bins": a.n_bins, "window": "periodic hann", "instruments": list(m.outputs),
-        "conditions": list(m.instruments) if m.conditioned else [], "postprocess": postprocess.mode,
+        "source": source,
+        "source_weights_sha256": record.get("weights_sha256"),
+        "chunk_seconds": chunk_seconds,
+        "overlap_seconds": overlap_seconds,
+        "chunk_samples": chunk,
+        "overlap_samples": overlap,
+        "chunk_frames": dsp.n_frames_for(chunk, a.n_fft, a.hop_length),
+        "sample_rate": a.sample_rate,
+        "n_channels": a.n_channels,
+        "n_fft": a.n_fft,
+        "hop_length": a.hop_length,
+        "n_bins": a.n_bins,
+        "window": "periodic hann",
+        "instruments": list(m.outputs),
+        "conditions": list(m.instruments) if m.conditioned else [],
+        "postprocess": postprocess.mode,
         "ratio_power": postprocess.power if postprocess.mode == "ratio" else None,
-        "converter": package_versions(("cunet", "tensorflow", "keras", "ai-edge-litert", "tf2onnx", "onnx")),
+        "converter": package_versions(
+            ("cunet", "tensorflow", "keras", "ai-edge-litert", "tf2onnx", "onnx")
+        ),
     }
     return record, settings

@@ -14,6 +14,7 @@ and with less scratch memory than its TRANSPOSE_CONV (issue 13). Training and th
 the original layers; `with_subpixel_deconvolutions` makes an inference copy that shares all other
 weights. Feature maps are [batch, n_bins, n_frames, channels] (channels last).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,7 +35,7 @@ def subpixel_kernel(kernel: np.ndarray, stride: int) -> tuple[np.ndarray, int, i
     if k != k2:
         raise ValueError(f"square kernels only, got {kernel.shape[:2]}")
     pad = max(k - stride, 0) // 2
-    lo = min(-((k - 1 - p - pad) // stride) for p in range(stride))   # ceil((p + pad - k + 1) / s)
+    lo = min(-((k - 1 - p - pad) // stride) for p in range(stride))  # ceil((p + pad - k + 1) / s)
     hi = max((p + pad) // stride for p in range(stride))
     taps = hi - lo + 1
     out = np.zeros((taps, taps, c_in, stride * stride * c_out), kernel.dtype)
@@ -46,7 +47,7 @@ def subpixel_kernel(kernel: np.ndarray, stride: int) -> tuple[np.ndarray, int, i
                 for dx in range(lo, hi + 1):
                     kx = px + pad - stride * dx
                     if 0 <= ky < k and 0 <= kx < k:
-                        out[dy - lo, dx - lo, :, phase:phase + c_out] = kernel[ky, kx].T
+                        out[dy - lo, dx - lo, :, phase : phase + c_out] = kernel[ky, kx].T
     return out, lo, hi
 
 
@@ -60,14 +61,27 @@ class SubPixelConvTranspose(keras.layers.Layer):
     def __init__(self, source: keras.layers.Conv2DTranspose, **kwargs: Any) -> None:
         super().__init__(name=f"{source.name}_subpixel", **kwargs)
         strides, kernel_size = tuple(source.strides), tuple(source.kernel_size)
-        if source.padding != "same" or strides[0] != strides[1] or kernel_size[0] != kernel_size[1] \
-                or tuple(source.dilation_rate) != (1, 1) or source.data_format != "channels_last":
-            raise ValueError(f"layer '{source.name}' is not a square, stride-s, 'same', channels-last "
-                             "Conv2DTranspose")
+        if (
+            source.padding != "same"
+            or strides[0] != strides[1]
+            or kernel_size[0] != kernel_size[1]
+            or tuple(source.dilation_rate) != (1, 1)
+            or source.data_format != "channels_last"
+        ):
+            raise ValueError(
+                f"layer '{source.name}' is not a square, stride-s, 'same', channels-last "
+                "Conv2DTranspose"
+            )
         weights = source.get_weights()
         self.stride = int(strides[0])
-        self.kernel_value, self.lo, self.hi = subpixel_kernel(np.asarray(weights[0], np.float32), self.stride)
-        bias = np.asarray(weights[1], np.float32) if source.use_bias else np.zeros(weights[0].shape[2], np.float32)
+        self.kernel_value, self.lo, self.hi = subpixel_kernel(
+            np.asarray(weights[0], np.float32), self.stride
+        )
+        bias = (
+            np.asarray(weights[1], np.float32)
+            if source.use_bias
+            else np.zeros(weights[0].shape[2], np.float32)
+        )
         self.bias_value = np.tile(bias, self.stride * self.stride)
         self.n_out = int(weights[0].shape[2])
         self.activation = source.activation
@@ -78,8 +92,12 @@ class SubPixelConvTranspose(keras.layers.Layer):
         if -self.lo == self.hi:  # symmetric reach: "SAME" pads exactly lo..hi
             y = tf.nn.conv2d(x, kernel, 1, "SAME")
         else:
-            y = tf.nn.conv2d(tf.pad(x, [[0, 0], [-self.lo, self.hi], [-self.lo, self.hi], [0, 0]]), kernel, 1,
-                             "VALID")
+            y = tf.nn.conv2d(
+                tf.pad(x, [[0, 0], [-self.lo, self.hi], [-self.lo, self.hi], [0, 0]]),
+                kernel,
+                1,
+                "VALID",
+            )
         return self.activation(tf.nn.depth_to_space(y + tf.constant(self.bias_value), self.stride))
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
@@ -94,6 +112,10 @@ def with_subpixel_deconvolutions(model: keras.Model) -> keras.Model:
     `SubPixelConvTranspose`; every other layer is shared, weights included. For inference exports."""
 
     def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return SubPixelConvTranspose(layer) if isinstance(layer, keras.layers.Conv2DTranspose) else layer
+        return (
+            SubPixelConvTranspose(layer)
+            if isinstance(layer, keras.layers.Conv2DTranspose)
+            else layer
+        )
 
     return keras.models.clone_model(model, clone_function=swap)

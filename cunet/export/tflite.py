@@ -13,31 +13,39 @@ convolutions (`cunet.export.subpixel`: same masks to 1e-6, several times faster 
 The output is deterministic: the same source model and settings give the same bytes (no time stamps),
 so the shipped `cunet/pretrained/default.tflite` can be rebuilt by `scripts/make_tflite.py` and checked.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import random
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from .. import dsp
-from ..io.atomic import write_bytes_atomic
 from ..config import ChunkSettings, Config
 from ..data.cache import conform_rate_and_channels
 from ..data.sources import open_source, parse_data_spec
+from ..engines.litert import (
+    CHUNK_SIGNATURE,
+    MASKS_SIGNATURE,
+    METADATA_NAME,
+    TFLITE_FORMAT,
+    buffers_digest,
+)
 from ..errors import DataError, ExportError
-from ..engines.litert import CHUNK_SIGNATURE, MASKS_SIGNATURE, METADATA_NAME, TFLITE_FORMAT, buffers_digest
+from ..io.atomic import write_bytes_atomic
 from ..postprocess import Postprocess
-from .shared import export_record, inference_network
 from ..tflog import native_stderr_muted
+from .shared import export_record, inference_network
 
 QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "int8", "int8-full")
-CALIBRATION_CHUNKS = 8     # default number of chunks (each with every condition) for int8-full
+CALIBRATION_CHUNKS = 8  # default number of chunks (each with every condition) for int8-full
 _DEFAULT = ChunkSettings()
 
 
@@ -48,23 +56,35 @@ def mask_functions(network: Any, config: Config, chunk_frames: int) -> dict[str,
     n_inst = len(m.instruments)
 
     def make(name: str, batch: int | None, frames: int | None) -> Any:
-        specs = [tf.TensorSpec([batch, a.n_bins, frames, a.n_channels], tf.float32, name="magnitude")]
+        specs = [
+            tf.TensorSpec([batch, a.n_bins, frames, a.n_channels], tf.float32, name="magnitude")
+        ]
         if m.conditioned:
             specs.append(tf.TensorSpec([batch, n_inst], tf.float32, name="condition"))
 
             def fn(magnitude: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
-                return {"mask": network({"magnitude": magnitude, "condition": condition}, training=False)}
+                return {
+                    "mask": network(
+                        {"magnitude": magnitude, "condition": condition}, training=False
+                    )
+                }
         else:
+
             def fn(magnitude: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[misc]
                 return {"mask": network({"magnitude": magnitude}, training=False)}
+
         fn.__name__ = name  # the converter names signatures after the functions
         return tf.function(fn, input_signature=specs, autograph=False).get_concrete_function()
 
-    return {MASKS_SIGNATURE: make(MASKS_SIGNATURE, None, None), CHUNK_SIGNATURE: make(CHUNK_SIGNATURE, 1, chunk_frames)}
+    return {
+        MASKS_SIGNATURE: make(MASKS_SIGNATURE, None, None),
+        CHUNK_SIGNATURE: make(CHUNK_SIGNATURE, 1, chunk_frames),
+    }
 
 
-def calibration_chunks(spec: str, config: Config, chunk: int, n_chunks: int = CALIBRATION_CHUNKS,
-                       seed: int = 0) -> list[np.ndarray]:
+def calibration_chunks(
+    spec: str, config: Config, chunk: int, n_chunks: int = CALIBRATION_CHUNKS, seed: int = 0
+) -> list[np.ndarray]:
     """Magnitudes float32 [1, n_bins, frames, n_channels] of `n_chunks` chunks of `chunk` samples cut from
     the training split's mixtures of data source `spec` (tracks in a seeded order, joined end to end)."""
 
@@ -84,23 +104,37 @@ def calibration_chunks(spec: str, config: Config, chunk: int, n_chunks: int = CA
         else:
             parts = [reader() for reader in track.stems.values()]
             rate = parts[0][1]
-            audio = np.sum([conform_rate_and_channels(x, r, dataclasses.replace(a, sample_rate=rate))
-                            for x, r in parts], axis=0)
+            audio = np.sum(
+                [
+                    conform_rate_and_channels(x, r, dataclasses.replace(a, sample_rate=rate))
+                    for x, r in parts
+                ],
+                axis=0,
+            )
         pending.append(conform_rate_and_channels(np.asarray(audio, np.float32), rate, a))
         have += pending[-1].shape[0]
         while have >= chunk and len(chunks) < n_chunks:
             joined = np.concatenate(pending, axis=0)
             pending, have = [joined[chunk:]], joined.shape[0] - chunk
-            spec_c = dsp.stft(joined[:chunk].T[None], a.n_fft, a.hop_length)                # [1, ch, F, freq]
-            chunks.append(np.ascontiguousarray(np.transpose(np.abs(spec_c[..., :a.n_bins]), (0, 3, 2, 1)),
-                                               np.float32))
+            spec_c = dsp.stft(joined[:chunk].T[None], a.n_fft, a.hop_length)  # [1, ch, F, freq]
+            chunks.append(
+                np.ascontiguousarray(
+                    np.transpose(np.abs(spec_c[..., : a.n_bins]), (0, 3, 2, 1)), np.float32
+                )
+            )
     if not chunks:
-        raise DataError(f"the training tracks of '{spec}' hold less than one chunk ({chunk} samples) of audio")
+        raise DataError(
+            f"the training tracks of '{spec}' hold less than one chunk ({chunk} samples) of audio"
+        )
     return chunks
 
 
-def convert(functions: Mapping[str, Any], config: Config, quantize: str,
-            calibration: Sequence[np.ndarray] = ()) -> bytes:
+def convert(
+    functions: Mapping[str, Any],
+    config: Config,
+    quantize: str,
+    calibration: Sequence[np.ndarray] = (),
+) -> bytes:
     """The TFLite flatbuffer of the signature functions, quantized as `quantize` says."""
     holder = tf.Module()  # the converter freezes the variables of the object it is given
     holder.weights = list({id(v): v for f in functions.values() for v in f.variables}.values())
@@ -117,18 +151,23 @@ def convert(functions: Mapping[str, Any], config: Config, quantize: str,
                 for c in range(n_inst if config.model.conditioned else 1):
                     inputs = {"magnitude": magnitude}
                     if config.model.conditioned:
-                        inputs["condition"] = np.eye(n_inst, dtype=np.float32)[c:c + 1]
+                        inputs["condition"] = np.eye(n_inst, dtype=np.float32)[c : c + 1]
                     for name in functions:
                         yield name, inputs
 
         converter.representative_dataset = representative
     try:
-        with warnings.catch_warnings(), native_stderr_muted():  # the calibrator's deprecation warning, C++ lines
+        with (
+            warnings.catch_warnings(),
+            native_stderr_muted(),
+        ):  # the calibrator's deprecation warning, C++ lines
             warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
         text = str(exc).strip().splitlines()
-        raise ExportError(f"the TFLite converter failed: {(text[0] if text else type(exc).__name__)[:300]}") from None
+        raise ExportError(
+            f"the TFLite converter failed: {(text[0] if text else type(exc).__name__)[:300]}"
+        ) from None
 
 
 def embed_record(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
@@ -137,10 +176,14 @@ def embed_record(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
-    data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))   # canonical layout, then digest
+    data = bytes(
+        flatbuffer_utils.convert_object_to_bytearray(model)
+    )  # canonical layout, then digest
     record = {**record, "export": {**record["export"], "buffers_sha256": buffers_digest(data)}}
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(record, indent=2, sort_keys=True, default=str).encode(), np.uint8)
+    buffer.data = np.frombuffer(
+        json.dumps(record, indent=2, sort_keys=True, default=str).encode(), np.uint8
+    )
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
@@ -149,11 +192,20 @@ def embed_record(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def export_tflite(model: Any, config: Config, provenance: Mapping[str, Any] | None, out_path: str | Path,
-                  chunk_seconds: float = _DEFAULT.chunk_seconds, overlap_seconds: float = _DEFAULT.overlap_seconds,
-                  overwrite: bool = False, source: str | None = None, postprocess: str | Postprocess | None = None,
-                  quantize: str = "none", calibration: str | None = None,
-                  calibration_chunks_n: int = CALIBRATION_CHUNKS) -> Path:
+def export_tflite(
+    model: Any,
+    config: Config,
+    provenance: Mapping[str, Any] | None,
+    out_path: str | Path,
+    chunk_seconds: float = _DEFAULT.chunk_seconds,
+    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    overwrite: bool = False,
+    source: str | None = None,
+    postprocess: str | Postprocess | None = None,
+    quantize: str = "none",
+    calibration: str | None = None,
+    calibration_chunks_n: int = CALIBRATION_CHUNKS,
+) -> Path:
     """Write `model` as a cunet `.tflite` file at `out_path` (atomically).
 
     chunk_seconds / overlap_seconds: the chunking recorded for callers; the fixed `chunk` signature
@@ -167,17 +219,27 @@ def export_tflite(model: Any, config: Config, provenance: Mapping[str, Any] | No
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"unknown quantization '{quantize}' (valid: {', '.join(QUANTIZE_MODES)})")
     if quantize == "int8-full" and not calibration:
-        raise ExportError("--quantize int8-full needs calibration audio: --calibration-data SPEC (e.g. a MUSDB18 root)")
+        raise ExportError(
+            "--quantize int8-full needs calibration audio: --calibration-data SPEC (e.g. a MUSDB18 root)"
+        )
     if out.exists() and not overwrite:
         raise ExportError(f"output '{out}' exists; use --force to replace it")
     if out.exists() and not out.is_file():
         raise ExportError(f"output '{out}' exists and is not a file")
-    record, settings = export_record(config, provenance, chunk_seconds, overlap_seconds, source, postprocess)
+    record, settings = export_record(
+        config, provenance, chunk_seconds, overlap_seconds, source, postprocess
+    )
     export = record["export"]
-    export.update(format=TFLITE_FORMAT, quantize=quantize, signatures=signature_doc(config, export["chunk_frames"]))
+    export.update(
+        format=TFLITE_FORMAT,
+        quantize=quantize,
+        signatures=signature_doc(config, export["chunk_frames"]),
+    )
     chunks: list[np.ndarray] = []
     if quantize == "int8-full":
-        chunks = calibration_chunks(str(calibration), config, export["chunk_samples"], calibration_chunks_n)
+        chunks = calibration_chunks(
+            str(calibration), config, export["chunk_samples"], calibration_chunks_n
+        )
         export["calibration"] = {"data": str(calibration), "chunks": len(chunks), "split": "train"}
     network = inference_network(model)
     functions = mask_functions(network, config, export["chunk_frames"])
@@ -193,7 +255,9 @@ def signature_doc(config: Config, chunk_frames: int) -> dict[str, str]:
     """Human-readable shapes of the signatures, recorded in the export section."""
     a, m = config.audio, config.model
     cond = f", condition [B, {len(m.instruments)}]" if m.conditioned else ""
-    return {MASKS_SIGNATURE: f"magnitude [B, {a.n_bins}, F, {a.n_channels}]{cond} -> mask (F a multiple of "
-                             f"{m.time_multiple})",
-            CHUNK_SIGNATURE: f"magnitude [1, {a.n_bins}, {chunk_frames}, {a.n_channels}]"
-                             f"{cond.replace('[B', '[1')} -> mask"}
+    return {
+        MASKS_SIGNATURE: f"magnitude [B, {a.n_bins}, F, {a.n_channels}]{cond} -> mask (F a multiple of "
+        f"{m.time_multiple})",
+        CHUNK_SIGNATURE: f"magnitude [1, {a.n_bins}, {chunk_frames}, {a.n_channels}]"
+        f"{cond.replace('[B', '[1')} -> mask",
+    }

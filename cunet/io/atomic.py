@@ -5,6 +5,7 @@ staging folder on the same file system), so a reader never sees a half-written f
 name, an interrupted write leaves nothing but a partial, and a later run can tell partials of dead
 processes (`remove_stale_partials`) from those of live ones.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,9 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PARTIAL_SUFFIX = ".cunet-partial"
 _PARTIAL_NAME = re.compile(r"\.(\d+)\.[0-9a-f]+" + re.escape(PARTIAL_SUFFIX))
@@ -27,11 +29,14 @@ class StagedFile:
     The partial is not created here: the caller writes `self.partial`.
     """
 
-    def __init__(self, path: str | os.PathLike, staging_dir: str | os.PathLike | None = None,
-                 ext: str = "") -> None:
+    def __init__(
+        self, path: str | os.PathLike, staging_dir: str | os.PathLike | None = None, ext: str = ""
+    ) -> None:
         self.path = Path(path)
         staging = Path(staging_dir) if staging_dir is not None else self.path.parent
-        self.partial = staging / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}{ext}"
+        self.partial = (
+            staging / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}{ext}"
+        )
 
     def commit(self, overwrite: bool = True) -> Path:
         """Rename the partial to `path` (atomic within one file system) and return `path`.
@@ -44,10 +49,10 @@ class StagedFile:
             os.replace(self.partial, self.path)
             return self.path
         try:
-            os.link(self.partial, self.path)    # fails if path exists, atomically
+            os.link(self.partial, self.path)  # fails if path exists, atomically
         except FileExistsError:
             raise
-        except OSError:                         # no hard links here (some FUSE/FAT mounts): best effort
+        except OSError:  # no hard links here (some FUSE/FAT mounts): best effort
             if os.path.lexists(self.path):
                 raise FileExistsError(17, "File exists", str(self.path)) from None
             os.replace(self.partial, self.path)

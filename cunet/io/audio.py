@@ -7,6 +7,7 @@ decoded by ffmpeg into a temporary float wav first, so memory stays bounded.
 An `Excerpt` is read by seeking (soundfile) or by ffmpeg's input seeking
 (`-ss`/`-t` before `-i`), never by decoding the whole file and discarding.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,23 +16,63 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from .atomic import PARTIAL_SUFFIX, StagedFile, remove_stale_partials
 from ..errors import AudioError, UserError
+from .atomic import PARTIAL_SUFFIX, StagedFile, remove_stale_partials
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioError", "AudioInfo", "AudioReader", "AtomicAudioWriter", "BITS", "Excerpt",
-           "OUTPUT_FORMATS", "PARTIAL_SUFFIX", "ffmpeg_available", "input_stem", "load_audio",
-           "remove_stale_partials", "write_audio"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioError",
+    "AudioInfo",
+    "AudioReader",
+    "AtomicAudioWriter",
+    "BITS",
+    "Excerpt",
+    "OUTPUT_FORMATS",
+    "PARTIAL_SUFFIX",
+    "ffmpeg_available",
+    "input_stem",
+    "load_audio",
+    "remove_stale_partials",
+    "write_audio",
+]
 
-SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".snd", ".w64", ".caf"}
+SOUNDFILE_EXTENSIONS = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".aiff",
+    ".aif",
+    ".au",
+    ".snd",
+    ".w64",
+    ".caf",
+}
 # What a folder scan takes for audio (explicitly named files are tried whatever their extension).
-AUDIO_EXTENSIONS = frozenset(SOUNDFILE_EXTENSIONS | {".mp3", ".mp2", ".m4a", ".aac", ".mp4", ".opus", ".wma",
-                                                     ".mka", ".webm", ".ac3", ".ape", ".wv", ".amr"})
+AUDIO_EXTENSIONS = frozenset(
+    SOUNDFILE_EXTENSIONS
+    | {
+        ".mp3",
+        ".mp2",
+        ".m4a",
+        ".aac",
+        ".mp4",
+        ".opus",
+        ".wma",
+        ".mka",
+        ".webm",
+        ".ac3",
+        ".ape",
+        ".wv",
+        ".amr",
+    }
+)
 OUTPUT_FORMATS = ("wav", "flac", "mp3")
 BITS = ("16", "24", "32f")  # sample formats: 16- or 24-bit integer, 32-bit float
 _SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
@@ -71,12 +112,14 @@ class Excerpt:
     start: float = 0.0
     duration: float | None = None
 
-    def validate(self) -> "Excerpt":
+    def validate(self) -> Excerpt:
         """Self, or UserError naming the option (--start, --duration) for negative, zero or non-finite values."""
         if not _finite(self.start) or self.start < 0:
             raise UserError(f"--start must be a number of seconds >= 0, got {self.start!r}")
         if self.duration is not None and (not _finite(self.duration) or self.duration <= 0):
-            raise UserError(f"--duration must be a positive number of seconds, got {self.duration!r}")
+            raise UserError(
+                f"--duration must be a positive number of seconds, got {self.duration!r}"
+            )
         return self
 
     @property
@@ -87,7 +130,9 @@ class Excerpt:
         """(first frame, number of frames or None for "to the end") at sample_rate Hz."""
         count = None if self.duration is None else int(round(self.duration * sample_rate))
         if count == 0:
-            raise AudioError(f"--duration {self.duration:g} s is shorter than one sample at {sample_rate} Hz")
+            raise AudioError(
+                f"--duration {self.duration:g} s is shorter than one sample at {sample_rate} Hz"
+            )
         return int(round(self.start * sample_rate)), count
 
 
@@ -118,7 +163,9 @@ class AudioReader:
         if stat.S_ISDIR(st.st_mode):
             raise AudioError(f"{self.path}: is a directory, not an audio file")
         if not stat.S_ISREG(st.st_mode):  # FIFO, device, socket: reading could block or never end
-            raise AudioError(f"{self.path}: not a regular file (a pipe, device or socket); give an audio file")
+            raise AudioError(
+                f"{self.path}: not a regular file (a pipe, device or socket); give an audio file"
+            )
         if st.st_size == 0:
             raise AudioError(f"{self.path}: file is empty")
         source = self.path
@@ -152,7 +199,9 @@ class AudioReader:
         if f.frames <= 0:
             self.close()
             if seeked and self.excerpt.start > 0:
-                raise AudioError(f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio")
+                raise AudioError(
+                    f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio"
+                )
             raise AudioError(f"{self.path}: contains no audio samples")
         if f.samplerate <= 0:
             self.close()
@@ -166,21 +215,41 @@ class AudioReader:
                 raise
             if self._offset >= n_frames:
                 self.close()
-                raise AudioError(f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio "
-                                 f"({n_frames / f.samplerate:.3f} s)")
+                raise AudioError(
+                    f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio "
+                    f"({n_frames / f.samplerate:.3f} s)"
+                )
             n_frames = min(n_frames - self._offset, count if count is not None else n_frames)
         self.info = AudioInfo(int(f.samplerate), int(f.channels), n_frames)
 
     def _decode_with_ffmpeg(self) -> Path:
         if not ffmpeg_available():
-            raise AudioError(f"{self.path}: reading '{self.path.suffix}' files needs ffmpeg, which is not installed")
+            raise AudioError(
+                f"{self.path}: reading '{self.path.suffix}' files needs ffmpeg, which is not installed"
+            )
         self._tmpdir = tempfile.TemporaryDirectory(prefix="cunet-decode-")
         out = Path(self._tmpdir.name) / "decoded.wav"
         seek = [] if self.excerpt.start == 0 else ["-ss", f"{self.excerpt.start:.6f}"]
         if self.excerpt.duration is not None:
             seek += ["-t", f"{self.excerpt.duration:.6f}"]
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *seek, "-i", str(self.path), "-map", "0:a:0", "-vn",
-               "-c:a", "pcm_f32le", "-f", "wav", str(out)]
+        cmd = [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            *seek,
+            "-i",
+            str(self.path),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-c:a",
+            "pcm_f32le",
+            "-f",
+            "wav",
+            str(out),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if "matches no streams" in proc.stderr:
             raise AudioError(f"{self.path}: no audio stream (a video-only or data file?)")
@@ -202,7 +271,10 @@ class AudioReader:
                     return
                 left -= block.shape[0]
                 yield block
-        except (RuntimeError, OSError) as exc:  # LibsndfileError is a RuntimeError (truncated/corrupt data)
+        except (
+            RuntimeError,
+            OSError,
+        ) as exc:  # LibsndfileError is a RuntimeError (truncated/corrupt data)
             raise AudioError(f"{self.path}: cannot decode audio ({_short(exc)})") from None
 
     def read(self) -> np.ndarray:
@@ -222,7 +294,7 @@ class AudioReader:
             self._tmpdir.cleanup()
             self._tmpdir = None
 
-    def __enter__(self) -> "AudioReader":
+    def __enter__(self) -> AudioReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -250,16 +322,27 @@ class AtomicAudioWriter:
     float32=True is the older spelling of bits="32f".
     """
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, n_channels: int, fmt: str = "wav",
-                 float32: bool = False, staging_dir: str | os.PathLike | None = None, bits: str | None = None,
-                 clip: bool | None = None, mp3_bitrate: int = 320) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        n_channels: int,
+        fmt: str = "wav",
+        float32: bool = False,
+        staging_dir: str | os.PathLike | None = None,
+        bits: str | None = None,
+        clip: bool | None = None,
+        mp3_bitrate: int = 320,
+    ) -> None:
         import soundfile as sf
 
         if fmt not in OUTPUT_FORMATS:
             raise AudioError(f"unknown output format '{fmt}' (valid: {', '.join(OUTPUT_FORMATS)})")
         bits = bits or ("32f" if float32 else "16")
         if bits not in BITS or (fmt == "flac" and bits == "32f"):
-            raise AudioError(f"cannot write {bits}-bit samples to {fmt} (valid: wav {', '.join(BITS)}; flac 16, 24)")
+            raise AudioError(
+                f"cannot write {bits}-bit samples to {fmt} (valid: wav {', '.join(BITS)}; flac 16, 24)"
+            )
         if fmt == "mp3" and not ffmpeg_available():
             raise AudioError("writing mp3 needs ffmpeg, which is not installed")
         self.path = Path(path)
@@ -271,12 +354,20 @@ class AtomicAudioWriter:
         file_format = "WAV" if fmt in ("wav", "mp3") else "FLAC"
         subtype = "FLOAT" if floats else _SUBTYPES[bits]
         try:
-            self._file = sf.SoundFile(str(self.partial), "w", samplerate=sample_rate, channels=n_channels,
-                                      format=file_format, subtype=subtype)
+            self._file = sf.SoundFile(
+                str(self.partial),
+                "w",
+                samplerate=sample_rate,
+                channels=n_channels,
+                format=file_format,
+                subtype=subtype,
+            )
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             self._staged.abort()  # e.g. a full disk: the file may exist with 0 bytes
             reason = _short(exc).replace(f"Error opening '{self.partial}': ", "")
-            raise AudioError(f"cannot write '{self.path}' (disk full or not writable?): {reason}") from None
+            raise AudioError(
+                f"cannot write '{self.path}' (disk full or not writable?): {reason}"
+            ) from None
         self.n_written = 0
         self.n_clipped = 0
         self._finished = False
@@ -308,14 +399,30 @@ class AtomicAudioWriter:
         if self.fmt == "mp3":
             wav = self._staged.partial
             encoded = wav.with_name(wav.name + ".mp3")
-            cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
-                   "-b:a", f"{self.mp3_bitrate}k", "-f", "mp3", str(encoded)]
+            cmd = [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(wav),
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                f"{self.mp3_bitrate}k",
+                "-f",
+                "mp3",
+                str(encoded),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             wav.unlink(missing_ok=True)
             self._staged.partial = encoded
             if proc.returncode != 0:
                 self._staged.abort()
-                raise AudioError(f"cannot encode mp3: {(proc.stderr.strip().splitlines() or ['ffmpeg failed'])[-1]}")
+                raise AudioError(
+                    f"cannot encode mp3: {(proc.stderr.strip().splitlines() or ['ffmpeg failed'])[-1]}"
+                )
         self._finished = True
 
     def commit(self, overwrite: bool = True) -> Path:
@@ -327,8 +434,10 @@ class AtomicAudioWriter:
         try:
             return self._staged.commit(overwrite)
         except FileExistsError:
-            raise AudioError(f"output '{self.path}' exists (written meanwhile by another process?); "
-                             "use --force to overwrite") from None
+            raise AudioError(
+                f"output '{self.path}' exists (written meanwhile by another process?); "
+                "use --force to overwrite"
+            ) from None
 
     def abort(self) -> None:
         try:
@@ -338,13 +447,17 @@ class AtomicAudioWriter:
         self._staged.abort()
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt: str | None = None) -> Path:
+def write_audio(
+    path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt: str | None = None
+) -> Path:
     """Write a whole array [n_samples, n_channels] atomically; the format follows the extension by default."""
     path = Path(path)
     audio = np.asarray(audio, np.float32)
     if audio.ndim == 1:
         audio = audio[:, None]
-    writer = AtomicAudioWriter(path, sample_rate, audio.shape[1], fmt or path.suffix.lstrip(".").lower() or "wav")
+    writer = AtomicAudioWriter(
+        path, sample_rate, audio.shape[1], fmt or path.suffix.lstrip(".").lower() or "wav"
+    )
     try:
         writer.write(audio)
         return writer.commit()

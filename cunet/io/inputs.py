@@ -8,15 +8,16 @@ hidden files and folders (names starting with "."; e.g. macOS `._song.mp3` resou
 partial files), symbolic links to folders (no loops), and the output directory if it lies inside the
 scanned one (earlier results are not separated again).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
-from .audio import AUDIO_EXTENSIONS, input_stem
 from ..errors import AudioError
+from .audio import AUDIO_EXTENSIONS, input_stem
 
 STDIN = "-"
 
@@ -40,8 +41,12 @@ def is_audio_name(name: str) -> bool:
     return Path(name).suffix.lower() in AUDIO_EXTENSIONS
 
 
-def scan_directory(root: Path, recursive: bool, exclude: Iterable[Path] = (),
-                   note: Callable[[str], None] | None = None) -> list[InputItem]:
+def scan_directory(
+    root: Path,
+    recursive: bool,
+    exclude: Iterable[Path] = (),
+    note: Callable[[str], None] | None = None,
+) -> list[InputItem]:
     """The audio files under `root` (see the module docstring); AudioError if there is none."""
     excluded = {os.path.realpath(p) for p in exclude}
     found: list[tuple[tuple, InputItem]] = []
@@ -82,9 +87,13 @@ def _raise(exc: OSError) -> None:
     raise AudioError(f"{exc.filename}: cannot list the folder ({exc.strerror or exc})")
 
 
-def expand_inputs(args: Iterable[str], recursive: bool = False, exclude: Iterable[Path] = (),
-                  note: Callable[[str], None] | None = None,
-                  error: Callable[[str, Exception], None] | None = None) -> list[InputItem]:
+def expand_inputs(
+    args: Iterable[str],
+    recursive: bool = False,
+    exclude: Iterable[Path] = (),
+    note: Callable[[str], None] | None = None,
+    error: Callable[[str, Exception], None] | None = None,
+) -> list[InputItem]:
     """The inputs named on the command line, folders expanded, in order; the same file named twice
     (also through a folder) is kept once.
 

@@ -13,19 +13,20 @@ access (`{stem.__class__}`, `{stem[0]}`), no conversion (`{track!r}`), no format
 `{index}`; and no absolute template, no `.` or `..` component, from the template or from a value. So a
 template cannot write outside OUTDIR, whatever the inputs are called.
 """
+
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping, Sequence
 
 from ..errors import UserError
 
 DEFAULT_TEMPLATE = "{folder}/{track}/{stem}.{ext}"
 FIELDS: tuple[str, ...] = ("track", "stem", "ext", "index", "folder")
-_INDEX_SPEC = re.compile(r"0?[1-9]d?")   # {index:2}, {index:02d}: a width of at most 9
+_INDEX_SPEC = re.compile(r"0?[1-9]d?")  # {index:2}, {index:02d}: a width of at most 9
 MAX_TEMPLATE = 1024
 
 
@@ -35,37 +36,49 @@ class FilenameTemplate:
 
     text: str = DEFAULT_TEMPLATE
 
-    def validate(self) -> "FilenameTemplate":
+    def validate(self) -> FilenameTemplate:
         """Self, or UserError naming what is wrong (unknown field, escape, bad syntax)."""
         text = self.text
         where = f"--filename '{text}'"
         if not text or len(text) > MAX_TEMPLATE:
-            raise UserError(f"{where}: give a relative path template of 1 to {MAX_TEMPLATE} characters")
+            raise UserError(
+                f"{where}: give a relative path template of 1 to {MAX_TEMPLATE} characters"
+            )
         if "\x00" in text:
             raise UserError(f"{where}: contains a NUL character")
         if text.startswith("/"):
-            raise UserError(f"{where}: must be relative to the output directory, not an absolute path")
+            raise UserError(
+                f"{where}: must be relative to the output directory, not an absolute path"
+            )
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
             raise UserError(f"{where}: {exc} (write a literal brace as '{{{{' or '}}}}')") from None
         for part in text.split("/"):
             if part in (".", ".."):
-                raise UserError(f"{where}: '{part}' components are not allowed (outputs stay inside OUTDIR)")
+                raise UserError(
+                    f"{where}: '{part}' components are not allowed (outputs stay inside OUTDIR)"
+                )
         for _, field, spec, conversion in parsed:
             if field is None:
                 continue
             if field not in FIELDS:
-                raise UserError(f"{where}: unknown field '{{{field}}}' (valid: "
-                                f"{', '.join('{' + f + '}' for f in FIELDS)})")
+                raise UserError(
+                    f"{where}: unknown field '{{{field}}}' (valid: "
+                    f"{', '.join('{' + f + '}' for f in FIELDS)})"
+                )
             if conversion is not None:
                 raise UserError(f"{where}: conversions such as '!{conversion}' are not allowed")
             if spec and not (field == "index" and _INDEX_SPEC.fullmatch(spec)):
-                raise UserError(f"{where}: format spec ':{spec}' is not allowed (only a width for {{index}}, "
-                                "e.g. {index:02d})")
+                raise UserError(
+                    f"{where}: format spec ':{spec}' is not allowed (only a width for {{index}}, "
+                    "e.g. {index:02d})"
+                )
         return self
 
-    def render(self, track: str, stem: str, ext: str, index: int, folder: str = "") -> PurePosixPath:
+    def render(
+        self, track: str, stem: str, ext: str, index: int, folder: str = ""
+    ) -> PurePosixPath:
         """The relative output path for these values; UserError if a value would leave OUTDIR."""
         for name, value in (("track", track), ("stem", stem), ("ext", ext)):
             if "/" in value or "\x00" in value or value in ("", ".", ".."):
@@ -73,23 +86,37 @@ class FilenameTemplate:
         folder_parts = [p for p in folder.split("/") if p]
         if any(p in (".", "..") or "\x00" in p for p in folder_parts):
             raise UserError(f"--filename: the folder '{folder}' cannot be used in a path")
-        text = self.text.format(track=track, stem=stem, ext=ext, index=index, folder="/".join(folder_parts))
+        text = self.text.format(
+            track=track, stem=stem, ext=ext, index=index, folder="/".join(folder_parts)
+        )
         parts = [p for p in text.split("/") if p]
         if not parts or any(p in (".", "..") for p in parts):
-            raise UserError(f"--filename '{self.text}' gives '{text}', which is not a path inside OUTDIR")
+            raise UserError(
+                f"--filename '{self.text}' gives '{text}', which is not a path inside OUTDIR"
+            )
         return PurePosixPath(*parts)
 
 
-def output_paths(template: FilenameTemplate, outdir: str | Path, track: str, stems: Sequence[str], ext: str,
-                 instruments: Sequence[str], residual: bool = False, folder: str = "") -> dict[str, Path]:
+def output_paths(
+    template: FilenameTemplate,
+    outdir: str | Path,
+    track: str,
+    stems: Sequence[str],
+    ext: str,
+    instruments: Sequence[str],
+    residual: bool = False,
+    folder: str = "",
+) -> dict[str, Path]:
     """{output key: path} for one input: each stem (and `no_<stem>` with residual) under `outdir`.
 
     instruments: the model's instrument list (for {index}). UserError if two outputs share a path.
     """
     outdir = Path(outdir)
     keys = [(s, s) for s in stems] + ([(f"no_{s}", s) for s in stems] if residual else [])
-    paths = {key: outdir / template.render(track, key, ext, instruments.index(inst) + 1, folder)
-             for key, inst in keys}
+    paths = {
+        key: outdir / template.render(track, key, ext, instruments.index(inst) + 1, folder)
+        for key, inst in keys
+    }
     check_collisions([(track, paths)])
     return paths
 
@@ -104,7 +131,12 @@ def check_collisions(outputs: Iterable[tuple[str, Mapping[str, Path]]]) -> None:
         for key, path in paths.items():
             other = seen.setdefault(path, (i, label, key))
             if other != (i, label, key):
-                what = (f"'{other[2]}' and '{key}' of {label}" if other[0] == i
-                        else f"inputs '{other[1]}' and '{label}'")
-                raise UserError(f"{what} would both be written to '{path}'; make --filename tell them apart "
-                                "(fields: {folder}, {track}, {stem}, {index}, {ext})")
+                what = (
+                    f"'{other[2]}' and '{key}' of {label}"
+                    if other[0] == i
+                    else f"inputs '{other[1]}' and '{label}'"
+                )
+                raise UserError(
+                    f"{what} would both be written to '{path}'; make --filename tell them apart "
+                    "(fields: {folder}, {track}, {stem}, {index}, {ext})"
+                )

@@ -9,18 +9,19 @@ Clipping (`OutputSettings.clip`):
   read back block by block, multiplied by min(1, 1 / peak) and written in the requested format. The
   cost is a second pass over the outputs and float-sized partial files meanwhile.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
-from .audio import BITS, OUTPUT_FORMATS, AtomicAudioWriter, AudioError
 from ..errors import UserError
+from .audio import BITS, OUTPUT_FORMATS, AtomicAudioWriter, AudioError
 
 CLIP_MODES = ("rescale", "clamp", "none")
 MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
@@ -38,21 +39,29 @@ class OutputSettings:
     clip: str | None = None
     mp3_bitrate: int = 320
 
-    def validate(self) -> "OutputSettings":
+    def validate(self) -> OutputSettings:
         if self.fmt not in OUTPUT_FORMATS:
-            raise UserError(f"unknown output format '{self.fmt}' (valid: {', '.join(OUTPUT_FORMATS)})")
+            raise UserError(
+                f"unknown output format '{self.fmt}' (valid: {', '.join(OUTPUT_FORMATS)})"
+            )
         if self.bits not in BITS:
             raise UserError(f"unknown --bits '{self.bits}' (valid: {', '.join(BITS)})")
         if self.fmt == "flac" and self.bits == "32f":
-            raise UserError("flac holds no float samples; use --bits 16 or 24 with flac, or wav for 32f")
+            raise UserError(
+                "flac holds no float samples; use --bits 16 or 24 with flac, or wav for 32f"
+            )
         if self.clip is not None and self.clip not in CLIP_MODES:
             raise UserError(f"unknown --clip '{self.clip}' (valid: {', '.join(CLIP_MODES)})")
         if self.clip == "none" and not self.floats:
-            raise UserError("--clip none keeps samples beyond full scale, which only float wav holds "
-                            "(--bits 32f); use --clip clamp or rescale")
+            raise UserError(
+                "--clip none keeps samples beyond full scale, which only float wav holds "
+                "(--bits 32f); use --clip clamp or rescale"
+            )
         if self.mp3_bitrate not in MP3_BITRATES:
-            raise UserError(f"--mp3-bitrate must be one of {', '.join(map(str, MP3_BITRATES))} (kbit/s), "
-                            f"got {self.mp3_bitrate}")
+            raise UserError(
+                f"--mp3-bitrate must be one of {', '.join(map(str, MP3_BITRATES))} (kbit/s), "
+                f"got {self.mp3_bitrate}"
+            )
         return self
 
     @property
@@ -64,10 +73,19 @@ class OutputSettings:
     def clip_mode(self) -> str:
         return self.clip or ("none" if self.floats else "clamp")
 
-    def writer(self, path: Path, sample_rate: int, n_channels: int, staging_dir: Path | None) -> AtomicAudioWriter:
-        return AtomicAudioWriter(path, sample_rate, n_channels, self.fmt, staging_dir=staging_dir,
-                                 bits=None if self.fmt == "mp3" else self.bits,
-                                 clip=self.clip_mode != "none", mp3_bitrate=self.mp3_bitrate)
+    def writer(
+        self, path: Path, sample_rate: int, n_channels: int, staging_dir: Path | None
+    ) -> AtomicAudioWriter:
+        return AtomicAudioWriter(
+            path,
+            sample_rate,
+            n_channels,
+            self.fmt,
+            staging_dir=staging_dir,
+            bits=None if self.fmt == "mp3" else self.bits,
+            clip=self.clip_mode != "none",
+            mp3_bitrate=self.mp3_bitrate,
+        )
 
 
 class StemFiles:
@@ -78,8 +96,14 @@ class StemFiles:
     partial files live (same file system; default: each output's folder, which must exist).
     """
 
-    def __init__(self, paths: Mapping[str, Path], sample_rate: int, n_channels: int, settings: OutputSettings,
-                 staging_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        paths: Mapping[str, Path],
+        sample_rate: int,
+        n_channels: int,
+        settings: OutputSettings,
+        staging_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.rate, self.n_channels, self.staging_dir = sample_rate, n_channels, staging_dir
         self.rescale = settings.clip_mode == "rescale"
@@ -88,9 +112,19 @@ class StemFiles:
         self.writers: dict[str, AtomicAudioWriter] = {}
         try:  # a failure here must remove the partials made so far
             for key, path in paths.items():
-                self.writers[key] = (AtomicAudioWriter(path, sample_rate, n_channels, "wav", bits="32f", clip=False,
-                                                       staging_dir=staging_dir) if self.rescale
-                                     else settings.writer(path, sample_rate, n_channels, staging_dir))
+                self.writers[key] = (
+                    AtomicAudioWriter(
+                        path,
+                        sample_rate,
+                        n_channels,
+                        "wav",
+                        bits="32f",
+                        clip=False,
+                        staging_dir=staging_dir,
+                    )
+                    if self.rescale
+                    else settings.writer(path, sample_rate, n_channels, staging_dir)
+                )
         except BaseException:
             self.abort()
             raise
@@ -112,7 +146,9 @@ class StemFiles:
                 staged.finish()
                 if self.gain == 1.0 and self.settings.floats:
                     continue
-                final = self.settings.writer(staged.path, self.rate, self.n_channels, self.staging_dir)
+                final = self.settings.writer(
+                    staged.path, self.rate, self.n_channels, self.staging_dir
+                )
                 self.writers[key] = final
                 try:
                     _copy_scaled(staged.partial, final, self.gain)
@@ -131,8 +167,10 @@ class StemFiles:
     def summary(self) -> str | None:
         """One line on clipping, or None when nothing was clamped or scaled."""
         if self.rescale and self.gain < 1.0:
-            return (f"all outputs scaled by {self.gain:.4f} ({20 * math.log10(self.gain):.2f} dB) so the peak "
-                    f"({self.peak:.4f}) fits full scale")
+            return (
+                f"all outputs scaled by {self.gain:.4f} ({20 * math.log10(self.gain):.2f} dB) so the peak "
+                f"({self.peak:.4f}) fits full scale"
+            )
         clipped = {w.path.name: w.n_clipped for w in self.writers.values() if w.n_clipped}
         if not clipped:
             return None
@@ -154,14 +192,18 @@ def _copy_scaled(source: Path, target: AtomicAudioWriter, gain: float) -> None:
         raise AudioError(f"cannot rescale '{target.path}': {exc}") from None
 
 
-def check_targets(inputs: Iterable[Path], outputs: Iterable[Path], outdir: Path, force: bool) -> None:
+def check_targets(
+    inputs: Iterable[Path], outputs: Iterable[Path], outdir: Path, force: bool
+) -> None:
     """Refuse before any work: an output that is an input file, is not a file, or exists without force."""
     outputs = list(outputs)
     for path in inputs:
         if path.is_file():
             clobber = [str(p) for p in outputs if p.is_file() and os.path.samefile(p, path)]
             if clobber:
-                raise AudioError(f"output '{clobber[0]}' is the input file itself; choose another output directory")
+                raise AudioError(
+                    f"output '{clobber[0]}' is the input file itself; choose another output directory"
+                )
     not_files = [str(p) for p in outputs if p.exists() and not p.is_file()]
     if not_files:
         raise AudioError(f"output '{not_files[0]}' exists and is not a file")

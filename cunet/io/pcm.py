@@ -8,6 +8,7 @@ samples are decoded with NumPy. A header that announces a data size (not a strea
 must be honoured: a stream that ends before it is reported as closed early, as is a raw stream that
 ends in the middle of a sample frame.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,23 +16,35 @@ import os
 import struct
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
+from ..errors import AudioError, UserError
 from .atomic import StagedFile
 from .audio import Excerpt
-from ..errors import AudioError, UserError
 
-RAW_ENCODINGS: dict[str, tuple[str, int]] = {"f32le": ("<f4", 4), "s16le": ("<i2", 2), "s24le": ("s24", 3)}
+RAW_ENCODINGS: dict[str, tuple[str, int]] = {
+    "f32le": ("<f4", 4),
+    "s16le": ("<i2", 2),
+    "s24le": ("s24", 3),
+}
 INPUT_ENCODINGS = ("f32le", "s16le", "s24le")
-_SAMPLE_BYTES = {"u8": 1, "s16le": 2, "s24le": 3, "s32le": 4, "f32le": 4, "f64le": 8}  # WAV encodings too
+_SAMPLE_BYTES = {
+    "u8": 1,
+    "s16le": 2,
+    "s24le": 3,
+    "s32le": 4,
+    "f32le": 4,
+    "f64le": 8,
+}  # WAV encodings too
 BITS_ENCODING = {"16": "s16le", "24": "s24le", "32f": "f32le"}  # --bits -> raw output encoding
 MAX_RATE = 768_000
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF)   # data sizes streaming writers put in WAV headers (ffmpeg, sox)
-_MAX_SKIPPED_CHUNK = 16 << 20      # bytes of non-audio WAV chunks read past before "data"
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes streaming writers put in WAV headers (ffmpeg, sox)
+_MAX_SKIPPED_CHUNK = 16 << 20  # bytes of non-audio WAV chunks read past before "data"
 
 
 @dataclass(frozen=True)
@@ -42,11 +55,15 @@ class RawFormat:
     sample_rate: int
     n_channels: int
 
-    def validate(self) -> "RawFormat":
+    def validate(self) -> RawFormat:
         if self.encoding not in INPUT_ENCODINGS:
-            raise UserError(f"unknown --raw-format '{self.encoding}' (valid: {', '.join(INPUT_ENCODINGS)})")
+            raise UserError(
+                f"unknown --raw-format '{self.encoding}' (valid: {', '.join(INPUT_ENCODINGS)})"
+            )
         if not 0 < self.sample_rate <= MAX_RATE:
-            raise UserError(f"--raw-rate must be a sample rate in Hz in (0, {MAX_RATE}], got {self.sample_rate}")
+            raise UserError(
+                f"--raw-rate must be a sample rate in Hz in (0, {MAX_RATE}], got {self.sample_rate}"
+            )
         if self.n_channels not in (1, 2):
             raise UserError(f"--raw-channels must be 1 or 2, got {self.n_channels}")
         return self
@@ -61,7 +78,7 @@ def decode(data: bytes, encoding: str, n_channels: int) -> np.ndarray:
     dtype, width = RAW_ENCODINGS[encoding]
     if dtype == "s24":
         b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8          # sign-extend 24 bits
+        ints = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8  # sign-extend 24 bits
         x = ints.astype(np.float32) / np.float32(1 << 23)
     elif dtype == "<f4":
         x = np.frombuffer(data, "<f4").astype(np.float32)
@@ -96,7 +113,11 @@ class StreamReader:
         self._pending = b""
         if raw is not None:
             raw.validate()
-            self.encoding, self.sample_rate, self.n_channels = raw.encoding, raw.sample_rate, raw.n_channels
+            self.encoding, self.sample_rate, self.n_channels = (
+                raw.encoding,
+                raw.sample_rate,
+                raw.n_channels,
+            )
             self._left: int | None = None
             self._pending = self._read(1)
             if not self._pending:
@@ -124,14 +145,18 @@ class StreamReader:
         if len(data) < n:
             if not data and what == "a WAV header":
                 raise AudioError(f"{self.name}: no data (the stream is empty)")
-            raise AudioError(f"{self.name}: the stream ended inside {what} (closed early or not WAV?)")
+            raise AudioError(
+                f"{self.name}: the stream ended inside {what} (closed early or not WAV?)"
+            )
         return data
 
     def _read_wav_header(self) -> None:
         head = self._exact(12, "a WAV header")
         if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-            raise AudioError(f"{self.name}: not a WAV stream (no RIFF/WAVE header); for headerless PCM give "
-                             "--raw-format, --raw-rate and --raw-channels")
+            raise AudioError(
+                f"{self.name}: not a WAV stream (no RIFF/WAVE header); for headerless PCM give "
+                "--raw-format, --raw-rate and --raw-channels"
+            )
         if head[:4] == b"RIFX":
             raise AudioError(f"{self.name}: big-endian WAV (RIFX) is not supported")
         fmt = None
@@ -145,22 +170,36 @@ class StreamReader:
                 continue
             skipped += size + (size & 1)
             if skipped > _MAX_SKIPPED_CHUNK:
-                raise AudioError(f"{self.name}: more than {_MAX_SKIPPED_CHUNK >> 20} MiB of WAV header before "
-                                 "the samples; not a WAV stream?")
+                raise AudioError(
+                    f"{self.name}: more than {_MAX_SKIPPED_CHUNK >> 20} MiB of WAV header before "
+                    "the samples; not a WAV stream?"
+                )
             self._exact(size + (size & 1), "a WAV header chunk")
         if fmt is None or len(fmt) < 16:
             raise AudioError(f"{self.name}: WAV stream without a format chunk before its samples")
         tag, channels, rate, _, align, bits = struct.unpack("<HHIIHH", fmt[:16])
         if tag == 0xFFFE and len(fmt) >= 26:
-            tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID starts with the format tag
-        encodings = {(1, 8): "u8", (1, 16): "s16le", (1, 24): "s24le", (1, 32): "s32le",
-                     (3, 32): "f32le", (3, 64): "f64le"}
+            tag = struct.unpack("<H", fmt[24:26])[
+                0
+            ]  # the sub-format GUID starts with the format tag
+        encodings = {
+            (1, 8): "u8",
+            (1, 16): "s16le",
+            (1, 24): "s24le",
+            (1, 32): "s32le",
+            (3, 32): "f32le",
+            (3, 64): "f64le",
+        }
         encoding = encodings.get((tag, bits))
         if encoding is None:
-            raise AudioError(f"{self.name}: unsupported WAV sample format (format tag {tag}, {bits} bits); "
-                             "convert it, e.g. with ffmpeg -f wav -c:a pcm_f32le")
+            raise AudioError(
+                f"{self.name}: unsupported WAV sample format (format tag {tag}, {bits} bits); "
+                "convert it, e.g. with ffmpeg -f wav -c:a pcm_f32le"
+            )
         if not 0 < rate <= MAX_RATE or channels < 1 or align != channels * bits // 8:
-            raise AudioError(f"{self.name}: invalid WAV header ({channels} channels, {rate} Hz, {bits} bits)")
+            raise AudioError(
+                f"{self.name}: invalid WAV header ({channels} channels, {rate} Hz, {bits} bits)"
+            )
         self.encoding, self.sample_rate, self.n_channels = encoding, int(rate), int(channels)
         self._left = None if size in _UNKNOWN_SIZES else size
 
@@ -170,7 +209,9 @@ class StreamReader:
         announced = self._left
         while True:
             n = want if self._left is None else min(want, self._left)
-            data = self._pending + (self._read(n - len(self._pending)) if n > len(self._pending) else b"")
+            data = self._pending + (
+                self._read(n - len(self._pending)) if n > len(self._pending) else b""
+            )
             self._pending = b""
             if self._left is not None:
                 self._left -= len(data)
@@ -179,49 +220,71 @@ class StreamReader:
                 yield _decode_any(data[:whole], self.encoding, self.n_channels)
             if len(data) < n or (self._left is not None and self._left <= 0):
                 if self._left and announced is not None:
-                    got, expected = (announced - self._left) // self.frame_bytes, announced // self.frame_bytes
-                    raise AudioError(f"{self.name}: the stream ended after {got} of the {expected} samples its WAV "
-                                     "header announced (closed early?)")
+                    got, expected = (
+                        (announced - self._left) // self.frame_bytes,
+                        announced // self.frame_bytes,
+                    )
+                    raise AudioError(
+                        f"{self.name}: the stream ended after {got} of the {expected} samples its WAV "
+                        "header announced (closed early?)"
+                    )
                 if len(data) % self.frame_bytes:
-                    raise AudioError(f"{self.name}: the stream ended in the middle of a sample frame "
-                                     f"({len(data) % self.frame_bytes} stray bytes; broken stream, or wrong "
-                                     "--raw-format / --raw-channels?)")
+                    raise AudioError(
+                        f"{self.name}: the stream ended in the middle of a sample frame "
+                        f"({len(data) % self.frame_bytes} stray bytes; broken stream, or wrong "
+                        "--raw-format / --raw-channels?)"
+                    )
                 return
 
 
 def _decode_any(data: bytes, encoding: str, n_channels: int) -> np.ndarray:
     """`decode` plus the WAV-only encodings (unsigned 8-bit, 32-bit integer, 64-bit float)."""
     if encoding == "u8":
-        return ((np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128).reshape(-1, n_channels)
+        return ((np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128).reshape(
+            -1, n_channels
+        )
     if encoding == "s32le":
-        return (np.frombuffer(data, "<i4").astype(np.float64) / (1 << 31)).astype(np.float32).reshape(-1, n_channels)
+        return (
+            (np.frombuffer(data, "<i4").astype(np.float64) / (1 << 31))
+            .astype(np.float32)
+            .reshape(-1, n_channels)
+        )
     if encoding == "f64le":
         return np.frombuffer(data, "<f8").astype(np.float32).reshape(-1, n_channels)
     return decode(data, encoding, n_channels)
 
 
-def excerpt_blocks(blocks: Iterable[np.ndarray], excerpt: Excerpt, sample_rate: int) -> Iterator[np.ndarray]:
+def excerpt_blocks(
+    blocks: Iterable[np.ndarray], excerpt: Excerpt, sample_rate: int
+) -> Iterator[np.ndarray]:
     """The part of a block stream an `Excerpt` selects (a pipe cannot seek: earlier samples are read past).
     AudioError if the stream ends before the excerpt's start."""
     first, count = excerpt.validate().frames(sample_rate)
     seen = 0
     for block in blocks:
-        lo, hi = max(0, first - seen), block.shape[0] if count is None else min(block.shape[0], first + count - seen)
+        lo, hi = (
+            max(0, first - seen),
+            block.shape[0] if count is None else min(block.shape[0], first + count - seen),
+        )
         seen += block.shape[0]
         if hi > lo:
             yield block[lo:hi]
         if count is not None and seen >= first + count:
             return
     if seen <= first:
-        raise AudioError(f"--start {excerpt.start:g} s is at or past the end of the stream "
-                         f"({seen / sample_rate:.3f} s)")
+        raise AudioError(
+            f"--start {excerpt.start:g} s is at or past the end of the stream "
+            f"({seen / sample_rate:.3f} s)"
+        )
 
 
 def spool(reader: StreamReader, path: str | os.PathLike, block_frames: int = 1 << 16) -> Path:
     """Copy a stream into a float WAV at `path` (bounded memory), for callers that need the length first."""
     import soundfile as sf
 
-    with sf.SoundFile(str(path), "w", reader.sample_rate, reader.n_channels, subtype="FLOAT") as out:
+    with sf.SoundFile(
+        str(path), "w", reader.sample_rate, reader.n_channels, subtype="FLOAT"
+    ) as out:
         for block in reader.blocks(block_frames):
             out.write(block)
     return Path(path)
@@ -242,7 +305,11 @@ def stdin_bytes() -> BinaryIO:
     elsewhere) then aborts with a fatal error instead of the one-line message."""
     try:
         return open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
-    except (AttributeError, OSError, ValueError):  # replaced by an in-memory stream (tests, embedding)
+    except (
+        AttributeError,
+        OSError,
+        ValueError,
+    ):  # replaced by an in-memory stream (tests, embedding)
         return sys.stdin.buffer
 
 
@@ -254,8 +321,14 @@ class PcmSink:
     encoding: f32le, s16le or s24le. clip: clamp to [-1, 1] (counting `n_clipped`); integers always are.
     """
 
-    def __init__(self, encoding: str, clip: bool, fd: int | None = None, path: str | os.PathLike | None = None,
-                 overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        encoding: str,
+        clip: bool,
+        fd: int | None = None,
+        path: str | os.PathLike | None = None,
+        overwrite: bool = False,
+    ) -> None:
         self.encoding, self.clip = encoding, clip or encoding != "f32le"
         self.n_clipped = 0
         self.n_written = 0
@@ -263,8 +336,11 @@ class PcmSink:
         self.path = None if path is None else Path(path)
         if self.path is not None:
             if self.path.exists() and (not overwrite or not self.path.is_file()):
-                raise AudioError(f"output '{self.path}' exists; use --force to overwrite" if self.path.is_file()
-                                 else f"output '{self.path}' exists and is not a file")
+                raise AudioError(
+                    f"output '{self.path}' exists; use --force to overwrite"
+                    if self.path.is_file()
+                    else f"output '{self.path}' exists and is not a file"
+                )
             self._staged = StagedFile(self.path)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,14 +352,16 @@ class PcmSink:
 
     def write(self, block: np.ndarray) -> None:
         block = np.asarray(block, np.float32)
-        frames = np.transpose(block, (1, 0, 2)).reshape(block.shape[1], -1)        # [m, outputs * channels]
+        frames = np.transpose(block, (1, 0, 2)).reshape(
+            block.shape[1], -1
+        )  # [m, outputs * channels]
         if self.clip:
             self.n_clipped += int(np.count_nonzero(np.abs(frames) > 1.0))
             frames = np.clip(frames, -1.0, 1.0)
         view = memoryview(encode(frames, self.encoding))
         try:
             while view:
-                view = view[os.write(self.fd, view):]
+                view = view[os.write(self.fd, view) :]
         except BrokenPipeError:
             raise AudioError("the output stream was closed by its reader (broken pipe)") from None
         except OSError as exc:

@@ -4,9 +4,10 @@ Blocks are float32 [m, n_channels] (inputs) or [n_outputs, m, n_channels] (separ
 soxr is imported when a resampler is first used. A resampler delays its output by its filter's
 length (a few ms at "HQ"), so streamed audio at a rate other than the model's comes out a little later.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -31,8 +32,9 @@ def take(blocks: list[np.ndarray], n: int, n_channels: int) -> np.ndarray:
     return np.concatenate(parts, axis=0) if parts else np.zeros((0, n_channels), np.float32)
 
 
-def resample_stream(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, n_channels: int
-                    ) -> Iterator[np.ndarray]:
+def resample_stream(
+    blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, n_channels: int
+) -> Iterator[np.ndarray]:
     """Blocks [m, n_channels] at rate_in -> blocks at rate_out (the filter's tail flushed at the end)."""
     import soxr
 
@@ -46,13 +48,16 @@ def resample_stream(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, n
         yield out.reshape(-1, n_channels)
 
 
-def resample_outputs(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, n_channels: int,
-                     n_outputs: int) -> Iterator[np.ndarray]:
+def resample_outputs(
+    blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, n_channels: int, n_outputs: int
+) -> Iterator[np.ndarray]:
     """Blocks [n_outputs, m, n_channels] at rate_in -> the same at rate_out, one resampler per output."""
     import soxr
 
-    streams = [soxr.ResampleStream(rate_in, rate_out, n_channels, dtype="float32", quality=QUALITY)
-               for _ in range(n_outputs)]
+    streams = [
+        soxr.ResampleStream(rate_in, rate_out, n_channels, dtype="float32", quality=QUALITY)
+        for _ in range(n_outputs)
+    ]
     pending: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
 
     def drain() -> Iterator[np.ndarray]:
@@ -62,17 +67,27 @@ def resample_outputs(blocks: Iterable[np.ndarray], rate_in: int, rate_out: int, 
 
     for block in blocks:
         for i, s in enumerate(streams):
-            pending[i].append(s.resample_chunk(np.ascontiguousarray(block[i])).reshape(-1, n_channels))
+            pending[i].append(
+                s.resample_chunk(np.ascontiguousarray(block[i])).reshape(-1, n_channels)
+            )
         yield from drain()
     for i, s in enumerate(streams):
-        pending[i].append(s.resample_chunk(np.zeros((0, n_channels), np.float32), last=True)
-                          .reshape(-1, n_channels))
+        pending[i].append(
+            s.resample_chunk(np.zeros((0, n_channels), np.float32), last=True).reshape(
+                -1, n_channels
+            )
+        )
     n = max(sum(p.shape[0] for p in q) for q in pending)
     yield np.stack([take(q, n, n_channels) for q in pending])
 
 
-def exact_length(blocks: Iterable[np.ndarray], n_samples: int | Callable[[], int], n_outputs: int,
-                 n_channels: int, hold: int = 64) -> Iterator[np.ndarray]:
+def exact_length(
+    blocks: Iterable[np.ndarray],
+    n_samples: int | Callable[[], int],
+    n_outputs: int,
+    n_channels: int,
+    hold: int = 64,
+) -> Iterator[np.ndarray]:
     """Trim or zero-pad a stream of [n_outputs, m, n_channels] blocks to exactly the input's length
     (resampling may be off by a sample or two).
 
@@ -87,8 +102,8 @@ def exact_length(blocks: Iterable[np.ndarray], n_samples: int | Callable[[], int
             tail = np.concatenate([tail, block], axis=1) if tail.shape[1] else block
             if tail.shape[1] > hold:
                 done += tail.shape[1] - hold
-                yield tail[:, :tail.shape[1] - hold]
-                tail = tail[:, tail.shape[1] - hold:]
+                yield tail[:, : tail.shape[1] - hold]
+                tail = tail[:, tail.shape[1] - hold :]
         blocks, n_samples = [tail], n_samples()
     for block in blocks:
         block = block[:, : max(0, n_samples - done)]

@@ -3,9 +3,11 @@
 Shapes follow Keras' channels-last layout: feature maps are
 [batch, n_bins, n_frames, n_filters]; conditions are [batch, n_instruments].
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops
@@ -39,8 +41,8 @@ class FiLM(keras.layers.Layer):
 
     def call(self, inputs: Sequence[Any]) -> Any:
         x, gammas, betas = inputs
-        gamma = gammas[:, self.offset:self.offset + self.n_params]
-        beta = betas[:, self.offset:self.offset + self.n_params]
+        gamma = gammas[:, self.offset : self.offset + self.n_params]
+        beta = betas[:, self.offset : self.offset + self.n_params]
         gamma = ops.reshape(gamma, (-1, 1, 1, self.n_params))
         beta = ops.reshape(beta, (-1, 1, 1, self.n_params))
         return x * gamma + beta
@@ -49,8 +51,12 @@ class FiLM(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "film_type": self.film_type, "offset": self.offset,
-                "n_filters": self.n_filters}
+        return {
+            **super().get_config(),
+            "film_type": self.film_type,
+            "offset": self.offset,
+            "n_filters": self.n_filters,
+        }
 
 
 def film_param_count(film_type: str, filters: Sequence[int]) -> int:
@@ -66,7 +72,9 @@ class ControlNetwork(keras.layers.Layer):
     then call `_make_layers`, and define the hidden layer and the input/output reshaping.
     """
 
-    def __init__(self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.units = tuple(int(u) for u in units)
         self.n_params = int(n_params)
@@ -78,8 +86,10 @@ class ControlNetwork(keras.layers.Layer):
         for i, u in enumerate(self.units):
             block = [self._hidden_layer(i, u, init)]
             if i > 0:
-                block += [keras.layers.Dropout(self.dropout, name=f"dropout_{i}"),
-                          keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")]
+                block += [
+                    keras.layers.Dropout(self.dropout, name=f"dropout_{i}"),
+                    keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}"),
+                ]
             self.hidden.append(block)
         self.gamma_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="gammas")
         self.beta_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="betas")
@@ -113,7 +123,9 @@ class ControlNetwork(keras.layers.Layer):
     def call(self, condition: Any, training: bool | None = None) -> tuple[Any, Any]:
         x = self._to_hidden(condition)
         for block in self.hidden:
-            for j, layer in enumerate(block):  # the first is the Dense/Conv1D; dropout and BN need `training`
+            for j, layer in enumerate(
+                block
+            ):  # the first is the Dense/Conv1D; dropout and BN need `training`
                 x = layer(x, training=training) if j else layer(x)
         x = self._from_hidden(x)
         return self.gamma_layer(x), self.beta_layer(x)
@@ -122,20 +134,28 @@ class ControlNetwork(keras.layers.Layer):
         return (input_shape[0], self.n_params), (input_shape[0], self.n_params)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": list(self.units), "n_params": self.n_params,
-                "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "units": list(self.units),
+            "n_params": self.n_params,
+            "dropout": self.dropout,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DenseControl(ControlNetwork):
     """Dense control network (see `ControlNetwork`): hidden Dense layers of `units` neurons."""
 
-    def __init__(self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any
+    ) -> None:
         super().__init__(units, n_params, dropout, **kwargs)
         self._make_layers()
 
     def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
-        return keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"dense_{index}")
+        return keras.layers.Dense(
+            units, activation="relu", kernel_initializer=init, name=f"dense_{index}"
+        )
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -147,8 +167,14 @@ class CNNControl(ControlNetwork):
     "valid" for the last) reduce it to one step, followed by linear outputs.
     """
 
-    def __init__(self, units: Sequence[int], n_params: int, n_instruments: int, dropout: float = 0.5,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        units: Sequence[int],
+        n_params: int,
+        n_instruments: int,
+        dropout: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(units, n_params, dropout, **kwargs)
         self.n_instruments = int(n_instruments)
         self._make_layers()
@@ -156,8 +182,14 @@ class CNNControl(ControlNetwork):
 
     def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
         padding = "valid" if index == len(self.units) - 1 else "same"
-        return keras.layers.Conv1D(units, self.n_instruments, padding=padding, activation="relu",
-                                   kernel_initializer=init, name=f"conv_{index}")
+        return keras.layers.Conv1D(
+            units,
+            self.n_instruments,
+            padding=padding,
+            activation="relu",
+            kernel_initializer=init,
+            name=f"conv_{index}",
+        )
 
     def _hidden_input_shape(self, input_shape: Any) -> tuple:
         return (input_shape[0], self.n_instruments, 1)

@@ -6,6 +6,7 @@ Output:  masked magnitude, same shape as "magnitude". The sigmoid mask itself
          is the output of the layer named "mask" (see `mask_model`).
 n_frames may be any multiple of 2**n_layers (64 for six blocks).
 """
+
 from __future__ import annotations
 
 import keras
@@ -16,9 +17,16 @@ from .layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_cou
 
 def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
     if model_cfg.control_type == "dense":
-        return DenseControl(model_cfg.control_units, n_params, dropout=model_cfg.control_dropout, name="control")
-    return CNNControl(model_cfg.control_units, n_params, len(model_cfg.instruments),
-                      dropout=model_cfg.control_dropout, name="control")
+        return DenseControl(
+            model_cfg.control_units, n_params, dropout=model_cfg.control_dropout, name="control"
+        )
+    return CNNControl(
+        model_cfg.control_units,
+        n_params,
+        len(model_cfg.instruments),
+        dropout=model_cfg.control_dropout,
+        name="control",
+    )
 
 
 def build_model(config: Config) -> keras.Model:
@@ -41,8 +49,14 @@ def build_model(config: Config) -> keras.Model:
     skips = []
     offset = 0
     for i, f in enumerate(filters):
-        x = keras.layers.Conv2D(f, cfg.kernel_size, strides=2, padding="same", kernel_initializer=init,
-                                name=f"enc_conv_{i}")(x)
+        x = keras.layers.Conv2D(
+            f,
+            cfg.kernel_size,
+            strides=2,
+            padding="same",
+            kernel_initializer=init,
+            name=f"enc_conv_{i}",
+        )(x)
         x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"enc_bn_{i}")(x)
         if gammas is not None:
             film = FiLM(cfg.film_type, offset, f, name=f"enc_film_{i}")
@@ -54,15 +68,28 @@ def build_model(config: Config) -> keras.Model:
     # Decoder: mirror of the encoder, skip connections from the encoder outputs.
     x = skips[-1]
     for j, f in enumerate(reversed(filters[:-1])):
-        x = keras.layers.Conv2DTranspose(f, cfg.kernel_size, strides=2, padding="same", kernel_initializer=init,
-                                         name=f"dec_conv_{j}")(x)
+        x = keras.layers.Conv2DTranspose(
+            f,
+            cfg.kernel_size,
+            strides=2,
+            padding="same",
+            kernel_initializer=init,
+            name=f"dec_conv_{j}",
+        )(x)
         x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"dec_bn_{j}")(x)
         x = keras.layers.ReLU(name=f"dec_act_{j}")(x)
         if j < 3 and cfg.decoder_dropout > 0:
             x = keras.layers.Dropout(cfg.decoder_dropout, name=f"dec_dropout_{j}")(x)
         x = keras.layers.Concatenate(axis=-1, name=f"dec_skip_{j}")([x, skips[-2 - j]])
-    mask = keras.layers.Conv2DTranspose(n_channels, cfg.kernel_size, strides=2, padding="same",
-                                        activation="sigmoid", kernel_initializer=init, name="mask")(x)
+    mask = keras.layers.Conv2DTranspose(
+        n_channels,
+        cfg.kernel_size,
+        strides=2,
+        padding="same",
+        activation="sigmoid",
+        kernel_initializer=init,
+        name="mask",
+    )(x)
     output = keras.layers.Multiply(name="masked_magnitude")([mask, magnitude])
     kind = "cunet" if cfg.conditioned else "unet"
     return keras.Model(inputs, output, name=f"{kind}_{config.name}")

@@ -6,6 +6,7 @@ The signal is padded by (n_fft - hop_length) zeros at both ends so every
 sample is covered by the same number of frames and the inverse is exact
 (up to float error) from the first sample to the last.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -37,19 +38,36 @@ def stft(waveform: tf.Tensor, n_fft: int, hop_length: int) -> tf.Tensor:
     n_samples = tf.shape(waveform)[-1]
     left, right = _pad_amounts(n_samples, n_fft, hop_length)
     rank = tf.rank(waveform)
-    paddings = tf.concat([tf.zeros([rank - 1, 2], tf.int32), tf.reshape(tf.stack([left, right]), [1, 2])], 0)
+    paddings = tf.concat(
+        [tf.zeros([rank - 1, 2], tf.int32), tf.reshape(tf.stack([left, right]), [1, 2])], 0
+    )
     padded = tf.pad(waveform, paddings)
-    return tf.signal.stft(padded, frame_length=n_fft, frame_step=hop_length, fft_length=n_fft,
-                          window_fn=tf.signal.hann_window, pad_end=False)
+    return tf.signal.stft(
+        padded,
+        frame_length=n_fft,
+        frame_step=hop_length,
+        fft_length=n_fft,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    )
 
 
-def istft(spectrogram: tf.Tensor, n_samples: tf.Tensor | int, n_fft: int, hop_length: int) -> tf.Tensor:
+def istft(
+    spectrogram: tf.Tensor, n_samples: tf.Tensor | int, n_fft: int, hop_length: int
+) -> tf.Tensor:
     """Inverse of `stft`: complex64 [..., n_frames, n_fft // 2 + 1] -> float32 [..., n_samples]."""
-    window_fn = tf.signal.inverse_stft_window_fn(hop_length, forward_window_fn=tf.signal.hann_window)
-    waveform = tf.signal.inverse_stft(spectrogram, frame_length=n_fft, frame_step=hop_length,
-                                      fft_length=n_fft, window_fn=window_fn)
+    window_fn = tf.signal.inverse_stft_window_fn(
+        hop_length, forward_window_fn=tf.signal.hann_window
+    )
+    waveform = tf.signal.inverse_stft(
+        spectrogram,
+        frame_length=n_fft,
+        frame_step=hop_length,
+        fft_length=n_fft,
+        window_fn=window_fn,
+    )
     left = n_fft - hop_length
-    return waveform[..., left:left + n_samples]
+    return waveform[..., left : left + n_samples]
 
 
 def expand_mask_bins(mask: tf.Tensor, n_fft: int) -> tf.Tensor:

@@ -1,4 +1,5 @@
 """Callbacks of a training run: checkpoints with provenance, a resumable backup, the time limit."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ class Checkpoints(keras.callbacks.Callback):
     """Saves the trained network as last.keras every epoch and best.keras on a new best of the
     monitored metric, provenance embedded; stops when the time limit would be passed next epoch."""
 
-    def __init__(self, out_dir: Path, provenance: dict[str, Any], monitor: str, mode: str,
-                 max_minutes: float) -> None:
+    def __init__(
+        self, out_dir: Path, provenance: dict[str, Any], monitor: str, mode: str, max_minutes: float
+    ) -> None:
         super().__init__()
         self.out_dir = out_dir
         self.provenance = provenance
@@ -41,33 +43,50 @@ class Checkpoints(keras.callbacks.Callback):
         self._epoch_start = time.monotonic()
 
     def _better(self, value: float) -> bool:
-        return math.isfinite(value) and (value > self.best if self.mode == "max" else value < self.best)
+        return math.isfinite(value) and (
+            value > self.best if self.mode == "max" else value < self.best
+        )
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_start = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
-        logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        logs.setdefault(
+            "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        )
         self.epoch_times.append(time.monotonic() - self._epoch_start)
         metrics = self.provenance["metrics"]
-        metrics.setdefault("history", []).append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-                                                  "seconds": round(self.epoch_times[-1], 1)})
+        metrics.setdefault("history", []).append(
+            {
+                "epoch": epoch + 1,
+                **{k: float(v) for k, v in logs.items()},
+                "seconds": round(self.epoch_times[-1], 1),
+            }
+        )
         metrics["epochs_done"] = epoch + 1
-        metrics["train_minutes"] = round(sum(h.get("seconds", 0.0) for h in metrics["history"]) / 60, 1)
+        metrics["train_minutes"] = round(
+            sum(h.get("seconds", 0.0) for h in metrics["history"]) / 60, 1
+        )
         network = self.model.network
         value = float(logs.get(self.monitor, math.nan))
         if self._better(value):
             self.best = value
             metrics.update(best_epoch=epoch + 1, selected_by=self.monitor, best_value=value)
             save_model(network, self.out_dir / "best.keras", self.provenance)
-            write_json_atomic(self.out_dir / BEST_FILE, {"metric": self.monitor, "value": value, "epoch": epoch + 1})
+            write_json_atomic(
+                self.out_dir / BEST_FILE,
+                {"metric": self.monitor, "value": value, "epoch": epoch + 1},
+            )
         save_model(network, self.out_dir / "last.keras", self.provenance)
         write_json_atomic(self.out_dir / "provenance.json", self.provenance)
         if self.max_minutes > 0:
             elapsed = (time.monotonic() - self.started) / 60
             if elapsed + max(self.epoch_times[-3:]) / 60 > self.max_minutes:
-                print(f"time limit of {self.max_minutes:g} min reached after epoch {epoch + 1}; stopping", flush=True)
+                print(
+                    f"time limit of {self.max_minutes:g} min reached after epoch {epoch + 1}; stopping",
+                    flush=True,
+                )
                 self.model.stop_training = True
 
 
@@ -81,20 +100,37 @@ class Backup(keras.callbacks.BackupAndRestore):
             self._save_model()
 
 
-def run_callbacks(config: Config, out_dir: Path, provenance: dict[str, Any], max_minutes: float, verbose: int,
-                  first: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
+def run_callbacks(
+    config: Config,
+    out_dir: Path,
+    provenance: dict[str, Any],
+    max_minutes: float,
+    verbose: int,
+    first: list[keras.callbacks.Callback],
+) -> list[keras.callbacks.Callback]:
     """`first` (callbacks that add metrics to the logs), then the schedule, logs, checkpoints, backup."""
     t = config.train
     monitor, mode = monitor_of(config)
     return [
         *first,
-        keras.callbacks.ReduceLROnPlateau(monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
-                                          mode=mode, verbose=verbose),
-        keras.callbacks.EarlyStopping(monitor, patience=t.early_stopping_patience, mode=mode, verbose=verbose),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor,
+            factor=t.reduce_lr_factor,
+            patience=t.reduce_lr_patience,
+            mode=mode,
+            verbose=verbose,
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor, patience=t.early_stopping_patience, mode=mode, verbose=verbose
+        ),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False, profile_batch=0),
         Checkpoints(out_dir, provenance, monitor, mode, max_minutes),
-        Backup(str(out_dir / "backup"), save_freq=max(1, t.steps_per_epoch // 4), double_checkpoint=True),
+        Backup(
+            str(out_dir / "backup"),
+            save_freq=max(1, t.steps_per_epoch // 4),
+            double_checkpoint=True,
+        ),
     ]
 
 

@@ -6,13 +6,15 @@ Run directory layout (`out_dir`):
     history.csv, logs/       CSV and TensorBoard logs
     provenance.json          config, git commit, package versions, data, metrics
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import Config
 from ..data.sources import DataSpec
@@ -31,7 +33,9 @@ def split_cpu(n_devices: int) -> None:
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n_devices)
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * n_devices
+    )
 
 
 def select_strategy(devices: Sequence[str] | None = None) -> Any:
@@ -52,17 +56,40 @@ def describe_data(specs: Sequence[DataSpec], splits: dict[str, list]) -> dict[st
     """The provenance record of the data: every source with its options and its tracks by split."""
     sources = []
     for spec in specs:
-        mine = {s: [t.name for t in tracks if t.source_id == spec.source_id] for s, tracks in splits.items()}
-        sources.append({"path": str(spec.path.resolve()), "stem": spec.stem, "rename": [list(r) for r in spec.rename],
-                        "weight": spec.weight, "valid_tracks": spec.valid_tracks, "is_wav": spec.is_wav,
-                        "train_tracks": mine["train"], "valid_tracks_used": mine["valid"]})
-    return {"sources": sources, "n_train_tracks": len(splits["train"]), "n_valid_tracks": len(splits["valid"])}
+        mine = {
+            s: [t.name for t in tracks if t.source_id == spec.source_id]
+            for s, tracks in splits.items()
+        }
+        sources.append(
+            {
+                "path": str(spec.path.resolve()),
+                "stem": spec.stem,
+                "rename": [list(r) for r in spec.rename],
+                "weight": spec.weight,
+                "valid_tracks": spec.valid_tracks,
+                "is_wav": spec.is_wav,
+                "train_tracks": mine["train"],
+                "valid_tracks_used": mine["valid"],
+            }
+        )
+    return {
+        "sources": sources,
+        "n_train_tracks": len(splits["train"]),
+        "n_valid_tracks": len(splits["valid"]),
+    }
 
 
-def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
-          cache_dir: str | os.PathLike | None = None, devices: Sequence[str] | None = None,
-          max_minutes: float | None = None, verbose: int = 1, track_limit: int | None = None,
-          init_from: str | os.PathLike | None = None) -> dict[str, Any]:
+def train(
+    config: Config,
+    data: Sequence[DataSpec],
+    out_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    devices: Sequence[str] | None = None,
+    max_minutes: float | None = None,
+    verbose: int = 1,
+    track_limit: int | None = None,
+    init_from: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Train `config` on the `data` sources (their train splits for fitting, valid splits for selection).
 
     init_from: a trained model to start from ("default": the shipped one), see `cunet.training.finetune`.
@@ -86,7 +113,10 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
     if prov_path.exists():
         previous = json.loads(prov_path.read_text())
         if previous.get("status") == "complete":
-            print(f"run in '{out_dir}' is already complete; use another --out to train again", flush=True)
+            print(
+                f"run in '{out_dir}' is already complete; use another --out to train again",
+                flush=True,
+            )
             return previous
 
     cfg = config
@@ -94,19 +124,37 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
     splits = open_sources(data, cfg.train.seed)
     splits = {s: tracks[:track_limit] for s, tracks in splits.items()}
     if not splits["valid"]:
-        raise DataError("no validation tracks: give a source with a valid split, or hold some out with valid=N")
+        raise DataError(
+            "no validation tracks: give a source with a valid split, or hold some out with valid=N"
+        )
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    cached = build_cache([*splits["train"], *splits["valid"]], cache_dir, cfg.audio, progress=verbose > 0)
-    cached_train, cached_valid = cached[:len(splits["train"])], cached[len(splits["train"]):]
+    cached = build_cache(
+        [*splits["train"], *splits["valid"]], cache_dir, cfg.audio, progress=verbose > 0
+    )
+    cached_train, cached_valid = cached[: len(splits["train"])], cached[len(splits["train"]) :]
 
     instruments = cfg.model.instruments
     fixed = None if cfg.model.conditioned else instruments.index(cfg.model.target)
     t = cfg.train
-    sampler = PatchSampler(cached_train, cfg.model.n_frames, t, instruments, cfg.audio.n_bins, cfg.audio.n_channels,
-                           t.seed, fixed, joint=t.joint, with_complex=t.sdr_loss_weight > 0)
+    sampler = PatchSampler(
+        cached_train,
+        cfg.model.n_frames,
+        t,
+        instruments,
+        cfg.audio.n_bins,
+        cfg.audio.n_channels,
+        t.seed,
+        fixed,
+        joint=t.joint,
+        with_complex=t.sdr_loss_weight > 0,
+    )
     if sampler.missing:
-        print(f"note: no training track holds {', '.join(map(repr, sampler.missing))}: "
-              "that condition is not trained", file=sys.stderr, flush=True)
+        print(
+            f"note: no training track holds {', '.join(map(repr, sampler.missing))}: "
+            "that condition is not trained",
+            file=sys.stderr,
+            flush=True,
+        )
     mixtures_per_batch = t.batch_size // sampler.n_targets
     val_x, val_y = split_inputs_targets(validation_batches(cached_valid, sampler))
 
@@ -130,45 +178,66 @@ def train(config: Config, data: Sequence[DataSpec], out_dir: str | os.PathLike,
         elif cfg.model.input_scaling != "none":
             network.get_layer("input_scaling").set_statistics(*input_statistics(sampler))
         trainer = SeparationTrainer(network, cfg)
-        trainer.compile(optimizer=keras.optimizers.Adam(t.learning_rate, use_ema=t.ema_momentum > 0,
-                                                        ema_momentum=t.ema_momentum or 0.99))
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(
+                t.learning_rate, use_ema=t.ema_momentum > 0, ema_momentum=t.ema_momentum or 0.99
+            )
+        )
         trainer({k: v[:1] for k, v in val_x.items()})  # built before fit, as BackupAndRestore needs
 
     provenance = make_provenance(
-        cfg.to_dict(), data={**describe_data(data, splits), "n_valid_patches": int(val_y["weight"].shape[0])},
-        metrics={}, status="running", n_parameters=int(network.count_params()),
-        strategy=type(strategy).__name__, n_replicas=int(strategy.num_replicas_in_sync))
+        cfg.to_dict(),
+        data={**describe_data(data, splits), "n_valid_patches": int(val_y["weight"].shape[0])},
+        metrics={},
+        status="running",
+        n_parameters=int(network.count_params()),
+        strategy=type(strategy).__name__,
+        n_replicas=int(strategy.num_replicas_in_sync),
+    )
     if parent is not None:
         provenance["parent"] = parent_record(parent[3], parent[2])
     if prov_path.exists():
         old = json.loads(prov_path.read_text())
         provenance["metrics"] = old.get("metrics", {})
-        provenance["metrics"]["history"] = [h for h in provenance["metrics"].get("history", [])
-                                            if h["epoch"] <= first_epoch]
+        provenance["metrics"]["history"] = [
+            h for h in provenance["metrics"].get("history", []) if h["epoch"] <= first_epoch
+        ]
     write_json_atomic(prov_path, provenance)
 
     limit = t.max_minutes if max_minutes is None else max_minutes
     # Averaged weights (if any) swapped in at each epoch end, before validation and checkpoints see them.
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if t.ema_momentum > 0 else []
-    callbacks = run_callbacks(cfg, out_dir, provenance, limit, verbose,
-                              first=[*ema, ValidationSDR(cached_valid, cfg)])
-    trainer.fit(ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, validation_data=(val_x, val_y),
-                validation_batch_size=mixtures_per_batch, callbacks=callbacks, verbose=verbose)
+    callbacks = run_callbacks(
+        cfg, out_dir, provenance, limit, verbose, first=[*ema, ValidationSDR(cached_valid, cfg)]
+    )
+    trainer.fit(
+        ds,
+        epochs=t.epochs,
+        steps_per_epoch=t.steps_per_epoch,
+        validation_data=(val_x, val_y),
+        validation_batch_size=mixtures_per_batch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     provenance["status"] = "complete"
     write_json_atomic(prov_path, provenance)
     return provenance
 
 
-def _load_parent(init_from: str | os.PathLike, config: Config) -> tuple[Any, Config, dict[str, Any], Path]:
+def _load_parent(
+    init_from: str | os.PathLike, config: Config
+) -> tuple[Any, Config, dict[str, Any], Path]:
     """(keras model, its Config, its provenance, its path) of the model to start from, checked against config."""
-    from ..errors import ModelError
     from ..engines.loading import load_keras_model, resolve_model_path
+    from ..errors import ModelError
     from .finetune import check_compatible
 
     try:
         path = resolve_model_path(None if str(init_from) == "default" else init_from)
         if path.is_dir():
-            raise DataError(f"--init-from needs a .keras file or a training run directory, not an export: '{path}'")
+            raise DataError(
+                f"--init-from needs a .keras file or a training run directory, not an export: '{path}'"
+            )
         model, parent_config, provenance = load_keras_model(path)
     except ModelError as exc:
         raise DataError(str(exc)) from None

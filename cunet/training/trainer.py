@@ -12,6 +12,7 @@ Batches are the dictionaries of `cunet.data.pipeline.train_dataset`: inputs {mag
 [B, n_bins, F, ch], condition [B, n_instruments], mixture_real/imag}, targets {target
 [B, K, n_bins, F, ch], weight [B, K], target_real/imag} with K = 1 or n_instruments (joint).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,13 +24,15 @@ from ..config import Config
 from ..nn.models import mask_model
 from ..postprocess import MASK_EPS
 
-SDR_EPS = 1e-3   # energy floor (waveform units squared) for SDR on near-silent patches
+SDR_EPS = 1e-3  # energy floor (waveform units squared) for SDR on near-silent patches
 
 
 def normalise_masks(masks: tf.Tensor, axis: int) -> tf.Tensor:
     """Ratio normalisation: masks / sum over the instrument axis; TF twin of postprocess.ratio_masks."""
-    return (masks + MASK_EPS) / (tf.reduce_sum(masks, axis=axis, keepdims=True)
-                                 + MASK_EPS * tf.cast(tf.shape(masks)[axis], masks.dtype))
+    return (masks + MASK_EPS) / (
+        tf.reduce_sum(masks, axis=axis, keepdims=True)
+        + MASK_EPS * tf.cast(tf.shape(masks)[axis], masks.dtype)
+    )
 
 
 def patch_waveform(real: tf.Tensor, imag: tf.Tensor, n_fft: int, hop_length: int) -> tf.Tensor:
@@ -41,14 +44,14 @@ def patch_waveform(real: tf.Tensor, imag: tf.Tensor, n_fft: int, hop_length: int
     spec = tf.complex(real, imag)
     rank = len(spec.shape)
     perm = list(range(rank - 3)) + [rank - 1, rank - 2, rank - 3]
-    spec = tf.transpose(spec, perm)                                     # [..., ch, F, n_bins]
+    spec = tf.transpose(spec, perm)  # [..., ch, F, n_bins]
     missing = n_fft // 2 + 1 - spec.shape[-1]
     if missing > 0:
         spec = tf.pad(spec, [[0, 0]] * (rank - 1) + [[0, missing]])
     window = tf.signal.inverse_stft_window_fn(hop_length, forward_window_fn=tf.signal.hann_window)
     wave = tf.signal.inverse_stft(spec, n_fft, hop_length, fft_length=n_fft, window_fn=window)
     edge = n_fft - hop_length
-    return wave[..., edge:tf.shape(wave)[-1] - edge]
+    return wave[..., edge : tf.shape(wave)[-1] - edge]
 
 
 class SeparationTrainer(keras.Model):
@@ -74,16 +77,26 @@ class SeparationTrainer(keras.Model):
         n = self.n_instruments
         batch = tf.shape(magnitude)[0]
         conditions = tf.tile(tf.eye(n, dtype=magnitude.dtype), [batch, 1])
-        masks = self.masker({"magnitude": tf.repeat(magnitude, n, axis=0), "condition": conditions},
-                            training=training)
+        masks = self.masker(
+            {"magnitude": tf.repeat(magnitude, n, axis=0), "condition": conditions},
+            training=training,
+        )
         return tf.reshape(masks, tf.concat([[batch, n], tf.shape(masks)[1:]], 0))
 
-    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None,
-                     training: bool = True) -> tf.Tensor:
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> tf.Tensor:
         t = self.config.train
         if self.joint and self.config.model.postprocess == "ratio":
             loss = self._objective(x, y, normalise_masks(y_pred, axis=1))
-            if t.raw_mask_loss_weight > 0:  # anchors each mask on its own: ratios alone leave their scale free
+            if (
+                t.raw_mask_loss_weight > 0
+            ):  # anchors each mask on its own: ratios alone leave their scale free
                 loss += t.raw_mask_loss_weight * self._objective(x, y, y_pred)
         else:
             loss = self._objective(x, y, y_pred)
@@ -93,7 +106,7 @@ class SeparationTrainer(keras.Model):
     def _objective(self, x: Any, y: Any, masks: tf.Tensor) -> tf.Tensor:
         """Weighted L1 on magnitudes and/or negative SDR on waveforms, averaged over known targets."""
         t = self.config.train
-        weight = y["weight"]                                               # [B, K]
+        weight = y["weight"]  # [B, K]
         count = tf.maximum(tf.reduce_sum(weight), 1.0)
         loss = tf.constant(0.0)
         if t.magnitude_loss_weight > 0:
@@ -106,8 +119,12 @@ class SeparationTrainer(keras.Model):
             loss += t.magnitude_loss_weight * tf.reduce_sum(per_patch * weight) / count
         if t.sdr_loss_weight > 0:
             a = self.config.audio
-            est = patch_waveform(masks * x["mixture_real"][:, None], masks * x["mixture_imag"][:, None],
-                                 a.n_fft, a.hop_length)
+            est = patch_waveform(
+                masks * x["mixture_real"][:, None],
+                masks * x["mixture_imag"][:, None],
+                a.n_fft,
+                a.hop_length,
+            )
             ref = patch_waveform(y["target_real"], y["target_imag"], a.n_fft, a.hop_length)
             signal = tf.reduce_sum(tf.square(ref), axis=[2, 3])
             error = tf.reduce_sum(tf.square(ref - est), axis=[2, 3])

@@ -7,10 +7,12 @@ constant), median over segments, then median over tracks. Segments where the ref
 are skipped, as museval does. It tracks museval's BSSEval v4 SDR closely enough to rank checkpoints
 and costs seconds per epoch instead of minutes.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -39,21 +41,26 @@ def separate_track_masks(masker: keras.Model, mixture: np.ndarray, config: Confi
     frames = mixture.shape[1]
     multiple = config.model.time_multiple
     padded = int(math.ceil(frames / multiple)) * multiple
-    magnitude = np.transpose(np.abs(mixture), (2, 1, 0))[None]             # [1, n_bins, F, ch]
+    magnitude = np.transpose(np.abs(mixture), (2, 1, 0))[None]  # [1, n_bins, F, ch]
     magnitude = np.pad(magnitude, [(0, 0), (0, 0), (0, padded - frames), (0, 0)])
     if config.model.conditioned:
         n = len(config.model.instruments)
-        feed = {"magnitude": np.repeat(magnitude, n, axis=0), "condition": np.eye(n, dtype=np.float32)}
+        feed = {
+            "magnitude": np.repeat(magnitude, n, axis=0),
+            "condition": np.eye(n, dtype=np.float32),
+        }
     else:
         feed = {"magnitude": magnitude}
     masks = keras.ops.convert_to_numpy(masker(feed, training=False))[:, :, :frames]
-    masks = np.transpose(masks, (0, 3, 2, 1))                               # [n, ch, F, n_bins]
+    masks = np.transpose(masks, (0, 3, 2, 1))  # [n, ch, F, n_bins]
     if config.model.postprocess == "ratio":
         masks = ratio_masks(masks, axis=0)
     return masks
 
 
-def validation_sdr(masker: keras.Model, tracks: Sequence[CachedTrack], config: Config) -> dict[str, float]:
+def validation_sdr(
+    masker: keras.Model, tracks: Sequence[CachedTrack], config: Config
+) -> dict[str, float]:
     """{"val_sdr": mean over instruments, "val_sdr_<instrument>": median over tracks} in dB."""
     a = config.audio
     names = config.model.outputs
@@ -68,10 +75,12 @@ def validation_sdr(masker: keras.Model, tracks: Sequence[CachedTrack], config: C
             reference = np.zeros_like(mixture)
             if name in track.stems:
                 stored = track.load(name)
-                reference[:, :, :stored.shape[2]] = stored[:, :, :a.n_bins]
+                reference[:, :, : stored.shape[2]] = stored[:, :, : a.n_bins]
             scores[name].append(segment_sdr(reference, masks[i] * mixture, segment))
-    logs = {f"val_sdr_{n}": float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan
-            for n, v in scores.items()}
+    logs = {
+        f"val_sdr_{n}": float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan
+        for n, v in scores.items()
+    }
     finite = [v for v in logs.values() if np.isfinite(v)]
     logs["val_sdr"] = float(np.mean(finite)) if finite else math.nan
     return logs
@@ -91,10 +100,12 @@ class ValidationSDR(keras.callbacks.Callback):
             logs.update(validation_sdr(self.model.masker, self.tracks, self.config))
 
 
-def input_statistics(sampler: PatchSampler, n_batches: int = 16, batch_size: int = 8
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def input_statistics(
+    sampler: PatchSampler, n_batches: int = 16, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin mean and standard deviation [n_bins] of log1p(mixture magnitude) over training batches
     (drawn from a batch range training never uses)."""
-    values = np.concatenate([np.log1p(sampler.batch(10**9 + k, batch_size)["magnitude"])
-                             for k in range(n_batches)])                  # [N, n_bins, F, ch]
+    values = np.concatenate(
+        [np.log1p(sampler.batch(10**9 + k, batch_size)["magnitude"]) for k in range(n_batches)]
+    )  # [N, n_bins, F, ch]
     return values.mean(axis=(0, 2, 3)), values.std(axis=(0, 2, 3))
