@@ -25,6 +25,7 @@ from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE
 from cunet.errors import ModelError
 from cunet.provenance import weights_digest
 from cunet.separator import Separator
+from cunet.settings import ChunkSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK, OVERLAP = 1.0, 0.25  # as the tiny_tflite_path export
@@ -96,7 +97,7 @@ def test_stems_match_the_keras_engine(
     litert, keras_engine = engines
     counts = counting(litert, monkeypatch)
     seps = [
-        Separator(e, chunk_seconds=CHUNK, overlap_seconds=OVERLAP, postprocess=postprocess)
+        Separator(e, chunks=ChunkSettings(CHUNK, OVERLAP), postprocess=postprocess)
         for e in (litert, keras_engine)
     ]
     if seconds == "exact":
@@ -124,7 +125,7 @@ def test_record_says_what_a_caller_needs(tiny_tflite_path, tiny_model_path, tiny
     engine, config, record = load_tflite(tiny_tflite_path)
     assert config == tiny_config and record["data"] == {"synthetic": True}
     export = record["export"]
-    sep = Separator(engine, chunk_seconds=CHUNK, overlap_seconds=OVERLAP)
+    sep = Separator(engine, chunks=ChunkSettings(CHUNK, OVERLAP))
     assert (
         export["source_weights_sha256"]
         == weights_digest(tiny_model_path)
@@ -250,7 +251,6 @@ def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
     """Whatever model is shipped: the .tflite records the .keras weights' checksum and config, and computes
     the same masks (rerun scripts/make_tflite.py when default.keras changes)."""
     from cunet.engines.loading import default_model, load_engine, read_keras_provenance
-    from cunet.settings import ChunkSettings
 
     lite, config, record = load_engine()
     assert isinstance(lite, LiteRTEngine) and default_model() == DEFAULT_TFLITE
