@@ -681,3 +681,15 @@ def test_cli_with_model_in_two_workers(tiny_model_path, tmp_path):
     table = pd.read_csv(out / "aggregate.csv").set_index(["method", "target"])
     assert set(table.index.get_level_values(0)) == {"tiny", "mixture"}
     assert np.isfinite(table.loc["tiny", "SDR"]).all()
+
+
+def test_musdb_missing_names_the_extra(monkeypatch, tmp_path):
+    import cunet.data
+    from cunet.errors import MissingExtra
+
+    def no_musdb(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'musdb'", name="musdb")
+
+    monkeypatch.setattr(cunet.data, "open_musdb", no_musdb)
+    with pytest.raises(MissingExtra, match=r'pip install "cunet\[train\]"'):
+        open_musdb_tracks(tmp_path, "train")

@@ -122,7 +122,7 @@ def test_postprocess_is_recorded_as_the_default(
     assert config.model.postprocess == record["export"]["postprocess"] == "ratio"
     assert record["export"]["ratio_power"] == 1.0
     with pytest.raises(ExportError, match="'none' or 'ratio'"):
-        export_record(tiny_config, {}, 12.0, 1.0, None, "wiener")
+        export_record(tiny_config, {}, ChunkSettings(12.0, 1.0), None, "wiener")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import INSTRUMENTS
-from ..errors import DataError
+from ..errors import DataError, missing_extra
 
 
 @dataclass
@@ -132,6 +132,11 @@ def open_musdb_tracks(
         listed = open_musdb(root, subsets=subsets, split=split, is_wav=is_wav)
     except FileNotFoundError as exc:
         raise DataError(str(exc)) from None
+    except ImportError as exc:  # musdb (an optional dependency) is not installed
+        missing = missing_extra(exc, "reading MUSDB18", "train")
+        if missing is None:
+            raise
+        raise missing from None
     except Exception as exc:  # musdb probes every file while listing: one bad file stops it
         bad = _unreadable_files(Path(root) / subsets, is_wav)
         if bad:
