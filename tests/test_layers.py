@@ -127,3 +127,40 @@ def test_shipped_model_control_is_unchanged():
     gammas, betas = model.get_layer("control")(np.eye(4, dtype="float32"), training=False)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(gammas), golden["shipped_gammas"])
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(betas), golden["shipped_betas"])
+
+
+def test_tdf_matches_a_hand_computation():
+    from cunet.nn.layers import TDF
+
+    rng = np.random.default_rng(7)
+    layer = TDF(16, bottleneck=4, min_units=2, momentum=0.9)
+    x = rng.standard_normal((2, 16, 5, 3)).astype("float32")
+    layer(x)  # build
+    assert layer.hidden_units == 4
+    down = rng.standard_normal((16, 4)).astype("float32")
+    up = rng.standard_normal((4, 16)).astype("float32")
+    layer.down.set_weights([down])
+    layer.up.set_weights([up])
+    layer.bn_up.set_weights(
+        [
+            np.full(16, 2.0, "float32"),
+            np.full(16, 0.5, "float32"),
+            np.zeros(16, "float32"),
+            np.ones(16, "float32"),
+        ]
+    )
+    out = keras.ops.convert_to_numpy(layer(x, training=False))
+    eps = layer.bn_down.epsilon
+    rows = np.transpose(x, (0, 2, 3, 1))
+    hidden = np.maximum(rows @ down / np.sqrt(1 + eps), 0)
+    expected = x + np.transpose(2.0 * (hidden @ up) / np.sqrt(1 + eps) + 0.5, (0, 3, 1, 2))
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    clone = TDF.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_tdf_rejects_a_wrong_bin_count():
+    from cunet.nn.layers import TDF
+
+    with pytest.raises(ValueError, match="expects 16 bins"):
+        TDF(16)(np.zeros((1, 8, 4, 2), "float32"))
