@@ -38,6 +38,23 @@ def _bins_per_block(n_bins: int, n_layers: int) -> list[int]:
     return out
 
 
+def film_layout(config: Config) -> list[tuple[str, int]]:
+    """The FiLM layers of the model `config` describes, in the order of their slices of the control
+    network's outputs: (layer name, gammas it reads); encoder blocks first, then decoder blocks."""
+    cfg = config.model
+    if not cfg.conditioned:
+        return []
+    per_block = (lambda f: 1) if cfg.film_type == "simple" else (lambda f: f)
+    layout = []
+    if cfg.film_placement in ("encoder", "both"):
+        layout += [(f"enc_film_{i}", per_block(f)) for i, f in enumerate(cfg.filters)]
+    if cfg.film_placement in ("decoder", "both"):
+        layout += [
+            (f"dec_film_{j}", per_block(f)) for j, f in enumerate(reversed(cfg.filters[:-1]))
+        ]
+    return layout
+
+
 def build_model(config: Config) -> keras.Model:
     """Build the (conditioned or standard) U-Net described by `config`.
 
