@@ -9,7 +9,7 @@ the old rows, so the old instruments' masks are unchanged at step 0.
 
 The child may also grow the architecture: FiLM in more blocks (`model.film_placement` "encoder" or
 "decoder" -> "both") and TDF layers where the parent had none. A new FiLM block starts as the
-identity (gamma 1, beta 0) and a new TDF layer adds nothing until trained (`cunet.layers.TDF`), so
+identity (gamma 1, beta 0) and a new TDF layer adds nothing until trained (`cunet.nn.layers.TDF`), so
 the child computes the parent's masks at step 0. Fewer or renamed instruments, any other
 architecture change or other audio settings are refused.
 """
