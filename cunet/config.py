@@ -17,6 +17,9 @@ from .safeyaml import read_yaml
 
 INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 INPUT_SCALINGS: tuple[str, ...] = ("none", "log")
+# Which U-Net blocks a FiLM or TDF layer sits in.
+PLACEMENTS: tuple[str, ...] = ("encoder", "decoder", "both")
+TDF_PLACEMENTS: tuple[str, ...] = ("none", *PLACEMENTS)
 POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
 
@@ -72,6 +75,11 @@ class ModelConfig:
         instruments, so the estimates add up to the mixture). Joint training uses the same.
     batchnorm_momentum: momentum of the U-Net's batch-normalisation statistics (0.99 averages
         over ~100 steps instead of ~10: steadier inference results from one epoch to the next).
+    film_placement: the blocks FiLM modulates: "encoder" (the paper's C-U-Net), "decoder" (the
+        encoder no longer depends on the instrument) or "both".
+    tdf: the blocks followed by a residual TDF layer (a fully connected layer across frequency,
+        shared over frames): "none", "encoder", "decoder" or "both".
+    tdf_bottleneck: a TDF layer's hidden width is its block's bins divided by this (at least 8).
     """
 
     kind: str = "conditioned"
@@ -89,6 +97,9 @@ class ModelConfig:
     input_scaling: str = "none"
     postprocess: str = "none"
     batchnorm_momentum: float = 0.9
+    film_placement: str = "encoder"
+    tdf: str = "none"
+    tdf_bottleneck: int = 16
 
     def validate(self) -> None:
         _check(
@@ -142,6 +153,13 @@ class ModelConfig:
             "model.postprocess",
             f"must be one of {list(POSTPROCESS_MODES)}",
         )
+        _check(
+            self.film_placement in PLACEMENTS,
+            "model.film_placement",
+            f"must be one of {list(PLACEMENTS)}",
+        )
+        _check(self.tdf in TDF_PLACEMENTS, "model.tdf", f"must be one of {list(TDF_PLACEMENTS)}")
+        _check(self.tdf_bottleneck >= 1, "model.tdf_bottleneck", "must be >= 1")
         _check(
             self.postprocess == "none" or self.kind == "conditioned",
             "model.postprocess",

@@ -100,3 +100,69 @@ def test_keras_round_trip_with_log_input_scaling(tmp_path, tiny_config):
         loaded.get_layer("input_scaling").get_weights(), layer.get_weights(), strict=False
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def _variant(cfg, **model_fields):
+    import dataclasses
+
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_fields))
+
+
+@pytest.mark.parametrize("film_placement", ["encoder", "decoder", "both"])
+@pytest.mark.parametrize("tdf", ["none", "encoder", "decoder", "both"])
+def test_placements_build_condition_and_round_trip(tmp_path, tiny_config, film_placement, tdf):
+    cfg = _variant(tiny_config, film_placement=film_placement, tdf=tdf)
+    keras.utils.set_random_seed(4)
+    model = build_model(cfg)
+    names = [layer.name for layer in model.layers]
+    n_blocks = cfg.model.n_layers
+    assert sum(n.startswith("enc_film_") for n in names) == (
+        n_blocks if film_placement != "decoder" else 0
+    )
+    assert sum(n.startswith("dec_film_") for n in names) == (
+        n_blocks - 1 if film_placement != "encoder" else 0
+    )
+    assert sum(n.startswith("enc_tdf_") for n in names) == (
+        n_blocks if tdf in ("encoder", "both") else 0
+    )
+    assert sum(n.startswith("dec_tdf_") for n in names) == (
+        n_blocks - 1 if tdf in ("decoder", "both") else 0
+    )
+    inputs = _inputs(cfg, batch=4)
+    out = keras.ops.convert_to_numpy(model(inputs, training=False))
+    assert out.shape == inputs["magnitude"].shape
+    assert not np.allclose(out[0], out[1], atol=1e-6)  # the condition still steers the output
+    path = tmp_path / "variant.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), out)
+
+
+def test_decoder_film_leaves_encoder_independent_of_condition(tiny_config):
+    cfg = _variant(tiny_config, film_placement="decoder")
+    model = build_model(cfg)
+    top = f"enc_act_{cfg.model.n_layers - 1}"
+    encoder = keras.Model(model.inputs, model.get_layer(top).output)
+    inputs = _inputs(cfg, batch=1)
+    codes = []
+    for k in range(4):
+        inputs["condition"] = np.eye(4, dtype="float32")[k : k + 1]
+        codes.append(keras.ops.convert_to_numpy(encoder(inputs, training=False)))
+    for code in codes[1:]:
+        np.testing.assert_array_equal(code, codes[0])
+
+
+def test_new_tdf_layer_starts_as_identity(tiny_config):
+    # A TDF layer added to a trained U-Net must not change its output before training.
+    base = build_model(tiny_config)
+    with_tdf = build_model(_variant(tiny_config, tdf="both"))
+    for layer in base.layers:
+        if layer.weights:
+            with_tdf.get_layer(layer.name).set_weights(layer.get_weights())
+    inputs = _inputs(tiny_config)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(with_tdf(inputs, training=False)),
+        keras.ops.convert_to_numpy(base(inputs, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )

@@ -161,3 +161,37 @@ def test_train_init_from_records_the_parent(tmp_path, tiny_config, tiny_model_pa
             verbose=0,
             init_from=tiny_model_path,
         )
+
+
+@pytest.mark.parametrize(
+    "film_placement,tdf", [("both", "none"), ("encoder", "decoder"), ("both", "both")]
+)
+def test_grown_architecture_starts_with_the_parents_masks(parent, tiny_config, film_placement, tdf):
+    import keras
+
+    from cunet.nn.models import build_model
+    from cunet.training.finetune import check_compatible, copy_weights
+
+    grown = with_model(tiny_config, film_placement=film_placement, tdf=tdf)
+    assert check_compatible(tiny_config, grown) == []
+    keras.utils.set_random_seed(2)
+    child = build_model(grown)
+    copy_weights(parent, child, tiny_config, grown)
+    x = np.random.default_rng(3).random((1, 128, 64, 2), dtype=np.float32) * 3
+    np.testing.assert_allclose(masks(child, x, 4), masks(parent, x, 4), atol=1e-5)
+    if film_placement == "both":  # new decoder FiLM blocks start as gamma 1, beta 0
+        gammas = keras.ops.convert_to_numpy(child.get_layer("control").gamma_layer.bias)
+        assert np.all(gammas[-sum(grown.model.filters[:-1]) :] == 1.0)
+
+
+def test_growth_that_drops_a_block_is_refused(tiny_config):
+    from cunet.training.finetune import check_compatible
+
+    with pytest.raises(DataError, match="film_placement"):
+        check_compatible(with_model(tiny_config, film_placement="both"), tiny_config)
+    with pytest.raises(DataError, match="TDF"):
+        check_compatible(
+            with_model(tiny_config, tdf="encoder"), with_model(tiny_config, tdf="decoder")
+        )
+    with pytest.raises(DataError, match="first_filters"):
+        check_compatible(tiny_config, with_model(tiny_config, first_filters=4))

@@ -60,8 +60,77 @@ class FiLM(keras.layers.Layer):
 
 
 def film_param_count(film_type: str, filters: Sequence[int]) -> int:
-    """Total gammas (= betas) for all encoder blocks."""
+    """Total gammas (= betas) for FiLM layers on blocks of these widths (1 or n_filters each)."""
     return len(filters) if film_type == "simple" else int(sum(filters))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TDF(keras.layers.Layer):
+    """Time-distributed fully connected block across frequency, added residually (the TDF block of
+    Choi et al., "LaSAFT", ICASSP 2021).
+
+    Input and output [batch, n_bins, n_frames, n_filters]. For every frame and channel, the n_bins
+    values pass through Dense(hidden) -> BN -> ReLU -> Dense(n_bins) -> BN, with
+    hidden = max(min_units, n_bins // bottleneck); the weights are shared over frames and channels.
+    Convolutions see a few neighbouring bins; this sees the whole spectrum at once (harmonics, formants).
+    The last batch normalisation starts with gamma = 0, so a new block starts as the identity and a
+    trained U-Net gains it without losing what it learned.
+    """
+
+    def __init__(
+        self,
+        n_bins: int,
+        bottleneck: int = 16,
+        min_units: int = 8,
+        momentum: float = 0.99,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if n_bins < 1 or bottleneck < 1 or min_units < 1:
+            raise ValueError(
+                f"n_bins, bottleneck and min_units must be positive, got {n_bins}, {bottleneck}, "
+                f"{min_units}"
+            )
+        self.n_bins = int(n_bins)
+        self.bottleneck = int(bottleneck)
+        self.min_units = int(min_units)
+        self.momentum = float(momentum)
+        self.hidden_units = max(self.min_units, self.n_bins // self.bottleneck)
+        self.down = keras.layers.Dense(self.hidden_units, use_bias=False, name="down")
+        self.bn_down = keras.layers.BatchNormalization(momentum=self.momentum, name="bn_down")
+        self.up = keras.layers.Dense(self.n_bins, use_bias=False, name="up")
+        self.bn_up = keras.layers.BatchNormalization(
+            momentum=self.momentum, gamma_initializer="zeros", name="bn_up"
+        )
+
+    def build(self, input_shape: Any) -> None:
+        if input_shape[1] is not None and int(input_shape[1]) != self.n_bins:
+            raise ValueError(
+                f"TDF expects {self.n_bins} bins, got input shape {tuple(input_shape)}"
+            )
+        rows = (input_shape[0], input_shape[2], input_shape[3])
+        self.down.build((*rows, self.n_bins))
+        self.bn_down.build((*rows, self.hidden_units))
+        self.up.build((*rows, self.hidden_units))
+        self.bn_up.build((*rows, self.n_bins))
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        y = ops.transpose(x, (0, 2, 3, 1))  # [batch, n_frames, n_filters, n_bins]
+        y = ops.relu(self.bn_down(self.down(y), training=training))
+        y = self.bn_up(self.up(y), training=training)
+        return x + ops.transpose(y, (0, 3, 1, 2))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "n_bins": self.n_bins,
+            "bottleneck": self.bottleneck,
+            "min_units": self.min_units,
+            "momentum": self.momentum,
+        }
 
 
 class ControlNetwork(keras.layers.Layer):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 
 from ..config import Config, ModelConfig
-from .layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
+from .layers import TDF, CNNControl, DenseControl, FiLM, InputScaling, film_param_count
 
 
 def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
@@ -29,18 +29,57 @@ def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
     )
 
 
+def _bins_per_block(n_bins: int, n_layers: int) -> list[int]:
+    """Frequency bins after each stride-2 "same" encoder block: ceil(n / 2) at each step."""
+    out = []
+    for _ in range(n_layers):
+        n_bins = -(-n_bins // 2)
+        out.append(n_bins)
+    return out
+
+
+def film_layout(config: Config) -> list[tuple[str, int]]:
+    """The FiLM layers of the model `config` describes, in the order of their slices of the control
+    network's outputs: (layer name, gammas it reads); encoder blocks first, then decoder blocks."""
+    cfg = config.model
+    if not cfg.conditioned:
+        return []
+    per_block = (lambda f: 1) if cfg.film_type == "simple" else (lambda f: f)
+    layout = []
+    if cfg.film_placement in ("encoder", "both"):
+        layout += [(f"enc_film_{i}", per_block(f)) for i, f in enumerate(cfg.filters)]
+    if cfg.film_placement in ("decoder", "both"):
+        layout += [
+            (f"dec_film_{j}", per_block(f)) for j, f in enumerate(reversed(cfg.filters[:-1]))
+        ]
+    return layout
+
+
 def build_model(config: Config) -> keras.Model:
-    """Build the (conditioned or standard) U-Net described by `config`."""
+    """Build the (conditioned or standard) U-Net described by `config`.
+
+    FiLM sits after the batch normalisation of the blocks `model.film_placement` names (encoder
+    blocks first in the control network's outputs, then decoder blocks); a residual TDF layer
+    follows the activation of the blocks `model.tdf` names.
+    """
     cfg = config.model
     n_channels = config.audio.n_channels
     filters = cfg.filters
+    dec_filters = tuple(reversed(filters[:-1]))
+    bins = _bins_per_block(config.audio.n_bins, len(filters))
+    dec_bins = tuple(reversed(bins[:-1]))
+    film_enc = cfg.conditioned and cfg.film_placement in ("encoder", "both")
+    film_dec = cfg.conditioned and cfg.film_placement in ("decoder", "both")
+    tdf_enc = cfg.tdf in ("encoder", "both")
+    tdf_dec = cfg.tdf in ("decoder", "both")
     magnitude = keras.Input((config.audio.n_bins, None, n_channels), name="magnitude")
     inputs: dict[str, keras.KerasTensor] = {"magnitude": magnitude}
     gammas = betas = None
     if cfg.conditioned:
         condition = keras.Input((len(cfg.instruments),), name="condition")
         inputs["condition"] = condition
-        gammas, betas = _control(cfg, film_param_count(cfg.film_type, filters))(condition)
+        modulated = (filters if film_enc else ()) + (dec_filters if film_dec else ())
+        gammas, betas = _control(cfg, film_param_count(cfg.film_type, modulated))(condition)
 
     init = "he_uniform"
     x = magnitude
@@ -58,16 +97,20 @@ def build_model(config: Config) -> keras.Model:
             name=f"enc_conv_{i}",
         )(x)
         x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"enc_bn_{i}")(x)
-        if gammas is not None:
+        if film_enc:
             film = FiLM(cfg.film_type, offset, f, name=f"enc_film_{i}")
             offset += film.n_params
             x = film([x, gammas, betas])
         x = keras.layers.LeakyReLU(0.2, name=f"enc_act_{i}")(x)
+        if tdf_enc:
+            x = TDF(
+                bins[i], cfg.tdf_bottleneck, momentum=cfg.batchnorm_momentum, name=f"enc_tdf_{i}"
+            )(x)
         skips.append(x)
 
     # Decoder: mirror of the encoder, skip connections from the encoder outputs.
     x = skips[-1]
-    for j, f in enumerate(reversed(filters[:-1])):
+    for j, f in enumerate(dec_filters):
         x = keras.layers.Conv2DTranspose(
             f,
             cfg.kernel_size,
@@ -77,7 +120,18 @@ def build_model(config: Config) -> keras.Model:
             name=f"dec_conv_{j}",
         )(x)
         x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"dec_bn_{j}")(x)
+        if film_dec:
+            film = FiLM(cfg.film_type, offset, f, name=f"dec_film_{j}")
+            offset += film.n_params
+            x = film([x, gammas, betas])
         x = keras.layers.ReLU(name=f"dec_act_{j}")(x)
+        if tdf_dec:
+            x = TDF(
+                dec_bins[j],
+                cfg.tdf_bottleneck,
+                momentum=cfg.batchnorm_momentum,
+                name=f"dec_tdf_{j}",
+            )(x)
         if j < 3 and cfg.decoder_dropout > 0:
             x = keras.layers.Dropout(cfg.decoder_dropout, name=f"dec_dropout_{j}")(x)
         x = keras.layers.Concatenate(axis=-1, name=f"dec_skip_{j}")([x, skips[-2 - j]])

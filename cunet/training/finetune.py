@@ -5,8 +5,13 @@ parent's, in the same order, then new ones) every weight is copied too, except t
 network's input layer, which gains one row per new instrument: a new condition starts as a copy
 of the parent's "other" (the catch-all stem most new instruments used to fall into), or of the
 mean of the parent's rows when it has no "other". The old conditions' one-hot vectors still select
-the old rows, so the old instruments' masks are unchanged at step 0. Fewer or renamed instruments,
-another architecture or other audio settings are refused.
+the old rows, so the old instruments' masks are unchanged at step 0.
+
+The child may also grow the architecture: FiLM in more blocks (`model.film_placement` "encoder" or
+"decoder" -> "both") and TDF layers where the parent had none. A new FiLM block starts as the
+identity (gamma 1, beta 0) and a new TDF layer adds nothing until trained (`cunet.nn.layers.TDF`), so
+the child computes the parent's masks at step 0. Fewer or renamed instruments, any other
+architecture change or other audio settings are refused.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import DataError
+from ..nn.models import film_layout
 from ..provenance import weights_digest
 
 CATCH_ALL = "other"
@@ -36,9 +42,37 @@ def _architecture(config: Config) -> dict[str, Any]:
         "control_dropout",
         "postprocess",
         "batchnorm_momentum",
+        *GROWABLE,
     ):
         model.pop(key)
     return {"audio": dataclasses.asdict(config.audio), "model": model}
+
+
+# Architecture settings a child may grow (see the module docstring).
+GROWABLE = ("film_placement", "tdf", "tdf_bottleneck")
+
+
+def _blocks(placement: str) -> set[str]:
+    return {
+        "none": set(),
+        "encoder": {"encoder"},
+        "decoder": {"decoder"},
+        "both": {"encoder", "decoder"},
+    }[placement]
+
+
+def _check_growth(parent: Config, child: Config) -> None:
+    p, c = parent.model, child.model
+    if not _blocks(p.film_placement) <= _blocks(c.film_placement):
+        raise DataError(
+            f"cannot start from the parent model: its FiLM sits in the {p.film_placement}, which "
+            f"model.film_placement {c.film_placement!r} does not keep"
+        )
+    if p.tdf != "none" and (p.tdf != c.tdf or p.tdf_bottleneck != c.tdf_bottleneck):
+        raise DataError(
+            f"cannot start from the parent model: its TDF layers (model.tdf {p.tdf!r}, bottleneck "
+            f"{p.tdf_bottleneck}) must be kept as they are"
+        )
 
 
 def check_compatible(parent: Config, child: Config) -> list[str]:
@@ -54,6 +88,7 @@ def check_compatible(parent: Config, child: Config) -> list[str]:
         raise DataError(
             f"cannot start from the parent model: its config differs in {', '.join(diff)}"
         )
+    _check_growth(parent, child)
     old, new = parent.model.instruments, child.model.instruments
     if tuple(new[: len(old)]) != tuple(old):
         raise DataError(
@@ -66,10 +101,39 @@ def check_compatible(parent: Config, child: Config) -> list[str]:
     return added
 
 
+def _film_columns(config: Config) -> dict[str, slice]:
+    """Each FiLM layer's columns in the control network's gamma and beta outputs."""
+    columns, offset = {}, 0
+    for name, width in film_layout(config):
+        columns[name] = slice(offset, offset + width)
+        offset += width
+    return columns
+
+
+def _grow_film_output(
+    value: np.ndarray,
+    target_shape: tuple[int, ...],
+    parent_config: Config,
+    child_config: Config,
+    identity: float,
+) -> np.ndarray:
+    """A gamma or beta output weight (kernel [units, n_params] or bias [n_params]) of the parent laid out
+    for the child's FiLM layers; the child's new layers get a zero kernel and `identity` as bias."""
+    grown = np.zeros(target_shape, value.dtype)
+    if value.ndim == 1:
+        grown[:] = identity
+    parent_columns = _film_columns(parent_config)
+    for name, columns in _film_columns(child_config).items():
+        if name in parent_columns:
+            grown[..., columns] = value[..., parent_columns[name]]
+    return grown
+
+
 def copy_weights(
     parent: keras.Model, child: keras.Model, parent_config: Config, child_config: Config
 ) -> None:
-    """Copy every weight of `parent` into `child` (built from child_config), growing the control input."""
+    """Copy every weight of `parent` into `child` (built from child_config), growing the control input
+    and the FiLM outputs; the child's new TDF weights keep their (identity) initialisation."""
     added = check_compatible(parent_config, child_config)
     old = list(parent_config.model.instruments)
     by_path = {w.path: w for w in child.weights}
@@ -80,7 +144,16 @@ def copy_weights(
                 f"cannot start from the parent model: the new network has no weight '{weight.path}'"
             )
         value = keras.ops.convert_to_numpy(weight)
-        if (
+        name = weight.path.split("/")[-2] if "/" in weight.path else ""
+        if tuple(target.shape) != value.shape and name in ("gammas", "betas"):
+            value = _grow_film_output(
+                value,
+                tuple(target.shape),
+                parent_config,
+                child_config,
+                identity=1.0 if name == "gammas" else 0.0,
+            )
+        elif (
             tuple(target.shape) != value.shape
         ):  # the control network's first kernel [n_instruments, units]
             source = value[old.index(CATCH_ALL)] if CATCH_ALL in old else value.mean(axis=0)
