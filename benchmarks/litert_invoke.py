@@ -7,7 +7,7 @@ reported: the median seconds per item (batch B counts as B items) and the proces
 interpreter's start. Configurations run interleaved, round after round, so a drifting background load
 affects them alike.
 
-    python benchmarks/litert_invoke.py                                            # shipped model: batch 1 vs 4, 1 vs 2 threads
+    python benchmarks/litert_invoke.py            # shipped model: batch 1 vs 4, 1 vs 2 threads
     python benchmarks/litert_invoke.py --model a.tflite --model b.tflite --batch 1 --threads 2   # model files
 """
 

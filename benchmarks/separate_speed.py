@@ -146,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
     cases = {k: v for k, v in CASES.items() if v == "all" or not args.only_all}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(
-        f"engines: {', '.join(f'{n}={p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}' for n, p in engines.items())}"
+    shown = (
+        f"{n}={p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}" for n, p in engines.items()
     )
+    print(f"engines: {', '.join(shown)}")
     print(
         f"input: synthetic stereo 44.1 kHz 16-bit WAV; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
         f"medians of {args.repeats} fresh processes per case, engines interleaved",

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import MAX_CHUNK_SECONDS, AudioConfig, ChunkSettings, ConfigError
+from .config import AudioConfig, ConfigError
+from .settings import MAX_CHUNK_SECONDS, ChunkSettings
 
 STREAM_OVERLAP = 0.25  # cross-fade of chunks chosen for a latency, as a fraction of the chunk
 

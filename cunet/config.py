@@ -19,7 +19,6 @@ INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 INPUT_SCALINGS: tuple[str, ...] = ("none", "log")
 POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
-MAX_CHUNK_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -291,51 +290,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), suitable for YAML/JSON."""
         return _to_plain(dataclasses.asdict(self))
-
-
-@dataclass(frozen=True)
-class ChunkSettings:
-    """How long signals are cut for processing (see `cunet.chunking`), in seconds.
-
-    chunk_seconds: length of one processing chunk (memory grows with it), in (0, MAX_CHUNK_SECONDS].
-    overlap_seconds: linear cross-fade between neighbouring chunks, in [0, chunk_seconds / 2).
-    """
-
-    chunk_seconds: float = 12.0
-    overlap_seconds: float = 1.0
-
-    def validate(self) -> ChunkSettings:
-        """Self, or ConfigError (NaN, infinite, out of range) naming the CLI option and the argument."""
-        c, o = self.chunk_seconds, self.overlap_seconds
-        if not _is_number(c) or not 0 < c <= MAX_CHUNK_SECONDS:
-            raise ConfigError(
-                f"chunk length (--chunk-seconds, chunk_seconds) must be a number of seconds in "
-                f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}"
-            )
-        if not _is_number(o) or not 0 <= o < c / 2:
-            raise ConfigError(
-                f"overlap (--overlap-seconds, overlap_seconds) must be a number of seconds in "
-                f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}"
-            )
-        return self
-
-    def samples(self, audio: AudioConfig, time_multiple: int) -> tuple[int, int]:
-        """(chunk, overlap) in samples for a model with `audio` settings (validates first).
-
-        The chunk is chosen so its STFT (`cunet.dsp.stft`) has a whole multiple of `time_multiple`
-        frames; the overlap is capped below half a chunk.
-        """
-        self.validate()
-        m = time_multiple
-        frames = max(
-            m, int(round(self.chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m
-        )
-        extra = (
-            audio.n_fft - 2 * audio.hop_length
-        ) // audio.hop_length + 1  # frames added by the STFT padding
-        chunk = max(1, frames - extra) * audio.hop_length
-        overlap = min(int(round(self.overlap_seconds * audio.sample_rate)), (chunk - 1) // 2)
-        return chunk, overlap
 
 
 def _is_number(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""`Separator`: load a model once, separate many arrays or files.
+"""`Separator`: load a model once, separate many arrays or streams of blocks (files: `cunet.jobs`).
 
 Audio is float32 [n_samples, n_channels] at any sample rate: it is resampled
 to the model's rate (soxr, streaming), processed in overlapping chunks with
@@ -18,7 +18,6 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,17 +32,15 @@ from .chunking import (
     plan_chunks,
     stream_plan,
 )
-from .config import AudioConfig, ChunkSettings, Config
+from .config import AudioConfig, Config
 from .engines.base import MaskEngine
 from .engines.keras import KerasEngine
 from .engines.loading import load_engine
 from .errors import AudioError, UserError
-from .io.atomic import remove_stale_partials
-from .io.audio import AudioReader, Excerpt, input_stem
-from .io.naming import DEFAULT_TEMPLATE, FilenameTemplate, output_paths
-from .io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
-from .io.resample import exact_length, resample_outputs, resample_stream, take
+from .io.resample import exact_length, resample_outputs, resample_stream
 from .postprocess import Postprocess
+from .progress import progress_bar
+from .settings import ChunkSettings
 
 __all__ = ["Separator"]
 
@@ -295,129 +292,13 @@ class Separator:
             raise AudioError(f"invalid sample rate {sample_rate}")
         check_channels(x.shape[1])
         plan = self.plan(x.shape[0], sample_rate)
-        bar = _progress(plan.n_chunks, not progress, "separating")
+        bar = progress_bar(plan.n_chunks, not progress, "separating")
         blocks = self._stream(
             [x], plan, x.shape[0], sample_rate, x.shape[1], names, on_chunk=bar.update
         )
         result = np.concatenate(list(blocks), axis=1)
         bar.close()
         return {name: (result[i, :, 0] if squeeze else result[i]) for i, name in enumerate(names)}
-
-    def output_paths(
-        self,
-        path: str | os.PathLike,
-        outdir: str | os.PathLike,
-        instruments: Sequence[str],
-        fmt: str = "wav",
-        residual: bool = False,
-        filename: str = DEFAULT_TEMPLATE,
-        track: str | None = None,
-        folder: str = "",
-    ) -> dict[str, Path]:
-        """{output key: path} that `separate_file` would write (keys: instruments, `no_<instrument>`)."""
-        template = FilenameTemplate(filename).validate()
-        return output_paths(
-            template,
-            outdir,
-            track or input_stem(path),
-            instruments,
-            fmt,
-            self.config.model.instruments,
-            residual,
-            folder,
-        )
-
-    def separate_file(
-        self,
-        path: str | os.PathLike,
-        outdir: str | os.PathLike = "separated",
-        instruments: Sequence[str] | None = None,
-        fmt: str = "wav",
-        residual: bool = False,
-        force: bool = False,
-        progress: bool = True,
-        float32: bool = False,
-        *,
-        output: OutputSettings | None = None,
-        filename: str = DEFAULT_TEMPLATE,
-        track: str | None = None,
-        folder: str = "",
-        excerpt: Excerpt | None = None,
-        notes: Callable[[str], None] | None = None,
-    ) -> dict[str, Path]:
-        """Separate one file into `outdir/<input name>/<instrument>.<fmt>` (and `no_<instrument>` with residual).
-
-        output: format, bits, clipping and mp3 bitrate (default: `fmt`, 16-bit or `float32`, clamped).
-        filename: a `cunet.io.naming` template (fields track, stem, ext, index, folder); track (default: the
-        file's name) and folder fill it. excerpt: separate only that part (seeking, not decoding it all).
-        notes(line): told about clamped samples or a rescaling gain.
-        Streams the file in bounded memory; outputs appear atomically only when complete. Without
-        `force`, no existing file is replaced, not even one another process wrote meanwhile.
-        Raises AudioError / UserError / ModelError with a one-line message on bad input.
-        """
-        names = self.check_instruments(instruments)
-        output = (output or OutputSettings(fmt, "32f" if float32 else "16")).validate()
-        if not str(outdir):
-            raise UserError("empty output directory; give a folder, e.g. 'separated'")
-        path = Path(path)
-        outdir = Path(outdir)
-        outputs = self.output_paths(
-            path, outdir, names, output.fmt, residual, filename, track, folder
-        )
-        check_targets([path], outputs.values(), outdir, force)
-        with AudioReader(path, excerpt) as reader:
-            info = reader.info
-            check_channels(info.n_channels, f"{path}: ")
-            prepare_outdir(outdir, outputs.values())
-            remove_stale_partials(outdir)
-            files: StemFiles | None = None
-            plan = self.plan(info.n_samples, info.sample_rate)
-            bar = _progress(plan.n_chunks, not progress, path.name)
-            try:
-                files = StemFiles(
-                    outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir
-                )
-                mixture_blocks: list[np.ndarray] = []
-
-                def tee(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-                    for block in blocks:
-                        if residual:
-                            mixture_blocks.append(block)
-                        yield block
-
-                block_size = max(4096, self.chunk // 4)
-                for est in self._stream(
-                    tee(reader.blocks(block_size)),
-                    plan,
-                    info.n_samples,
-                    info.sample_rate,
-                    info.n_channels,
-                    names,
-                    on_chunk=bar.update,
-                ):
-                    for i, n in enumerate(names):
-                        files.write(n, est[i])
-                    if residual:
-                        mix = take(mixture_blocks, est.shape[1], info.n_channels)
-                        for i, n in enumerate(names):
-                            files.write(f"no_{n}", mix - est[i])
-                total = files.n_written
-                if any(v != info.n_samples for v in total.values()):
-                    raise AudioError(
-                        f"{path}: internal length mismatch {total} != {info.n_samples}"
-                    )
-                files.finish()  # finish (encode) all first, so a failure leaves no partial set
-                summary = files.summary()
-                written = files.commit(overwrite=force)
-            except BaseException:
-                if files is not None:
-                    files.abort()
-                raise
-            finally:
-                bar.close()
-        if summary and notes is not None:
-            notes(f"{path}: {summary}")
-        return written
 
 
 def _as_block(block: np.ndarray) -> np.ndarray:
@@ -445,21 +326,3 @@ def _checked(
             raise AudioError("input contains NaN or infinite samples")
         counted[0] += block.shape[0]
         yield block
-
-
-class _NoProgress:
-    """The progress bar when none is shown (importing tqdm costs start-up time)."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, disable: bool, desc: str) -> Any:
-    if disable:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)

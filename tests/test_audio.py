@@ -14,17 +14,10 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cunet.io.audio import (
-    PARTIAL_SUFFIX,
-    AtomicAudioWriter,
-    AudioError,
-    AudioReader,
-    ffmpeg_available,
-    input_stem,
-    load_audio,
-    remove_stale_partials,
-    write_audio,
-)
+from cunet.errors import AudioError
+from cunet.io.atomic import PARTIAL_SUFFIX, remove_stale_partials
+from cunet.io.audio import AudioReader, ffmpeg_available, input_stem, load_audio
+from cunet.io.writer import AtomicAudioWriter, write_audio
 
 SETTINGS = settings(
     max_examples=40,

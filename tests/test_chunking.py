@@ -193,7 +193,7 @@ def test_stream_plan_has_no_chunk_count() -> None:
     plan = stream_plan(100, 10)
     assert plan.hop == 90 and plan.n_samples is None
     with pytest.raises(ValueError, match="unknown length"):
-        plan.n_chunks
+        _ = plan.n_chunks
     assert list(overlap_add_stream([], plan, 2, lambda c: c[None])) == []
 
 

@@ -363,7 +363,8 @@ def test_bad_data_specs_and_names(guitar_data, tmp_path, capsys):
         (["--data", str(guitar_data), "--map", "guitar=other", *base], "--map needs a model"),
         (
             ["--data", str(guitar_data), "--instruments", "piano", *base],
-            "unknown instrument 'piano': no track holds a 'piano' stem (stems in the data: vocals, drums, bass, guitar)",
+            "unknown instrument 'piano': no track holds a 'piano' stem "
+            "(stems in the data: vocals, drums, bass, guitar)",
         ),
     ]
     for argv, message in cases:

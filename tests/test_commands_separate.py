@@ -61,10 +61,10 @@ def test_help_names_the_shipped_instruments_and_new_options(capsys) -> None:
 def test_help_choices_agree_with_the_modules() -> None:
     """--help keeps copies (no numpy import); they must match the modules that own them."""
     from cunet.commands import separate as command
-    from cunet.io.audio import BITS
     from cunet.io.naming import DEFAULT_TEMPLATE
     from cunet.io.output import CLIP_MODES
     from cunet.io.pcm import INPUT_ENCODINGS
+    from cunet.io.writer import BITS
     from cunet.postprocess import MODES
 
     assert (
@@ -298,7 +298,8 @@ def test_bit_depths_round_trip_and_clip_modes(
 def _hop_samples(
     chunk_seconds: float = 1.0, overlap: int = int(0.25 * RATE)
 ) -> tuple[int, int, int]:
-    from cunet.config import AudioConfig, ChunkSettings
+    from cunet.config import AudioConfig
+    from cunet.settings import ChunkSettings
 
     audio = AudioConfig(n_fft=256, hop_length=128, n_bins=128)  # configs/tiny.yaml
     chunk, ov = ChunkSettings(chunk_seconds, overlap / RATE).samples(audio, 64)

@@ -80,7 +80,7 @@ def test_frozen_and_round_trip():
 
 
 def test_chunk_settings_are_validated_once(tiny_config):
-    from cunet.config import ChunkSettings
+    from cunet.settings import ChunkSettings
 
     assert ChunkSettings().validate() == ChunkSettings(12.0, 1.0)
     chunk, overlap = ChunkSettings(1.0, 0.25).samples(

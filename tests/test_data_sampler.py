@@ -199,7 +199,9 @@ def test_gain_range_respected(controlled_tracks, tiny_config):
     low, high = 0.25, 1.25
     batch = sampler_for(controlled_tracks[:1], tiny_config, gain_range=(low, high)).batch(3, 128)
     gains = []
-    for mag, cond, target in zip(batch["magnitude"], batch["condition"], batch["target"][:, 0]):
+    for mag, cond, target in zip(
+        batch["magnitude"], batch["condition"], batch["target"][:, 0], strict=False
+    ):
         k = int(np.argmax(cond))
         np.testing.assert_array_equal(cond, np.eye(4, dtype=np.float32)[k])
         gain = constant(target[..., 0]) / stem_value(k, 0, 0)
@@ -240,7 +242,9 @@ def test_progressive_scaling_scales_condition_and_target_together(controlled_tra
         0, 64
     )
     values = []
-    for mag, cond, target in zip(batch["magnitude"], batch["condition"], batch["target"][:, 0]):
+    for mag, cond, target in zip(
+        batch["magnitude"], batch["condition"], batch["target"][:, 0], strict=False
+    ):
         (k,) = np.flatnonzero(cond)
         p = float(cond[k])
         assert 0.0 <= p <= 1.0
@@ -268,7 +272,7 @@ def test_multi_hot_target_is_sum_of_selected_stems(controlled_tracks, tiny_confi
     counts = conds.sum(axis=1)
     assert counts.min() >= 2 and counts.max() <= 4 and set(np.unique(conds)) <= {0.0, 1.0}
     assert len(set(counts)) > 1
-    for cond, target in zip(conds, batch["target"][:, 0]):
+    for cond, target in zip(conds, batch["target"][:, 0], strict=False):
         expected = sum(stem_value(s, 0, 0) for s in np.flatnonzero(cond))
         assert constant(target[..., 0]) == pytest.approx(expected, rel=1e-5)
 

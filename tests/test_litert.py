@@ -249,8 +249,8 @@ def test_litert_path_never_imports_tensorflow(tiny_tflite_path, tmp_path) -> Non
 def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
     """Whatever model is shipped: the .tflite records the .keras weights' checksum and config, and computes
     the same masks (rerun scripts/make_tflite.py when default.keras changes)."""
-    from cunet.config import ChunkSettings
     from cunet.engines.loading import default_model, load_engine, read_keras_provenance
+    from cunet.settings import ChunkSettings
 
     lite, config, record = load_engine()
     assert isinstance(lite, LiteRTEngine) and default_model() == DEFAULT_TFLITE

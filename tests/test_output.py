@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cunet.errors import UserError
-from cunet.io.audio import PARTIAL_SUFFIX, AudioError
+from cunet.errors import AudioError, UserError
+from cunet.io.atomic import PARTIAL_SUFFIX
 from cunet.io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
 
 

@@ -44,7 +44,7 @@ def test_live_exact_length_holds_back_only_a_few_samples() -> None:
     seen = []
 
     def blocks():
-        for i in range(5):
+        for _i in range(5):
             yield np.ones((1, 1000, 2), np.float32)
             seen.append(sum(o.shape[1] for o in out))
 

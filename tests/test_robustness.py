@@ -31,7 +31,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cunet.io.audio import PARTIAL_SUFFIX, AudioError, AudioReader, ffmpeg_available, input_stem
+from cunet.errors import AudioError
+from cunet.io.atomic import PARTIAL_SUFFIX
+from cunet.io.audio import AudioReader, ffmpeg_available, input_stem
+from cunet.jobs import separate_file
 
 INSTRUMENTS = ("vocals", "drums", "bass", "other")
 CLI = [sys.executable, "-m", "cunet.cli", "separate"]
@@ -747,7 +750,7 @@ def test_two_processes_share_an_output_directory(tmp_path: Path, tiny_model_path
         popen_cli(["shared.wav", "b.wav", *common], tmp_path),
     ]
     results = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, results):
+    for p, (_, err) in zip(procs, results, strict=False):
         assert p.returncode == 0 and error_lines(err) == []
     for name, seconds in lengths.items():
         check_outputs(tmp_path / "out" / name, int(seconds * RATE), RATE, 2)
@@ -813,7 +816,7 @@ def test_api_failure_creating_writers_leaves_no_partials(
     monkeypatch.setattr(output_module, "AtomicAudioWriter", flaky)
     sf.write(tmp_path / "x.wav", tone(0.3), RATE)
     with pytest.raises(AudioError, match="disk full"):
-        tiny_separator.separate_file(tmp_path / "x.wav", tmp_path / "out", progress=False)
+        separate_file(tiny_separator, tmp_path / "x.wav", tmp_path / "out", progress=False)
     assert calls[0] == 3 and partials(tmp_path) == [] and tree(tmp_path / "out" / "x") == []
 
 
@@ -823,7 +826,7 @@ def test_api_failure_late_leaves_no_output_set(
 ) -> None:
     """Encoding the 2nd stem fails (finish), or Ctrl-C arrives mid-file (chunk): no stem is published."""
     from cunet.chunk_separator import ChunkSeparator
-    from cunet.io.audio import AtomicAudioWriter
+    from cunet.io.writer import AtomicAudioWriter
 
     calls = [0]
     if stage == "finish":
@@ -849,7 +852,7 @@ def test_api_failure_late_leaves_no_output_set(
     sf.write(tmp_path / "x.wav", tone(2.0), RATE)
     before = digest(tmp_path)
     with pytest.raises(expected):
-        tiny_separator.separate_file(tmp_path / "x.wav", tmp_path / "out", progress=False)
+        separate_file(tiny_separator, tmp_path / "x.wav", tmp_path / "out", progress=False)
     assert tree(tmp_path / "out" / "x") == [] and partials(tmp_path) == []
     assert digest(tmp_path) == before
 
@@ -1018,7 +1021,7 @@ def test_api_model_with_nan_weights_fails_cleanly(bad_models: BadModels, tmp_pat
     )
     sf.write(tmp_path / "x.wav", tone(0.5), RATE)
     with pytest.raises(ModelError, match="NaN or infinite") as err:
-        sep.separate_file(tmp_path / "x.wav", tmp_path / "out", progress=False)
+        separate_file(sep, tmp_path / "x.wav", tmp_path / "out", progress=False)
     assert tree(tmp_path / "out" / "x") == [] and partials(tmp_path) == []
     _observe(
         case="api_model_nan_weights",

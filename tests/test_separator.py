@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 from conftest import OnesEngine, synth_mixture
 
 from cunet.engines.loading import DEFAULT_MODEL
@@ -63,26 +62,6 @@ def test_unknown_instrument_lists_valid(tiny_separator):
         tiny_separator.separate(synth_mixture(0.2), 44100, ["kazoo"])
 
 
-def test_separate_file_layout_and_residual(tiny_separator, tmp_path):
-    x = synth_mixture(1.2, 48000)
-    song = tmp_path / "my song.stem.wav"
-    sf.write(song, x, 48000, subtype="FLOAT")
-    written = tiny_separator.separate_file(
-        song, tmp_path / "out", ["vocals"], residual=True, progress=False, float32=True
-    )
-    folder = tmp_path / "out" / "my song.stem"
-    assert written["vocals"] == folder / "vocals.wav"
-    vocals, rate = sf.read(written["vocals"], dtype="float32")
-    rest, _ = sf.read(written["no_vocals"], dtype="float32")
-    assert rate == 48000 and vocals.shape == x.shape
-    np.testing.assert_allclose(vocals + rest, x, atol=1e-5)
-    with pytest.raises(ValueError, match="--force"):
-        tiny_separator.separate_file(song, tmp_path / "out", ["vocals"], progress=False)
-    tiny_separator.separate_file(song, tmp_path / "out", ["vocals"], progress=False, force=True)
-    assert sorted(p.name for p in folder.iterdir()) == ["no_vocals.wav", "vocals.wav"]
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
-
-
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="shipped model not built yet")
 def test_shipped_model_keeps_full_band():
     sep = Separator.from_pretrained()
@@ -114,7 +93,7 @@ def test_from_keras_model_and_chunk_settings(tiny_separator):
         tiny_separator.overlap,
     )
     x = synth_mixture(0.8)
-    for name, y in sep.separate(x, 44100, ["bass"]).items():
+    for _name, y in sep.separate(x, 44100, ["bass"]).items():
         assert y.shape == x.shape and np.isfinite(y).all()
     for bad in (float("nan"), float("inf"), 0.0, -1.0, 1e9):
         with pytest.raises(ValueError, match="chunk_seconds"):
@@ -234,40 +213,3 @@ def test_instruments_come_from_the_model(five_instrument_model_path):
         sep.check_instruments(["piano"])
     out = sep.separate(synth_mixture(0.6), 44100, ["guitar"])
     assert out["guitar"].shape == (26460, 2) and np.isfinite(out["guitar"]).all()
-
-
-def test_separate_file_with_template_excerpt_and_rescale(tiny_separator, tmp_path):
-    from cunet.io.audio import Excerpt
-    from cunet.io.output import OutputSettings
-
-    x = 3 * synth_mixture(2.0)  # far beyond full scale, in a float wav
-    sf.write(tmp_path / "loud.wav", x, 44100, subtype="FLOAT")
-    notes = []
-    written = tiny_separator.separate_file(
-        tmp_path / "loud.wav",
-        tmp_path / "out",
-        ["vocals", "bass"],
-        residual=True,
-        progress=False,
-        output=OutputSettings("wav", "24", "rescale"),
-        filename="{index:02d}/{track}-{stem}.{ext}",
-        excerpt=Excerpt(0.5, 1.0),
-        notes=notes.append,
-    )
-    assert sorted(str(p.relative_to(tmp_path / "out")) for p in written.values()) == [
-        "01/loud-no_vocals.wav",
-        "01/loud-vocals.wav",
-        "03/loud-bass.wav",
-        "03/loud-no_bass.wav",
-    ]
-    ys = {k: sf.read(p, dtype="float64")[0] for k, p in written.items()}
-    assert all(y.shape == (44100, 2) for y in ys.values())
-    peak = max(np.abs(y).max() for y in ys.values())
-    assert peak == pytest.approx(1.0, abs=1e-6)
-    # one gain: stem + residual is the same scaled excerpt for every instrument
-    np.testing.assert_allclose(
-        ys["vocals"] + ys["no_vocals"], ys["bass"] + ys["no_bass"], atol=4e-7
-    )
-    gain = np.abs(ys["vocals"] + ys["no_vocals"]).max() / np.abs(x[22050:66150]).max()
-    np.testing.assert_allclose(ys["vocals"] + ys["no_vocals"], gain * x[22050:66150], atol=1e-5)
-    assert len(notes) == 1 and "scaled by" in notes[0] and "loud.wav" in notes[0]

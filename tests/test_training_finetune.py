@@ -45,7 +45,7 @@ def test_same_instruments_copy_every_weight(parent, tiny_config):
 
     child = build_model(tiny_config)
     copy_weights(parent, child, tiny_config, tiny_config)
-    for a, b in zip(parent.weights, child.weights):
+    for a, b in zip(parent.weights, child.weights, strict=False):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ChunkSettings
 from ..errors import UserError
+from ..settings import ChunkSettings
 from ..tflog import import_tensorflow, probe_devices
 
 _DEFAULT = ChunkSettings()

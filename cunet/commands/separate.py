@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import INSTRUMENTS, ChunkSettings
+from ..config import INSTRUMENTS
 from ..errors import CunetError, UserError, one_line
+from ..settings import ChunkSettings
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 
 EPILOG = (
@@ -25,7 +24,6 @@ EPILOG = (
 )
 _DEFAULT = ChunkSettings()
 DEFAULT_LATENCY = 1.5
-STREAM_BLOCK = 1024  # samples read at a time in --stream (23 ms at 44.1 kHz: what the input side adds, at most)
 # Kept here, not imported, so --help imports no numpy: cunet.postprocess.MODES, cunet.io.output.CLIP_MODES,
 # cunet.io.audio.BITS, cunet.io.pcm.INPUT_ENCODINGS, cunet.io.naming.DEFAULT_TEMPLATE (tests check they agree).
 POSTPROCESS_CHOICES = ("none", "ratio", "wiener")
@@ -234,6 +232,8 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _check_stream(args: argparse.Namespace) -> None:
+    from ..io.pcm import is_fifo
+
     given = [
         option
         for option, value in (
@@ -260,7 +260,7 @@ def _check_stream(args: argparse.Namespace) -> None:
             raise UserError(
                 "stdout is a terminal; pipe the stream on (e.g. | ffplay -f f32le ...) or give -o FILE"
             )
-    elif _is_fifo(out):
+    elif is_fifo(out):
         pass  # a named pipe someone reads: written as it comes, like stdout
     elif os.path.isdir(out):
         raise UserError(f"with --stream, -o is - (stdout) or a file; '{out}' is a folder")
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.naming import FilenameTemplate
 
     excerpt = Excerpt(args.start, args.duration).validate()
-    _raw(args)
+    raw = _raw(args)
     output = _output(args)
     template = FilenameTemplate(args.filename or DEFAULT_FILENAME).validate()
     note, failures = _note(args), [0]
@@ -298,129 +298,49 @@ def run(args: argparse.Namespace) -> int:
     )
     if not items:
         return 2
-    with (
-        contextlib.ExitStack() as stack
-    ):  # stdin and a stream's input are opened before the model loads
+    # stdin and a stream's input are opened before the model loads
+    with contextlib.ExitStack() as stack:
         if args.stream:
-            source = _open_source(stack, args, items[0], excerpt)
+            from ..jobs import open_stream_source, stream_to_sink
+
+            source = open_stream_source(stack, items[0], excerpt, raw)
             separator = _load(args)
-            return _stream(
-                args, separator, separator.check_instruments(requested), source, output, note
+            instruments = separator.check_instruments(requested)
+            stream_to_sink(
+                separator, source, instruments, output, args.outdir or "-", args.force, note
             )
+            return 0
         spooled = None
         if any(item.is_stdin for item in items):
             from ..io.pcm import stdin_file
 
             try:
-                spooled = stack.enter_context(stdin_file(_raw(args)))
+                spooled = stack.enter_context(stdin_file(raw))
             except CunetError as exc:
                 input_error("stdin", exc)
                 items = [item for item in items if not item.is_stdin]
                 if not items:
                     return 2
         separator = _load(args)
-        instruments = separator.check_instruments(requested)
-        _separate_all(
-            args,
+        from ..jobs import separate_inputs
+
+        separate_inputs(
             separator,
             items,
-            instruments,
             outdir,
+            separator.check_instruments(requested),
             output,
-            template,
-            excerpt,
-            spooled,
-            note,
-            input_error,
+            error=input_error,
+            residual=args.residual,
+            force=args.force,
+            progress=not args.quiet,
+            filename=template.text,
+            excerpt=excerpt,
+            stdin=spooled,
+            notes=note,
+            report=None if args.quiet else lambda line: print(line, file=sys.stderr),
         )
     return 2 if failures[0] else 0
-
-
-def _separate_all(
-    args: argparse.Namespace,
-    separator: Any,
-    items: list[Any],
-    instruments: list[str],
-    outdir: Path,
-    output: Any,
-    template: Any,
-    excerpt: Any,
-    spooled: Path | None,
-    note: Any,
-    error: Any,
-) -> None:
-    """Check every input's outputs (collisions: before any work), then separate the inputs one by one."""
-    from ..io.naming import check_collisions
-
-    plans = [
-        (
-            item.path,
-            separator.output_paths(
-                item.path,
-                outdir,
-                instruments,
-                output.fmt,
-                args.residual,
-                template.text,
-                item.track,
-                item.folder,
-            ),
-        )
-        for item in items
-    ]
-    check_collisions(plans)
-    _check_inputs_kept(items, plans)
-    for item in items:
-        try:
-            written = separator.separate_file(
-                spooled if item.is_stdin else item.path,
-                outdir,
-                instruments,
-                output=output,
-                filename=template.text,
-                track=item.track,
-                folder=item.folder,
-                excerpt=excerpt,
-                notes=note,
-                residual=args.residual,
-                force=args.force,
-                progress=not args.quiet,
-            )
-        except (CunetError, OSError) as exc:
-            message = (
-                f"{item.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-            )
-            error(
-                _label(item), message.replace(str(spooled), "stdin") if item.is_stdin else message
-            )
-            continue
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others or print a traceback
-            error(_label(item), f"unexpected {type(exc).__name__}: {exc}")
-            continue
-        if not args.quiet:
-            folders = sorted({str(p.parent) for p in written.values()})
-            print(
-                one_line(
-                    f"{item.path} -> {', '.join(f + '/' for f in folders)} "
-                    f"({', '.join(sorted(p.name for p in written.values()))})"
-                ),
-                file=sys.stderr,
-            )
-
-
-def _check_inputs_kept(items: list[Any], plans: list[tuple[str, dict[str, Path]]]) -> None:
-    """UserError before any work if one input's output would replace another input file."""
-    inputs = {
-        os.path.realpath(i.path): i.path for i in items if not i.is_stdin and os.path.isfile(i.path)
-    }
-    for label, paths in plans:
-        for path in paths.values():
-            other = inputs.get(os.path.realpath(path))
-            if other is not None and other != label:
-                raise UserError(
-                    f"output '{path}' of {label} would replace the input '{other}'; choose another "
-                    "output directory or --filename"
-                )
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -467,82 +387,6 @@ def _raw(args: argparse.Namespace) -> Any:
     )
 
 
-def _open_source(
-    stack: contextlib.ExitStack, args: argparse.Namespace, item: Any, excerpt: Any
-) -> tuple[int, int, Iterator[Any]]:
-    """(sample rate, channels, blocks) of a stream's input: stdin's header read, or the file opened."""
-    from ..io.audio import AudioReader
-    from ..io.pcm import StreamReader, excerpt_blocks, stdin_bytes
-
-    if item.is_stdin:
-        reader = StreamReader(stdin_bytes(), _raw(args))
-        blocks = reader.blocks(STREAM_BLOCK)
-        return (
-            reader.sample_rate,
-            reader.n_channels,
-            (blocks if excerpt.whole else excerpt_blocks(blocks, excerpt, reader.sample_rate)),
-        )
-    file = stack.enter_context(AudioReader(item.path, excerpt))
-    return file.info.sample_rate, file.info.n_channels, file.blocks(STREAM_BLOCK)
-
-
-def _stream(
-    args: argparse.Namespace,
-    separator: Any,
-    instruments: list[str],
-    source: tuple[int, int, Any],
-    output: Any,
-    note: Any,
-) -> int:
-    from ..io.pcm import BITS_ENCODING, PcmSink
-    from ..live import read_ahead, stream_separate
-
-    rate, channels, blocks = source
-    out = args.outdir or "-"
-    note(
-        f"streaming {', '.join(instruments)} as {BITS_ENCODING[output.bits]}, {rate} Hz, "
-        f"{len(instruments) * channels} channels; latency bound {separator.latency_seconds:.3f} s"
-    )
-    with contextlib.ExitStack() as stack:
-        if out == "-":
-            sys.stdout.flush()
-            fd = sys.stdout.fileno()
-        elif _is_fifo(out):  # opening waits for the pipe's reader
-            fd = os.open(out, os.O_WRONLY)
-            stack.callback(os.close, fd)
-        else:
-            fd = None
-        sink = PcmSink(
-            BITS_ENCODING[output.bits],
-            output.clip_mode != "none",
-            fd=fd,
-            path=None if fd is not None else out,
-            overwrite=args.force,
-        )
-        try:
-            with contextlib.closing(read_ahead(blocks)) as stamped:
-                report = stream_separate(
-                    separator, stamped, rate, channels, instruments, sink.write
-                )
-            sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-    note(report.line() + (f"; {sink.n_clipped} samples clamped" if sink.n_clipped else ""))
-    return 0
-
-
-def _is_fifo(path: str) -> bool:
-    try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
 def _naming_input(message: str, path: str) -> str:
     """The message, prefixed with the input it is about unless it names it already."""
     return message if path in message else f"{path}: {message}"
-
-
-def _label(item: Any) -> str:
-    return "stdin" if item.is_stdin else item.path

@@ -204,7 +204,7 @@ def cache_track(track: Track, folder: Path, audio: AudioConfig) -> CachedTrack:
 def mixture_notes(tracks: Sequence[Track], residuals_db: Sequence[float | None]) -> list[str]:
     """One note per source whose tracks' own mixtures differ from the sum of their stems."""
     by_source: dict[str, list[tuple[Track, float | None]]] = {}
-    for track, residual in zip(tracks, residuals_db):
+    for track, residual in zip(tracks, residuals_db, strict=False):
         by_source.setdefault(track.source_id, []).append((track, residual))
     notes = []
     for entries in by_source.values():

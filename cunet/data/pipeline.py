@@ -35,7 +35,7 @@ def train_dataset(sampler: PatchSampler, batch_size: int, first_index: int = 0) 
     def to_tensors(index: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         values = tf.numpy_function(draw, [index], [tf.float32] * len(keys))
         return split_inputs_targets(
-            {k: tf.ensure_shape(v, shapes[k]) for k, v in zip(keys, values)}
+            {k: tf.ensure_shape(v, shapes[k]) for k, v in zip(keys, values, strict=False)}
         )
 
     ds = tf.data.Dataset.counter(first_index)

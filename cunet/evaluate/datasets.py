@@ -174,6 +174,6 @@ def describe_tracks(tracks: Sequence[Any]) -> dict[str, Any]:
         "mixture": ", ".join(f"{k} ({n} track{'s' if n != 1 else ''})" for k, n in summary.items()),
         "tracks": [
             {"name": t.name, "split": t.subset, "mixture": kind, "stems": list(t.stem_names)}
-            for t, kind in zip(tracks, kinds)
+            for t, kind in zip(tracks, kinds, strict=False)
         ],
     }

@@ -253,7 +253,7 @@ def plot_boxplot(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(targets), sharey=True, squeeze=False)[0]
     frame = per_track[metric].reset_index()
-    for ax, target in zip(axes, targets):
+    for ax, target in zip(axes, targets, strict=False):
         data = []
         for method in methods:
             values = frame[(frame["method"] == method) & (frame["target"] == target)][

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import ChunkSettings
 from ..engines.loading import load_keras_model, resolve_model_path
 from ..errors import ExportError, ModelError
 from ..provenance import weights_digest
+from ..settings import ChunkSettings
 from .onnx import export_onnx
 from .savedmodel import export_saved_model
 from .tflite import CALIBRATION_CHUNKS, QUANTIZE_MODES, export_tflite

@@ -11,12 +11,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from ..config import ChunkSettings, Config
+from ..config import Config
 from ..engines.onnxrt import ONNX_FORMAT
 from ..errors import ExportError
 from ..io.atomic import write_bytes_atomic
 from ..postprocess import Postprocess
 from ..provenance import PROVENANCE_ENTRY
+from ..settings import ChunkSettings
 from .shared import export_record, inference_network
 
 ONNX_OPSET = 17

@@ -37,10 +37,11 @@ from typing import Any
 
 import tensorflow as tf
 
-from ..config import ChunkSettings, Config
+from ..config import Config
 from ..errors import ExportError
 from ..postprocess import Postprocess
 from ..provenance import PROVENANCE_ENTRY
+from ..settings import ChunkSettings
 from .graph import separate_waveform
 
 __all__ = ["EXPORT_FORMAT", "SIGNATURES", "export_saved_model"]

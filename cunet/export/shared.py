@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import dsp
-from ..config import ChunkSettings, Config
+from ..config import Config
 from ..errors import ExportError
 from ..nn.models import mask_model
 from ..postprocess import Postprocess
 from ..provenance import package_versions
+from ..settings import ChunkSettings
 from .subpixel import with_subpixel_deconvolutions
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import dsp
-from ..config import ChunkSettings, Config
+from ..config import Config
 from ..data.cache import conform_rate_and_channels
 from ..data.sources import open_source, parse_data_spec
 from ..engines.litert import (
@@ -41,6 +41,7 @@ from ..engines.litert import (
 from ..errors import DataError, ExportError
 from ..io.atomic import write_bytes_atomic
 from ..postprocess import Postprocess
+from ..settings import ChunkSettings
 from ..tflog import native_stderr_muted
 from .shared import export_record, inference_network
 

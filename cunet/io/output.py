@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from .audio import BITS, OUTPUT_FORMATS, AtomicAudioWriter, AudioError
+from ..errors import AudioError, UserError
+from .writer import BITS, OUTPUT_FORMATS, AtomicAudioWriter
 
 CLIP_MODES = ("rescale", "clamp", "none")
 MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)

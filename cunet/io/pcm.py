@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -383,3 +384,11 @@ class PcmSink:
                 pass
             self._staged.abort()
             self._staged = None
+
+
+def is_fifo(path: str | os.PathLike) -> bool:
+    """Whether `path` is a named pipe (a stream to it is written as it comes, like stdout)."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False

@@ -28,7 +28,10 @@ SILENCE = 1e-8  # reference energy (STFT units) under which a segment counts as 
 def segment_sdr(reference: np.ndarray, estimate: np.ndarray, segment: int) -> float:
     """Median over `segment`-frame segments of the SDR (dB) of complex [ch, F, bins] spectrograms."""
     n = max(1, reference.shape[1] // segment)
-    energy = lambda s: (np.abs(s) ** 2).sum(axis=(0, 2))[: n * segment].reshape(n, -1).sum(axis=1)
+
+    def energy(s):
+        return (np.abs(s) ** 2).sum(axis=(0, 2))[: n * segment].reshape(n, -1).sum(axis=1)
+
     signal, error = energy(reference), energy(reference - estimate)
     keep = signal > SILENCE
     if not keep.any():
