@@ -21,6 +21,12 @@ POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
 
 
+MAX_N_FFT = 16384  # STFT size limit (0.37 s at 44.1 kHz)
+MAX_FRAME_OVERLAP = (
+    16  # hop_length >= n_fft / 16: more frames per second than that only cost memory
+)
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     """Signal parameters.
@@ -38,12 +44,24 @@ class AudioConfig:
     n_bins: int = 1024
 
     def validate(self) -> None:
-        _check(self.sample_rate > 0, "audio.sample_rate", "must be positive")
+        # Bounded, because these sizes shape every buffer computed from a (possibly foreign) record.
+        _check(
+            isinstance(self.sample_rate, int) and 1000 <= self.sample_rate <= 768_000,
+            "audio.sample_rate",
+            "must be a whole number of Hz in [1000, 768000]",
+        )
         _check(self.n_channels in (1, 2), "audio.n_channels", "must be 1 or 2")
         _check(
-            self.n_fft > 0 and self.n_fft % 2 == 0, "audio.n_fft", "must be a positive even number"
+            isinstance(self.n_fft, int) and 16 <= self.n_fft <= MAX_N_FFT and self.n_fft % 2 == 0,
+            "audio.n_fft",
+            f"must be an even number in [16, {MAX_N_FFT}]",
         )
-        _check(0 < self.hop_length <= self.n_fft, "audio.hop_length", "must be in (0, n_fft]")
+        _check(
+            isinstance(self.hop_length, int)
+            and self.n_fft // MAX_FRAME_OVERLAP <= self.hop_length <= self.n_fft,
+            "audio.hop_length",
+            f"must be in [n_fft/{MAX_FRAME_OVERLAP}, n_fft]",
+        )
         _check(
             0 < self.n_bins <= self.n_fft // 2 + 1, "audio.n_bins", "must be in (0, n_fft/2 + 1]"
         )

@@ -68,6 +68,14 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
+MIN_RATE = (
+    1000  # Hz; below, a few bytes stand for hours of audio once resampled to the model's rate
+)
+MAX_RATE = 768_000
+# --start / --duration: 10 days; more is no audio anyone has, and it keeps sample counts exact integers.
+MAX_SECONDS = 864_000.0
+
+
 def input_stem(path: str | os.PathLike) -> str:
     """Output folder name for an input: the file name without its extension(s) (`x.stem.mp4` -> `x`)."""
     name = Path(path).name
@@ -104,11 +112,16 @@ class Excerpt:
 
     def validate(self) -> Excerpt:
         """Self, or UserError naming the option (--start, --duration) for negative, zero or non-finite values."""
-        if not _finite(self.start) or self.start < 0:
-            raise UserError(f"--start must be a number of seconds >= 0, got {self.start!r}")
-        if self.duration is not None and (not _finite(self.duration) or self.duration <= 0):
+        if not _finite(self.start) or not 0 <= self.start <= MAX_SECONDS:
             raise UserError(
-                f"--duration must be a positive number of seconds, got {self.duration!r}"
+                f"--start must be a number of seconds in [0, {MAX_SECONDS:g}], got {self.start!r}"
+            )
+        if self.duration is not None and (
+            not _finite(self.duration) or not 0 < self.duration <= MAX_SECONDS
+        ):
+            raise UserError(
+                f"--duration must be a number of seconds in (0, {MAX_SECONDS:g}], "
+                f"got {self.duration!r}"
             )
         return self
 
@@ -168,13 +181,13 @@ class AudioReader:
         import soundfile as sf
 
         try:
-            self._file = sf.SoundFile(str(source))
+            self._file = sf.SoundFile(os.fsencode(source))
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             if source is self.path and ffmpeg_available():
                 # Misnamed or exotic files: let ffmpeg try before giving up.
                 try:
                     source = self._decode_with_ffmpeg()
-                    self._file = sf.SoundFile(str(source))
+                    self._file = sf.SoundFile(os.fsencode(source))
                 except AudioError:
                     self.close()
                     raise
@@ -197,10 +210,21 @@ class AudioReader:
                     f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio"
                 )
             raise AudioError(f"{self.path}: contains no audio samples")
-        if f.samplerate <= 0:
+        if not MIN_RATE <= f.samplerate <= MAX_RATE:
             self.close()
-            raise AudioError(f"{self.path}: invalid sample rate {f.samplerate}")
+            raise AudioError(
+                f"{self.path}: unsupported sample rate {f.samplerate} Hz "
+                f"(cunet reads {MIN_RATE} to {MAX_RATE} Hz)"
+            )
         n_frames = int(f.frames)
+        if seeked and self.excerpt.duration is not None:
+            # ffmpeg rounds a duration below one sample to "no limit": enforce the excerpt's length
+            try:
+                count = self.excerpt.frames(int(f.samplerate))[1]
+            except AudioError:
+                self.close()
+                raise
+            n_frames = min(n_frames, count if count is not None else n_frames)
         if not seeked and not self.excerpt.whole:
             try:
                 self._offset, count = self.excerpt.frames(int(f.samplerate))
@@ -260,10 +284,14 @@ class AudioReader:
         try:
             self._file.seek(self._offset)
             while left > 0:
-                block = self._file.read(min(block_size, left), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    return
+                want = min(block_size, left)
+                block = self._file.read(want, dtype="float32", always_2d=True)
                 left -= block.shape[0]
+                if block.shape[0] < want:
+                    raise AudioError(
+                        f"{self.path}: the file ended after {self.info.n_samples - left} of its "
+                        f"{self.info.n_samples} samples (it shrank while it was read?)"
+                    )
                 yield block
         except (
             RuntimeError,
@@ -276,9 +304,15 @@ class AudioReader:
         assert self._file is not None
         try:
             self._file.seek(self._offset)
-            return self._file.read(self.info.n_samples, dtype="float32", always_2d=True)
+            audio = self._file.read(self.info.n_samples, dtype="float32", always_2d=True)
         except (RuntimeError, OSError) as exc:
             raise AudioError(f"{self.path}: cannot decode audio ({short_reason(exc)})") from None
+        if audio.shape[0] < self.info.n_samples:
+            raise AudioError(
+                f"{self.path}: the file ended after {audio.shape[0]} of its {self.info.n_samples} "
+                "samples (it shrank while it was read?)"
+            )
+        return audio
 
     def close(self) -> None:
         if self._file is not None:

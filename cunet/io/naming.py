@@ -11,7 +11,8 @@ Path components that come out empty are dropped, so "{folder}/{track}" is "track
 directly. Nothing else is allowed: no other field, no positional `{0}` or `{}`, no attribute or index
 access (`{stem.__class__}`, `{stem[0]}`), no conversion (`{track!r}`), no format spec but a width for
 `{index}`; and no absolute template, no `.` or `..` component, from the template or from a value. So a
-template cannot write outside OUTDIR, whatever the inputs are called.
+template cannot write outside OUTDIR, whatever the inputs are called. Nor can an output be named like
+a partial file (`.cunet-partial`), which a later run would remove as a dead process's leftover.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import UserError
+from .atomic import PARTIAL_SUFFIX
 
 DEFAULT_TEMPLATE = "{folder}/{track}/{stem}.{ext}"
 FIELDS: tuple[str, ...] = ("track", "stem", "ext", "index", "folder")
@@ -46,6 +48,11 @@ class FilenameTemplate:
             )
         if "\x00" in text:
             raise UserError(f"{where}: contains a NUL character")
+        if PARTIAL_SUFFIX in text:
+            raise UserError(
+                f"{where}: names containing '{PARTIAL_SUFFIX}' are cunet's partial files, which "
+                "later runs remove"
+            )
         if text.startswith("/"):
             raise UserError(
                 f"{where}: must be relative to the output directory, not an absolute path"
@@ -93,6 +100,11 @@ class FilenameTemplate:
         if not parts or any(p in (".", "..") for p in parts):
             raise UserError(
                 f"--filename '{self.text}' gives '{text}', which is not a path inside OUTDIR"
+            )
+        if PARTIAL_SUFFIX in parts[-1]:
+            raise UserError(
+                f"--filename '{self.text}' gives '{text}', a name like cunet's partial files, "
+                "which later runs remove"
             )
         return PurePosixPath(*parts)
 

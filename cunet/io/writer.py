@@ -66,7 +66,7 @@ class AtomicAudioWriter:
         subtype = "FLOAT" if floats else _SUBTYPES[bits]
         try:
             self._file = sf.SoundFile(
-                str(self.partial),
+                os.fsencode(self.partial),  # bytes: names need not be UTF-8
                 "w",
                 samplerate=sample_rate,
                 channels=n_channels,
@@ -75,7 +75,9 @@ class AtomicAudioWriter:
             )
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             self._staged.abort()  # e.g. a full disk: the file may exist with 0 bytes
-            reason = short_reason(exc).replace(f"Error opening '{self.partial}': ", "")
+            reason = short_reason(exc)
+            if reason.startswith("Error opening "):  # it names the hidden partial file
+                reason = reason.split(": ", 1)[-1]
             raise AudioError(
                 f"cannot write '{self.path}' (disk full or not writable?): {reason}"
             ) from None
