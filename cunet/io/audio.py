@@ -10,6 +10,7 @@ An `Excerpt` is read by seeking (soundfile) or by ffmpeg's input seeking
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -181,13 +183,13 @@ class AudioReader:
         import soundfile as sf
 
         try:
-            self._file = sf.SoundFile(os.fsencode(source))
+            self._file = open_soundfile(source)
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             if source is self.path and ffmpeg_available():
                 # Misnamed or exotic files: let ffmpeg try before giving up.
                 try:
                     source = self._decode_with_ffmpeg()
-                    self._file = sf.SoundFile(os.fsencode(source))
+                    self._file = open_soundfile(source)
                 except AudioError:
                     self.close()
                     raise
@@ -329,8 +331,25 @@ class AudioReader:
         self.close()
 
 
+def open_soundfile(path: str | os.PathLike, mode: str = "r", **kwargs: object) -> Any:
+    """A `soundfile.SoundFile` on `path` opened through a file descriptor: libsndfile then sees no
+    name, so names that are not UTF-8 or longer than its 1 kB limit (deep folders) work too.
+    Writing creates or truncates the file; kwargs go to SoundFile (format, subtype, ...)."""
+    import soundfile as sf
+
+    flags = os.O_RDONLY if mode == "r" else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        return sf.SoundFile(fd, mode, closefd=True, **kwargs)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
 def short_reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    reason = getattr(exc, "error_string", None)  # libsndfile's own words, without the file's name
+    text = (reason if isinstance(reason, str) and reason else str(exc)).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 
 

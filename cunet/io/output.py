@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import AudioError, UserError
 from .atomic import make_dirs
+from .audio import open_soundfile
 from .writer import BITS, OUTPUT_FORMATS, AtomicAudioWriter
 
 CLIP_MODES = ("rescale", "clamp", "none")
@@ -180,10 +181,9 @@ class StemFiles:
 
 
 def _copy_scaled(source: Path, target: AtomicAudioWriter, gain: float) -> None:
-    import soundfile as sf
 
     try:
-        with sf.SoundFile(os.fsencode(source)) as f:
+        with open_soundfile(source) as f:
             while True:
                 block = f.read(_BLOCK, dtype="float32", always_2d=True)
                 if not block.shape[0]:

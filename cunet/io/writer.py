@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import AudioError
 from .atomic import StagedFile
-from .audio import ffmpeg_available, short_reason
+from .audio import ffmpeg_available, open_soundfile, short_reason
 
 __all__ = ["BITS", "OUTPUT_FORMATS", "AtomicAudioWriter", "write_audio"]
 
@@ -65,8 +65,8 @@ class AtomicAudioWriter:
         file_format = "WAV" if fmt in ("wav", "mp3") else "FLAC"
         subtype = "FLOAT" if floats else _SUBTYPES[bits]
         try:
-            self._file = sf.SoundFile(
-                os.fsencode(self.partial),  # bytes: names need not be UTF-8
+            self._file = open_soundfile(
+                self.partial,
                 "w",
                 samplerate=sample_rate,
                 channels=n_channels,
