@@ -8,7 +8,7 @@ that ramps linearly up over its first `overlap` samples and down over its
 last `overlap`, so neighbouring windows sum to one; the result is
 padded_output[overlap : overlap + n_samples]. Inputs shorter than a chunk
 are processed as one chunk of n_samples + 2 * overlap. Chunk and overlap
-lengths in samples come from `cunet.config.ChunkSettings.samples`.
+lengths in samples come from `cunet.settings.ChunkSettings.samples`.
 
 Live audio has no known length: `stream_plan` gives a plan with n_samples None,
 and `overlap_add_stream` then learns the length when the input ends. Every chunk
@@ -45,8 +45,8 @@ def check_latency(latency: float) -> float:
     )
     if not ok or not 0 < latency <= MAX_CHUNK_SECONDS:
         raise ConfigError(
-            f"latency (--latency, latency) must be a number of seconds in (0, "
-            f"{MAX_CHUNK_SECONDS:g}], got {latency!r}"
+            f"{{latency}} must be a number of seconds in (0, {MAX_CHUNK_SECONDS:g}], got {latency!r}",
+            names={"latency": "latency"},
         )
     return latency
 
@@ -82,9 +82,10 @@ def chunks_for_latency(latency: float, audio: AudioConfig, frame_multiple: int) 
         chunk = ChunkSettings(seconds, 0.0).samples(audio, frame_multiple)[0]
         smallest = latency_bound(chunk, int(chunk * STREAM_OVERLAP)) / audio.sample_rate
         raise ConfigError(
-            f"latency (--latency) {latency:g} s is below this model's smallest, {smallest:.3f} s "
+            f"{{latency}} {latency:g} s is below this model's smallest, {smallest:.3f} s "
             f"(a chunk of {frame_multiple} STFT frames, {chunk / audio.sample_rate:.3f} s, plus "
-            "the time to separate it)"
+            "the time to separate it)",
+            names={"latency": "latency"},
         )
     return best
 

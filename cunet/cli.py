@@ -19,11 +19,15 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from .errors import CunetError, Interrupted, one_line
+from . import __version__
+from .commands import message
+from .errors import CunetError, Interrupted, missing_extra, one_line
 
 EXIT_USAGE = 2
 # Each command module defines `add_parser(subparsers)`; heavy imports happen in its handler.
 _COMMAND_MODULES = ("separate", "train", "evaluate", "export")
+# The extra that brings what a command needs besides TensorFlow (default: "tf" alone).
+_TF_EXTRA = {"train": "train", "evaluate": "train"}
 # Termination signals handled like Ctrl-C (unless the parent set them to be ignored, e.g. nohup).
 TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -51,6 +55,7 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="cunet", description="Conditioned U-Net music source separation.")
+    parser.add_argument("--version", action="version", version=f"cunet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_commands(sub)
@@ -119,7 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with termination_raises():
             return int(args.handler(args) or 0)
     except CunetError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(message(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:  # an optional dependency: one line naming the extra to install
+        tf_extra = _TF_EXTRA.get(args.command, "tf")
+        missing = missing_extra(exc, f"cunet {args.command}", tf_extra)
+        if missing is None:
+            raise
+        print(f"error: {one_line(str(missing))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         signum, name = (

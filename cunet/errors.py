@@ -8,12 +8,42 @@ Subclasses that were ValueErrors before the family existed still are.
 
 from __future__ import annotations
 
+import re
 import signal
 import unicodedata
+from collections.abc import Mapping
 
 
 class CunetError(Exception):
-    """Base of every error caused by input, files or settings the user gave (not by a bug in cunet)."""
+    """Base of every error caused by input, files or settings the user gave (not by a bug in cunet).
+
+    A message names the settings at fault as `{field}`s listed in `names` ({field: the API's
+    spelling}), e.g. `AudioError("{start} 5 s is past the end", names={"start": "start"})`: the
+    library shows the API's spelling, and the CLI shows its option (`render`, e.g. "--start").
+    In such a message literal braces are doubled (`literal(text)` for paths and other values)."""
+
+    def __init__(self, message: str = "", *, names: Mapping[str, str] | None = None) -> None:
+        self.template = message
+        self.names = dict(names or {})
+        super().__init__(self.render({}))
+
+    def render(self, options: Mapping[str, str]) -> str:
+        """The message with each field named as `options` says (else as the API spells it)."""
+        if not self.names:
+            return self.template
+
+        def field(match: re.Match[str]) -> str:
+            token, name = match.group(0), match.group(1)
+            if token in ("{{", "}}"):
+                return token[0]
+            return options.get(name, self.names[name]) if name in self.names else token
+
+        return re.sub(r"\{\{|\}\}|\{(\w+)\}", field, self.template)
+
+
+def literal(text: object) -> str:
+    """`text` (a path, a value) for a message with named fields: its braces doubled."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class UserError(CunetError, ValueError):
@@ -38,6 +68,47 @@ class ExportError(CunetError, ValueError):
 
 class DataError(CunetError, ValueError):
     """A dataset (MUSDB18 root, track, cache) is missing, empty or unreadable."""
+
+
+class MissingExtra(CunetError, ImportError):
+    """An optional dependency is not installed; the message names the `pip install` that brings it."""
+
+
+# top-level module -> (what it is, the extra that installs it)
+EXTRAS: dict[str, tuple[str, str]] = {
+    "tensorflow": ("TensorFlow", "tf"),
+    "keras": ("Keras", "tf"),
+    "tf_keras": ("Keras", "tf"),
+    "tensorboard": ("TensorBoard", "train"),
+    "musdb": ("musdb", "train"),
+    "museval": ("museval", "train"),
+    "pandas": ("pandas", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "simplejson": ("museval's simplejson", "train"),
+    "onnxruntime": ("ONNX Runtime", "onnx"),
+    "onnx": ("onnx", "onnx"),
+    "tf2onnx": ("tf2onnx", "onnx"),
+    "starlette": ("starlette", "ui"),
+    "uvicorn": ("uvicorn", "ui"),
+    "multipart": ("python-multipart", "ui"),
+}
+
+
+def missing_extra(
+    exc: ImportError, needed_for: str = "", tf_extra: str = "tf"
+) -> MissingExtra | None:
+    """A `MissingExtra` for an ImportError of an optional dependency (None for any other module).
+
+    needed_for: what the user asked for (e.g. "cunet train"); tf_extra: the extra to name when
+    TensorFlow or Keras is missing ("train" for training and evaluation, which need more)."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name not in EXTRAS:
+        return None
+    what, extra = EXTRAS[name]
+    if extra == "tf":
+        extra = tf_extra
+    purpose = f" ({needed_for} needs it)" if needed_for else ""
+    return MissingExtra(f'{what} is not installed{purpose}; pip install "cunet[{extra}]"')
 
 
 class Interrupted(KeyboardInterrupt):

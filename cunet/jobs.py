@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +109,7 @@ def separate_file(
     Raises AudioError / UserError / ModelError with a one-line message on bad input.
     """
     names = separator.check_instruments(instruments)
-    output = (output or OutputSettings()).validate()
+    output = output or OutputSettings()
     if not str(outdir):
         raise UserError("empty output directory; give a folder, e.g. 'separated'")
     path = Path(path)
@@ -187,6 +187,7 @@ def separate_inputs(
     stdin: Path | None = None,
     notes: Notes | None = None,
     report: Notes | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> int:
     """Separate many inputs (`cunet.io.inputs.expand_inputs`) with `separate_file`; returns how many
     failed.
@@ -195,6 +196,7 @@ def separate_inputs(
     would replace an input file. Then one input at a time: a failing input goes to
     error(input label, message) and the others go on. stdin: the file stdin was spooled to
     (`cunet.io.pcm.stdin_file`) for the stdin item. report(line): told each input's outputs.
+    options: how the messages given to `error` name settings ({name: shown}, `CunetError.render`).
     """
     outdir = Path(outdir)
     plans = [
@@ -236,9 +238,10 @@ def separate_inputs(
                 notes=notes,
             )
         except (CunetError, OSError) as exc:
-            message = (
-                f"{item.path}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-            )
+            if isinstance(exc, OSError):
+                message = f"{item.path}: {exc.strerror or exc}"
+            else:
+                message = exc.render(options or {})
             failed += 1
             error(label, message.replace(str(stdin), "stdin") if item.is_stdin else message)
             continue

@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +29,7 @@ def read_ahead(
     blocks: Iterable[np.ndarray],
     max_blocks: int = 256,
     clock: Callable[[], float] = time.perf_counter,
-) -> Iterator[tuple[float, np.ndarray]]:
+) -> Generator[tuple[float, np.ndarray], None, None]:
     """(arrival time, block) pairs of `blocks`, read by a background thread up to `max_blocks` ahead
     (bounded memory). An exception raised while reading is raised here, in the consumer's thread."""
     q: queue.Queue = queue.Queue(max_blocks)

@@ -44,8 +44,6 @@ from .settings import ChunkSettings
 
 __all__ = ["Separator"]
 
-_DEFAULT = ChunkSettings()
-
 
 class Separator:
     """Separates instruments from mixtures with a (C-)U-Net behind any `MaskEngine`.
@@ -53,12 +51,13 @@ class Separator:
     Construct with `Separator.from_pretrained(path)` (None: the model shipped in the package, run on
     LiteRT; `engine="keras"` runs its `.keras` twin on TensorFlow),
     `Separator.from_keras_model(model, config)` (e.g. during training), or directly from an engine.
-    chunk_seconds / overlap_seconds: the chunked processing (`ChunkSettings`; memory is bounded by the
-    chunk length, not the song length). latency: instead, the longest chunking whose latency bound
-    (`latency_seconds`) is at most this many seconds (`chunking.chunks_for_latency`). postprocess: how
-    the instruments' masks are combined ("none", "ratio", "wiener", or a `cunet.postprocess.Postprocess`;
-    None: the model's own `model.postprocess`, chosen when it was trained). "ratio" and "wiener" compute
-    every instrument's mask even when fewer are asked for.
+    chunks: the chunked processing (`cunet.settings.ChunkSettings`, default 12 s chunks with 1 s
+    cross-fades; memory is bounded by the chunk length, not the song length). latency: instead, the
+    longest chunking whose latency bound (`latency_seconds`) is at most this many seconds
+    (`chunking.chunks_for_latency`). postprocess: how the instruments' masks are combined ("none",
+    "ratio", "wiener", or a `cunet.postprocess.Postprocess`; None: the model's own
+    `model.postprocess`, chosen when it was trained). "ratio" and "wiener" compute every
+    instrument's mask even when fewer are asked for.
     """
 
     def __init__(
@@ -66,22 +65,23 @@ class Separator:
         engine: MaskEngine,
         config: Config | None = None,
         provenance: Mapping[str, Any] | None = None,
-        chunk_seconds: float = _DEFAULT.chunk_seconds,
-        overlap_seconds: float = _DEFAULT.overlap_seconds,
+        chunks: ChunkSettings | None = None,
         postprocess: str | Postprocess | None = None,
         latency: float | None = None,
     ) -> None:
         if config is not None and config != engine.config:
             raise ValueError("config differs from the engine's config")
+        if chunks is not None and latency is not None:
+            raise UserError("latency sets the chunking; give chunks or latency, not both")
         self.engine = engine
         self.config: Config = engine.config
         self.audio: AudioConfig = self.config.audio
         self.provenance = dict(provenance or {})
         self.instruments: tuple[str, ...] = self.config.model.outputs
         self.chunks = (
-            ChunkSettings(chunk_seconds, overlap_seconds)
-            if latency is None
-            else chunks_for_latency(latency, self.audio, engine.frame_multiple)
+            chunks_for_latency(latency, self.audio, engine.frame_multiple)
+            if latency is not None
+            else chunks or ChunkSettings()
         )
         self.chunk, self.overlap = self.chunks.samples(self.audio, self.config.model.time_multiple)
         if not isinstance(postprocess, Postprocess):
@@ -96,20 +96,24 @@ class Separator:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike | None = None, engine: str = "auto", **kwargs: Any
+        cls,
+        path: str | os.PathLike | None = None,
+        engine: str = "auto",
+        *,
+        chunks: ChunkSettings | None = None,
+        postprocess: str | Postprocess | None = None,
+        latency: float | None = None,
     ) -> Separator:
         """Load a `.keras` file, a training run directory, a SavedModel, `.tflite` or `.onnx` export, or
         (None) the shipped model. engine: "auto" (each file on its own engine; the shipped model on LiteRT,
         without TensorFlow), "keras" (the shipped model's `.keras` file on TensorFlow), "litert", "onnx"
         (`cunet.engines.loading.ENGINES`)."""
-        ChunkSettings(
-            kwargs.get("chunk_seconds", _DEFAULT.chunk_seconds),
-            kwargs.get("overlap_seconds", _DEFAULT.overlap_seconds),
-        ).validate()  # before loading
-        if kwargs.get("latency") is not None:
-            check_latency(kwargs["latency"])
+        if chunks is not None and latency is not None:
+            raise UserError("latency sets the chunking; give chunks or latency, not both")
+        if latency is not None:
+            check_latency(latency)  # before loading
         model_engine, config, provenance = load_engine(path, engine)
-        return cls(model_engine, config, provenance, **kwargs)
+        return cls(model_engine, config, provenance, chunks, postprocess, latency)
 
     @classmethod
     def from_keras_model(

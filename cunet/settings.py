@@ -29,28 +29,28 @@ class ChunkSettings:
     chunk_seconds: float = 12.0
     overlap_seconds: float = 1.0
 
-    def validate(self) -> ChunkSettings:
-        """Self, or ConfigError (NaN, infinite, out of range) naming the CLI option and the argument."""
+    def __post_init__(self) -> None:
+        """ConfigError (NaN, infinite, out of range) naming the field: settings are valid once built."""
         c, o = self.chunk_seconds, self.overlap_seconds
         if not _is_number(c) or not 0 < c <= MAX_CHUNK_SECONDS:
             raise ConfigError(
-                f"chunk length (--chunk-seconds, chunk_seconds) must be a number of seconds in "
-                f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}"
+                f"chunk length ({{chunk_seconds}}) must be a number of seconds in "
+                f"(0, {MAX_CHUNK_SECONDS:g}], got {c!r}",
+                names={"chunk_seconds": "chunk_seconds"},
             )
         if not _is_number(o) or not 0 <= o < c / 2:
             raise ConfigError(
-                f"overlap (--overlap-seconds, overlap_seconds) must be a number of seconds in "
-                f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}"
+                f"overlap ({{overlap_seconds}}) must be a number of seconds in "
+                f"[0, chunk/2) = [0, {c / 2:g}), got {o!r}",
+                names={"overlap_seconds": "overlap_seconds"},
             )
-        return self
 
     def samples(self, audio: AudioConfig, time_multiple: int) -> tuple[int, int]:
-        """(chunk, overlap) in samples for a model with `audio` settings (validates first).
+        """(chunk, overlap) in samples for a model with `audio` settings.
 
         The chunk is chosen so its STFT (`cunet.dsp.stft`) has a whole multiple of `time_multiple`
         frames; the overlap is capped below half a chunk.
         """
-        self.validate()
         m = time_multiple
         frames = max(
             m, int(round(self.chunk_seconds * audio.sample_rate / audio.hop_length / m)) * m

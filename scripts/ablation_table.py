@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Collect the issue #10 ablations into one markdown table.
+"""Collect the ablations (configs/ablations/) into one markdown table.
 
 Each row is a training run (its directory holds provenance.json) scored by `cunet evaluate` into an
 evaluation folder (its aggregate.csv: museval BSSEval v4, median over frames then tracks), or a

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cunet.engines.base import MaskEngine
+from cunet.settings import ChunkSettings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -77,7 +78,7 @@ class OnesEngine(MaskEngine):
 def tiny_separator(tiny_model_path):
     from cunet.separator import Separator
 
-    return Separator.from_pretrained(tiny_model_path, chunk_seconds=1.0, overlap_seconds=0.25)
+    return Separator.from_pretrained(tiny_model_path, chunks=ChunkSettings(1.0, 0.25))
 
 
 def synth_mixture(
@@ -231,9 +232,7 @@ def tiny_tflite_path(tmp_path_factory, tiny_model_path) -> Path:
     from cunet.export.formats import export_model_file
 
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    return export_model_file(
-        tiny_model_path, path, chunk_seconds=1.0, overlap_seconds=0.25, fmt="tflite"
-    )
+    return export_model_file(tiny_model_path, path, chunks=ChunkSettings(1.0, 0.25), fmt="tflite")
 
 
 def rewrite_tflite(

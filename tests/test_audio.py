@@ -70,7 +70,7 @@ def test_float_wav_round_trip_is_exact_and_blocks_match_read(
     """32-bit float wav keeps values (even beyond full scale); streaming blocks add up to the whole file."""
     tmp = tmp_path_factory.mktemp("f32")
     x = np.random.default_rng(seed).normal(0, 2, (n, n_channels)).astype(np.float32)
-    writer = AtomicAudioWriter(tmp / "x.wav", rate, n_channels, "wav", float32=True)
+    writer = AtomicAudioWriter(tmp / "x.wav", rate, n_channels, "wav", "32f")
     for start in range(0, n, block):
         writer.write(x[start : start + block])
     writer.commit()
@@ -242,7 +242,7 @@ def test_remove_stale_partials_keeps_live_writers(tmp_path: Path) -> None:
     assert left == {names["mine"], names["live"], "keep.wav"}
 
 
-# -- excerpts and output sample formats (issue 12) --------------------------------------------------------------
+# -- excerpts and output sample formats ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -256,11 +256,13 @@ def test_remove_stale_partials_keeps_live_writers(tmp_path: Path) -> None:
     ],
 )
 def test_bad_excerpts(start: float, duration: float | None, message: str) -> None:
+    from cunet.commands import message as message_of
     from cunet.errors import UserError
     from cunet.io.audio import Excerpt
 
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=f"^{message[2:]} must be") as err:  # the API's name
         Excerpt(start, duration).validate()
+    assert message_of(err.value).startswith(f"{message} must be")  # the CLI's option
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
@@ -289,7 +291,7 @@ def test_excerpt_seeks_and_reads_only_its_part(tmp_path: Path, fmt: str, monkeyp
     with AudioReader(tmp_path / f"x.{fmt}", Excerpt(2.9)) as reader:
         assert reader.info.n_samples == 1600  # to the end
     with pytest.raises(
-        AudioError, match=r"--start 3 s is at or past the end of the audio \(3.000 s\)"
+        AudioError, match=r"start 3 s is at or past the end of the audio \(3.000 s\)"
     ):
         AudioReader(tmp_path / f"x.{fmt}", Excerpt(3.0))
 
@@ -324,7 +326,7 @@ def test_ffmpeg_excerpt_seeks_before_decoding(tmp_path: Path, monkeypatch) -> No
         assert abs(reader.info.n_samples - 22050) <= 2
     cmd = calls[-1]
     assert cmd.index("-ss") < cmd.index("-i") and cmd.index("-t") < cmd.index("-i")  # input seeking
-    with pytest.raises(AudioError, match="--start 10 s is at or past the end of the audio"):
+    with pytest.raises(AudioError, match="start 10 s is at or past the end of the audio"):
         AudioReader(tmp_path / "x.mp3", Excerpt(10.0))
 
 

@@ -19,6 +19,7 @@ from cunet.chunking import (
     stream_plan,
 )
 from cunet.config import AudioConfig, ConfigError
+from cunet.settings import ChunkSettings
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -210,7 +211,7 @@ def test_chunks_for_latency() -> None:
     ):
         chunks_for_latency(1.0, audio, 64)
     for bad in (0.0, -1.0, float("nan"), float("inf"), 1e6, True):
-        with pytest.raises(ConfigError, match="--latency"):
+        with pytest.raises(ConfigError, match="latency"):
             check_latency(bad)
 
 
@@ -242,7 +243,7 @@ def test_separator_identity_mask_keeps_length_and_signal(
 
     from cunet.separator import Separator
 
-    sep = Separator(OnesEngine(tiny_separator.config), chunk_seconds=0.2, overlap_seconds=0.05)
+    sep = Separator(OnesEngine(tiny_separator.config), chunks=ChunkSettings(0.2, 0.05))
     x = np.random.default_rng(seed).uniform(-0.5, 0.5, (n_samples, n_channels)).astype(np.float32)
     y = sep.separate(x, rate, ["vocals"])["vocals"]
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()

@@ -1,4 +1,4 @@
-"""`separate` through the CLI (issue 12): folders, --filename, bit depths, clipping, excerpts, stdin/stdout,
+"""`separate` through the CLI: folders, --filename, bit depths, clipping, excerpts, stdin/stdout,
 streaming, and the instruments of the model in use. Most calls run `main()` in this process (TensorFlow is
 loaded once); the pipes run the real command in a subprocess."""
 

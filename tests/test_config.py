@@ -82,7 +82,7 @@ def test_frozen_and_round_trip():
 def test_chunk_settings_are_validated_once(tiny_config):
     from cunet.settings import ChunkSettings
 
-    assert ChunkSettings().validate() == ChunkSettings(12.0, 1.0)
+    assert ChunkSettings() == ChunkSettings(12.0, 1.0)
     chunk, overlap = ChunkSettings(1.0, 0.25).samples(
         tiny_config.audio, tiny_config.model.time_multiple
     )
@@ -95,11 +95,11 @@ def test_chunk_settings_are_validated_once(tiny_config):
         [601.0, 1.0],
         [True, 0.0],
     ):
-        with pytest.raises(ConfigError, match="--chunk-seconds"):
-            ChunkSettings(*bad).validate()
+        with pytest.raises(ConfigError, match=r"chunk length \(chunk_seconds\)"):
+            ChunkSettings(*bad)
     for bad in ([1.0, math.nan], [1.0, math.inf], [1.0, -0.5], [1.0, 0.5]):
-        with pytest.raises(ConfigError, match="--overlap-seconds"):
-            ChunkSettings(*bad).validate()
+        with pytest.raises(ConfigError, match=r"overlap \(overlap_seconds\)"):
+            ChunkSettings(*bad)
 
 
 def test_model_kind_says_conditioned_and_outputs():

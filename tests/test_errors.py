@@ -51,3 +51,32 @@ def test_one_line_escapes_what_would_break_the_line(text: str, expected: str) ->
 
 def test_one_line_is_bounded() -> None:
     assert len(one_line("x" * 10_000, limit=100)) == 100
+
+
+def test_messages_name_settings_the_way_the_caller_sets_them() -> None:
+    """The library names its parameters; the CLI renders the same error with its options."""
+    from cunet.commands import message
+    from cunet.errors import AudioError, literal
+
+    exc = AudioError(
+        f"{literal('/music/{live}.wav')}: {{start}} 5 s is past the end", names={"start": "start"}
+    )
+    assert str(exc) == "/music/{live}.wav: start 5 s is past the end"
+    assert message(exc) == "/music/{live}.wav: --start 5 s is past the end"
+    plain = AudioError("a {brace} stays")  # no named fields: the text as given
+    assert str(plain) == message(plain) == "a {brace} stays"
+
+
+def test_missing_extra_names_the_pip_install() -> None:
+    from cunet.errors import MissingExtra, missing_extra
+
+    found = missing_extra(ModuleNotFoundError("no", name="tensorflow"), "cunet train", "train")
+    assert isinstance(found, MissingExtra) and isinstance(found, ImportError)
+    assert (
+        str(found)
+        == 'TensorFlow is not installed (cunet train needs it); pip install "cunet[train]"'
+    )
+    assert 'pip install "cunet[onnx]"' in str(
+        missing_extra(ModuleNotFoundError(name="onnxruntime"))
+    )
+    assert missing_extra(ModuleNotFoundError(name="cunet.nn")) is None  # not an optional dependency

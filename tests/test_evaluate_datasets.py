@@ -88,7 +88,7 @@ def test_errors(tmp_path):
     with pytest.raises(
         DataError,
         match=r"no valid tracks to evaluate \('.*lone' has 1 train and 0 valid tracks; "
-        r"hold tracks out with PATH,valid=N or choose --split train\)",
+        r"hold tracks out with PATH,valid=N or choose split train\)",
     ):
         open_data_tracks([parse_data_spec(str(lone))])
     with pytest.raises(DataError, match="split must be one of train, valid, all"):

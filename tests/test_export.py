@@ -1,4 +1,4 @@
-"""SavedModel export (issue 6): in-graph separation equals `Separator`, and needs no cunet to run."""
+"""SavedModel export: in-graph separation equals `Separator`, and needs no cunet to run."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ import pytest
 import soundfile as sf
 from conftest import synth_mixture
 
+from cunet.settings import ChunkSettings
+
 # Small chunks so a couple of seconds span several chunks (0.5 s -> 24448 samples, 0.1 s -> 4410).
 CHUNK_SECONDS, OVERLAP_SECONDS = 0.5, 0.1
-# Issue 6 asks for 1e-4; the randomly initialised tiny model's outputs move by only ~1e-4 when the
+# A tolerance of 1e-4 is too loose: the randomly initialised tiny model's outputs move by only ~1e-4 when the
 # chunk layout changes, so 1e-4 could not catch a wrong layout. The export reproduces the
 # Separator's float ops, so a much tighter bound holds (in practice the difference is 0).
 TOLERANCE = 1e-5
@@ -103,7 +105,7 @@ def reference(tiny_model_path):
     from cunet.separator import Separator
 
     return Separator.from_pretrained(
-        tiny_model_path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS
+        tiny_model_path, chunks=ChunkSettings(CHUNK_SECONDS, OVERLAP_SECONDS)
     )
 
 
@@ -155,9 +157,7 @@ def test_client_without_cunet_matches_separator(export_dir, reference, tmp_path)
     assert _max_diff(got["mono"][:, 0], mono) < TOLERANCE
     assert np.abs(got["vocals"]).max() > 1e-3 and not np.allclose(got["vocals"], got["bass"])
     # The comparison can tell chunk layouts apart: a slightly different overlap fails it.
-    other = Separator(
-        reference.engine, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS * 1.2
-    )
+    other = Separator(reference.engine, chunks=ChunkSettings(CHUNK_SECONDS, OVERLAP_SECONDS * 1.2))
     assert _max_diff(got["vocals"], other.separate(x, 44100, ["vocals"])["vocals"]) > TOLERANCE
 
 
@@ -283,7 +283,7 @@ def test_keras_and_saved_model_round_trips_agree(
 
     model, _, provenance = load_keras_model(tiny_model_path)
     resaved = save_model(model, tmp_path / "again.keras", provenance)
-    settings = {"chunk_seconds": CHUNK_SECONDS, "overlap_seconds": OVERLAP_SECONDS}
+    settings = {"chunks": ChunkSettings(CHUNK_SECONDS, OVERLAP_SECONDS)}
     from_keras = Separator.from_pretrained(resaved, **settings)
     from_export = Separator.from_pretrained(export_dir, **settings)
     assert (
@@ -389,8 +389,7 @@ def test_ratio_export_matches_the_ratio_separator(tiny_model_path, tmp_path):
     x = synth_mixture(2.0, seed=9)
     ours = Separator.from_pretrained(
         tiny_model_path,
-        chunk_seconds=CHUNK_SECONDS,
-        overlap_seconds=OVERLAP_SECONDS,
+        chunks=ChunkSettings(CHUNK_SECONDS, OVERLAP_SECONDS),
         postprocess="ratio",
     ).separate(x, 44100)
     served = tf.saved_model.load(str(out)).signatures["serving_default"]

@@ -16,6 +16,7 @@ from cunet.errors import DataError, ExportError
 from cunet.export.formats import export_model_file
 from cunet.export.shared import export_record
 from cunet.export.tflite import QUANTIZE_MODES, calibration_chunks
+from cunet.settings import ChunkSettings
 
 
 def test_export_is_repeatable(
@@ -24,8 +25,7 @@ def test_export_is_repeatable(
     again = export_model_file(
         tiny_model_path,
         tmp_path / "again.tflite",
-        chunk_seconds=1.0,
-        overlap_seconds=0.25,
+        chunks=ChunkSettings(1.0, 0.25),
         fmt="tflite",
     )
     assert (
@@ -40,8 +40,7 @@ def variants(tiny_model_path: Path, musdb_root: Path, tmp_path_factory) -> dict[
         q: export_model_file(
             tiny_model_path,
             folder / f"tiny-{q}.tflite",
-            chunk_seconds=1.0,
-            overlap_seconds=0.25,
+            chunks=ChunkSettings(1.0, 0.25),
             fmt="tflite",
             quantize=q,
             calibration=f"{musdb_root},wav" if q == "int8-full" else None,

@@ -31,7 +31,7 @@ def test_separate_file_layout_and_residual(tiny_separator, tmp_path):
     rest, _ = sf.read(written["no_vocals"], dtype="float32")
     assert rate == 48000 and vocals.shape == x.shape
     np.testing.assert_allclose(vocals + rest, x, atol=1e-5)
-    with pytest.raises(ValueError, match="--force"):
+    with pytest.raises(ValueError, match="force=True"):
         separate_file(tiny_separator, song, tmp_path / "out", ["vocals"], progress=False)
     separate_file(tiny_separator, song, tmp_path / "out", ["vocals"], progress=False, force=True)
     assert sorted(p.name for p in folder.iterdir()) == ["no_vocals.wav", "vocals.wav"]

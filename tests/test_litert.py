@@ -26,6 +26,7 @@ from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE
 from cunet.errors import ModelError
 from cunet.provenance import weights_digest
 from cunet.separator import Separator
+from cunet.settings import ChunkSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK, OVERLAP = 1.0, 0.25  # as the tiny_tflite_path export
@@ -97,7 +98,7 @@ def test_stems_match_the_keras_engine(
     litert, keras_engine = engines
     counts = counting(litert, monkeypatch)
     seps = [
-        Separator(e, chunk_seconds=CHUNK, overlap_seconds=OVERLAP, postprocess=postprocess)
+        Separator(e, chunks=ChunkSettings(CHUNK, OVERLAP), postprocess=postprocess)
         for e in (litert, keras_engine)
     ]
     if seconds == "exact":
@@ -125,7 +126,7 @@ def test_record_says_what_a_caller_needs(tiny_tflite_path, tiny_model_path, tiny
     engine, config, record = load_tflite(tiny_tflite_path)
     assert config == tiny_config and record["data"] == {"synthetic": True}
     export = record["export"]
-    sep = Separator(engine, chunk_seconds=CHUNK, overlap_seconds=OVERLAP)
+    sep = Separator(engine, chunks=ChunkSettings(CHUNK, OVERLAP))
     assert (
         export["source_weights_sha256"]
         == weights_digest(tiny_model_path)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cunet.commands import message as message_of
 from cunet.errors import UserError
 from cunet.io.naming import (
     DEFAULT_TEMPLATE,
@@ -76,10 +77,11 @@ def test_fields_render(text: str, expected: str) -> None:
     ],
 )
 def test_bad_templates_are_refused(text: str, message: str) -> None:
-    with pytest.raises(UserError, match="--filename") as err:
+    with pytest.raises(UserError, match="^filename ") as err:
         FilenameTemplate(text).validate()
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+    assert message_of(err.value) == "--" + str(err.value)  # the CLI names its option
 
 
 @pytest.mark.parametrize(
@@ -159,7 +161,7 @@ def test_collisions_within_one_input_and_between_inputs() -> None:
     with pytest.raises(
         UserError,
         match="inputs 'a/song.wav' and 'b/song.flac' would both be written to "
-        "'out/song/vocals.wav'; make --filename tell them apart",
+        "'out/song/vocals.wav'; make filename tell them apart",
     ):
         check_collisions([("a/song.wav", a), ("b/song.flac", b)])
 

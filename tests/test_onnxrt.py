@@ -11,6 +11,7 @@ from conftest import synth_mixture
 
 from cunet.errors import ModelError
 from cunet.separator import Separator
+from cunet.settings import ChunkSettings
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
@@ -42,9 +43,7 @@ def test_onnxruntime_masks_and_stems_match_keras(tiny_onnx: Path, tiny_model_pat
     )
     x = synth_mixture(2.7, n_channels=1, seed=4)
     got, want = (
-        Separator(e, chunk_seconds=1.0, overlap_seconds=0.25, postprocess="ratio").separate(
-            x, 44100
-        )
+        Separator(e, chunks=ChunkSettings(1.0, 0.25), postprocess="ratio").separate(x, 44100)
         for e in (onnx_engine, keras_engine)
     )
     for name in want:

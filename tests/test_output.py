@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from cunet.commands import message as message_of
 from cunet.errors import AudioError, UserError
 from cunet.io.atomic import PARTIAL_SUFFIX
 from cunet.io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
@@ -19,20 +20,23 @@ def _partials(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize(
-    "settings,message",
+    "args,kwargs,message,option",
     [
-        (OutputSettings("ogg"), "unknown output format"),
-        (OutputSettings("wav", "8"), "unknown --bits"),
-        (OutputSettings("flac", "32f"), "flac holds no float samples"),
-        (OutputSettings("wav", "16", "soft"), "unknown --clip"),
-        (OutputSettings("wav", "24", "none"), "--clip none keeps samples beyond full scale"),
-        (OutputSettings("mp3", "16", "none"), "--clip none"),
-        (OutputSettings("mp3", mp3_bitrate=100), "--mp3-bitrate must be one of"),
+        (("ogg",), {}, "unknown output format", None),
+        (("wav", "8"), {}, "unknown bits '8'", "unknown --bits '8'"),
+        (("flac", "32f"), {}, "flac holds no float samples; use bits 16", "use --bits 16"),
+        (("wav", "16", "soft"), {}, "unknown clip", "unknown --clip"),
+        (("wav", "24", "none"), {}, "clip none keeps samples", "--clip none keeps samples"),
+        (("mp3", "16", "none"), {}, "clip none", "--clip none"),
+        (("mp3",), {"mp3_bitrate": 100}, "mp3_bitrate must be one of", "--mp3-bitrate must be"),
     ],
 )
-def test_bad_settings(settings: OutputSettings, message: str) -> None:
-    with pytest.raises(UserError, match=message):
-        settings.validate()
+def test_bad_settings_are_refused_when_built(args, kwargs, message, option) -> None:
+    """The library names its parameters; the CLI shows its options (`cunet.commands.message`)."""
+    with pytest.raises(UserError, match=message) as err:
+        OutputSettings(*args, **kwargs)
+    if option is not None:
+        assert option in message_of(err.value) and "--" not in str(err.value)
 
 
 def test_default_clipping_follows_the_sample_format() -> None:
@@ -74,9 +78,7 @@ def test_rescale_shares_one_gain_and_round_trips(
     stems = _stems()
     peak = max(float(np.abs(x).max()) for x in stems.values())
     paths = {k: tmp_path / "out" / "song" / f"{k}.{fmt}" for k in stems}
-    files = StemFiles(
-        paths, 8000, 2, OutputSettings(fmt, bits, "rescale").validate(), staging_dir=tmp_path
-    )
+    files = StemFiles(paths, 8000, 2, OutputSettings(fmt, bits, "rescale"), staging_dir=tmp_path)
     _write_all(files, stems)
     files.finish()
     assert files.gain == pytest.approx(1 / peak, rel=1e-6)
@@ -101,7 +103,7 @@ def test_clamp_counts_and_none_keeps(tmp_path: Path) -> None:
         {k: tmp_path / "c" / f"{k}.wav" for k in stems},
         8000,
         2,
-        OutputSettings().validate(),
+        OutputSettings(),
         staging_dir=tmp_path,
     )
     _write_all(clamped, stems)
@@ -115,7 +117,7 @@ def test_clamp_counts_and_none_keeps(tmp_path: Path) -> None:
         {k: tmp_path / "f" / f"{k}.wav" for k in stems},
         8000,
         2,
-        OutputSettings("wav", "32f").validate(),
+        OutputSettings("wav", "32f"),
         staging_dir=tmp_path,
     )
     _write_all(floats, stems)
@@ -128,7 +130,7 @@ def test_clamp_counts_and_none_keeps(tmp_path: Path) -> None:
 def test_rescale_below_full_scale_keeps_the_samples(tmp_path: Path) -> None:
     x = {"bass": np.full((100, 1), 0.25, np.float32)}
     files = StemFiles(
-        {"bass": tmp_path / "bass.wav"}, 8000, 1, OutputSettings("wav", "32f", "rescale").validate()
+        {"bass": tmp_path / "bass.wav"}, 8000, 1, OutputSettings("wav", "32f", "rescale")
     )
     _write_all(files, x)
     files.finish()
@@ -144,7 +146,7 @@ def test_a_failure_publishes_nothing(tmp_path: Path) -> None:
         {"a": tmp_path / "a.wav", "b": tmp_path / "b.wav"},
         8000,
         1,
-        OutputSettings("wav", "16", "rescale").validate(),
+        OutputSettings("wav", "16", "rescale"),
     )
     files.write("a", np.ones((10, 1), np.float32) * 2)
     files.abort()
@@ -157,7 +159,7 @@ def test_checks_before_work(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="is the input file itself"):
         check_targets([song], [song], tmp_path, force=True)
     (tmp_path / "exists.wav").write_bytes(b"keep")
-    with pytest.raises(AudioError, match="exists; use --force"):
+    with pytest.raises(AudioError, match="exists; use force=True"):
         check_targets([song], [tmp_path / "exists.wav"], tmp_path, force=False)
     check_targets([song], [tmp_path / "exists.wav"], tmp_path, force=True)
     (tmp_path / "dir.wav").mkdir()

@@ -65,3 +65,21 @@ def test_resampling_streams_keep_the_ratio(rate_in: int, rate_out: int) -> None:
     )
     assert abs(outs.shape[1] - rate_in) <= 2
     np.testing.assert_allclose(outs[1], 2 * outs[0], atol=1e-5)
+
+
+def test_conform_rate_and_channels() -> None:
+    """One conversion for whole signals: rate by soxr, channels averaged or copied."""
+    from cunet.io.resample import conform
+
+    rng = np.random.default_rng(0)
+    stereo = rng.standard_normal((4410, 2)).astype(np.float32)
+    assert conform(stereo, 44100, 22050).shape == (2205, 2)
+    mono = conform(stereo, 44100, 44100, 1)
+    np.testing.assert_allclose(mono[:, 0], stereo.mean(axis=1), rtol=1e-6)
+    copied = conform(stereo[:, 0], 44100, 22050, 2)
+    assert copied.shape == (2205, 2) and np.array_equal(copied[:, 0], copied[:, 1])
+    np.testing.assert_allclose(
+        conform(stereo, 44100, 22050, 1), conform(mono, 44100, 22050), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="cannot conform 3 channels to 2"):
+        conform(np.zeros((10, 3), np.float32), 44100, 44100, 2)

@@ -1,4 +1,4 @@
-"""Issue 7: `separate` survives bad input, faults and tampered models, and shows it.
+"""`separate` survives bad input, faults and tampered models, and shows it.
 
 Every case ends in either a correct separation (input's length, rate and channels; finite samples) or one
 `error: <input>: ...` line with exit code 2 -- never a traceback, never a file under a final output name
@@ -35,6 +35,7 @@ from cunet.errors import AudioError
 from cunet.io.atomic import PARTIAL_SUFFIX
 from cunet.io.audio import AudioReader, ffmpeg_available, input_stem
 from cunet.jobs import separate_file
+from cunet.settings import ChunkSettings
 
 INSTRUMENTS = ("vocals", "drums", "bass", "other")
 CLI = [sys.executable, "-m", "cunet.cli", "separate"]
@@ -1017,7 +1018,7 @@ def test_api_model_with_nan_weights_fails_cleanly(bad_models: BadModels, tmp_pat
     from cunet.separator import Separator
 
     sep = Separator.from_pretrained(
-        bad_models.paths["nan_weights"], chunk_seconds=1.0, overlap_seconds=0.25
+        bad_models.paths["nan_weights"], chunks=ChunkSettings(1.0, 0.25)
     )
     sf.write(tmp_path / "x.wav", tone(0.5), RATE)
     with pytest.raises(ModelError, match="NaN or infinite") as err:
@@ -1031,7 +1032,7 @@ def test_api_model_with_nan_weights_fails_cleanly(bad_models: BadModels, tmp_pat
     )
 
 
-# Through the CLI: the files the issue names (the others are covered through the API above).
+# Through the CLI: five of the files above (the others are covered through the API above).
 CLI_MODELS = ["truncated", "random_bytes", "lambda_layer", "unknown_class", "no_provenance"]
 
 

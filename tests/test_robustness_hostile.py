@@ -1,7 +1,7 @@
-"""Issue 11: the failures an adversarial pass over the CLI found, each now one `error:` line and exit code 2
+"""The failures an adversarial pass over the CLI found, each now one `error:` line and exit code 2
 (or 128 + N for signal N), with no traceback, no partial file and bounded time and memory.
 
-Helpers come from test_robustness (the issue 7 suite); CUNET_ROBUSTNESS_LOG=FILE also gets these outcomes.
+Helpers come from test_robustness; CUNET_ROBUSTNESS_LOG=FILE also gets these outcomes.
 """
 
 from __future__ import annotations
@@ -447,7 +447,7 @@ def test_two_processes_same_outputs_without_force(tmp_path: Path, tiny_model_pat
     )
 
 
-# -- .tflite models from strangers (issue 13) -----------------------------------------------------------------------
+# -- .tflite models from strangers ---------------------------------------------------------------------------------
 
 
 def test_bad_tflite_models_are_one_line_each(tmp_path: Path, tiny_tflite_path: Path) -> None:

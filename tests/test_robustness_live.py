@@ -1,7 +1,7 @@
-"""Issue 12: bad input to folders, templates, excerpts, stdin and streams ends in one `error:` line and exit code 2,
+"""Bad input to folders, templates, excerpts, stdin and streams ends in one `error:` line and exit code 2,
 with no traceback, no partial file, no changed input, and (where the error can be known early) no work done.
 
-Helpers come from test_robustness (the issue 7 suite); CUNET_ROBUSTNESS_LOG=FILE also gets these outcomes.
+Helpers come from test_robustness; CUNET_ROBUSTNESS_LOG=FILE also gets these outcomes.
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ def test_latency_below_the_models_smallest(tmp_path: Path, tiny_model_path: Path
             tmp_path,
         )
     )
-    assert "latency (--latency) 0.1 s is below this model's smallest, 0.320 s" in line
+    assert "--latency 0.1 s is below this model's smallest, 0.320 s" in line
     assert not (tmp_path / "out.f32").exists() and partials(tmp_path) == []
     _observe(
         case="latency_too_small",

@@ -215,8 +215,8 @@ def _open_tracks(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
 
         specs = [parse_data_spec(text, is_wav=args.is_wav) for text in args.data]
         split, seed = args.split or "valid", 42 if args.seed is None else args.seed
-        tracks = open_data_tracks(specs, split, seed, args.track_limit)
-        return tracks, {"data": list(args.data), "split": split, "seed": seed}
+        data_tracks = open_data_tracks(specs, split, seed, args.track_limit)
+        return data_tracks, {"data": list(args.data), "split": split, "seed": seed}
     subsets = args.subsets or "test"
     split = None if args.split == "all" else args.split
     tracks = open_musdb_tracks(args.musdb_root, subsets, split, args.is_wav, args.track_limit)

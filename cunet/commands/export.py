@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--quantize int8-full needs --calibration-data SPEC (e.g. a MUSDB18 root)")
     if not 1 <= args.calibration_chunks <= 1000:
         raise UserError(f"--calibration-chunks must be in [1, 1000], got {args.calibration_chunks}")
-    ChunkSettings(args.chunk_seconds, args.overlap_seconds).validate()  # before loading TensorFlow
+    chunks = ChunkSettings(args.chunk_seconds, args.overlap_seconds)  # before loading TensorFlow
     import_tensorflow(muted=True)
     probe_devices()
     from ..export.formats import export_model_file
@@ -121,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_model_file(
         args.model,
         args.out,
-        chunk_seconds=args.chunk_seconds,
-        overlap_seconds=args.overlap_seconds,
+        chunks=chunks,
         overwrite=args.force,
         postprocess=args.postprocess,
         fmt=args.format,

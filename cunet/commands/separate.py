@@ -13,6 +13,7 @@ from ..config import INSTRUMENTS
 from ..errors import CunetError, UserError, one_line
 from ..settings import ChunkSettings
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
+from . import OPTIONS, message
 
 EPILOG = (
     "Outputs go to OUTDIR/<input name>/<instrument>.<format> (see --filename); with --residual also "
@@ -203,10 +204,7 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError(
                 "--latency sets the chunk and cross-fade; leave out --chunk-seconds/--overlap-seconds"
             )
-    ChunkSettings(
-        _DEFAULT.chunk_seconds if args.chunk_seconds is None else args.chunk_seconds,
-        _DEFAULT.overlap_seconds if args.overlap_seconds is None else args.overlap_seconds,
-    ).validate()
+    _chunks(args)
     raw = (args.raw_format, args.raw_rate, args.raw_channels)
     if any(v is not None for v in raw):
         if any(v is None for v in raw):
@@ -281,7 +279,7 @@ def _output(args: argparse.Namespace) -> Any:
         bits,
         args.clip,
         320 if args.mp3_bitrate is None else args.mp3_bitrate,
-    ).validate()
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -300,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
 
     def input_error(arg: str, exc: Exception | str) -> None:
         failures[0] += 1
-        print(f"error: {one_line(_naming_input(str(exc), arg))}", file=sys.stderr)
+        print(f"error: {one_line(_naming_input(message(exc), arg))}", file=sys.stderr)
 
     items = expand_inputs(
         args.inputs, args.recursive, exclude=[outdir], note=note, error=input_error
@@ -348,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
             stdin=spooled,
             notes=note,
             report=None if args.quiet else lambda line: print(line, file=sys.stderr),
+            options=OPTIONS,
         )
     return 2 if failures[0] else 0
 
@@ -361,29 +360,24 @@ def _load(args: argparse.Namespace) -> Any:
         Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
     )
     chunking_given = args.chunk_seconds is not None or args.overlap_seconds is not None
-    latency = (
-        args.latency
-        if args.latency is not None
-        else (DEFAULT_LATENCY if args.stream and not chunking_given else None)
-    )
-    chunking: dict[str, Any] = (
-        {"latency": latency}
-        if latency is not None
-        else {
-            "chunk_seconds": _DEFAULT.chunk_seconds
-            if args.chunk_seconds is None
-            else args.chunk_seconds,
-            "overlap_seconds": _DEFAULT.overlap_seconds
-            if args.overlap_seconds is None
-            else args.overlap_seconds,
-        }
-    )
-    with (
-        native_stderr_muted()
-    ):  # TensorFlow is imported inside, once the model file passed the cheap checks
-        separator = Separator.from_pretrained(args.model, postprocess=postprocess, **chunking)
+    latency = args.latency
+    if latency is None and args.stream and not chunking_given:
+        latency = DEFAULT_LATENCY
+    chunks = None if latency is not None else _chunks(args)
+    # TensorFlow (if the model needs it) is imported inside, once the model file passed the cheap checks
+    with native_stderr_muted():
+        separator = Separator.from_pretrained(
+            args.model, chunks=chunks, postprocess=postprocess, latency=latency
+        )
     probe_devices()
     return separator
+
+
+def _chunks(args: argparse.Namespace) -> ChunkSettings:
+    """The chunk settings the options give (the defaults for those left out)."""
+    names = ("chunk_seconds", "overlap_seconds")
+    given = {name: value for name in names if (value := getattr(args, name)) is not None}
+    return ChunkSettings(**given)
 
 
 def _raw(args: argparse.Namespace) -> Any:
@@ -396,6 +390,6 @@ def _raw(args: argparse.Namespace) -> Any:
     )
 
 
-def _naming_input(message: str, path: str) -> str:
+def _naming_input(text: str, path: str) -> str:
     """The message, prefixed with the input it is about unless it names it already."""
-    return message if path in message else f"{path}: {message}"
+    return text if path in text else f"{path}: {text}"

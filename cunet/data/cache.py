@@ -28,6 +28,7 @@ import numpy as np
 from ..config import AudioConfig
 from ..errors import DataError
 from ..io.atomic import atomic_path, write_json_atomic
+from ..io.resample import conform
 from .sources import Track, track_key
 
 CACHE_VERSION = 2
@@ -92,17 +93,7 @@ def conform_rate_and_channels(audio: np.ndarray, rate: int, target: AudioConfig)
         raise DataError(
             f"{audio.shape[1]} channels are not supported in training data (mono or stereo)"
         )
-    if rate != target.sample_rate:
-        import soxr
-
-        audio = (
-            soxr.resample(audio, rate, target.sample_rate, quality="HQ")
-            .astype(np.float32)
-            .reshape(-1, audio.shape[1])
-        )
-    if target.n_channels == 1 and audio.shape[1] != 1:
-        audio = audio.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(audio)
+    return conform(audio, rate, target.sample_rate, 1 if target.n_channels == 1 else None)
 
 
 def stored_bins(rate: int, audio: AudioConfig) -> int:

@@ -23,6 +23,7 @@ complex mixture and targets come as real and imaginary parts of the same layouts
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -294,7 +295,7 @@ def _row(
         targets = np.stack([p if p is not None else zeros for p in parts])
         weight = np.array([p is not None for p in parts], np.float32)
     else:
-        targets, weight = parts[target][None], np.ones(1, np.float32)
+        targets, weight = cast(np.ndarray, parts[target])[None], np.ones(1, np.float32)
     row = {
         "magnitude": to_model_layout(np.abs(mix)),
         "target": to_model_layout(np.abs(targets)),

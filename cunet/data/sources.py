@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -148,7 +149,10 @@ def _musdb_reader(track: Any, stem: str | None) -> Callable[[], tuple[np.ndarray
 
 
 def open_musdb(
-    root: str | Path, subsets: str = "train", split: str | None = "train", is_wav: bool = False
+    root: str | os.PathLike[str],
+    subsets: str = "train",
+    split: str | None = "train",
+    is_wav: bool = False,
 ) -> list:
     """The `musdb` Track objects of one subset ("train"/"test") and split ("train"/"valid"/None)."""
     import musdb
@@ -325,7 +329,7 @@ def open_source(spec: DataSpec, seed: int = 42) -> dict[str, list[Track]]:
 def open_sources(specs: Sequence[DataSpec], seed: int = 42) -> dict[str, list[Track]]:
     """All sources' tracks by split. Raises DataError when there is nothing to train on."""
     if not specs:
-        raise DataError("no training data given (use --data PATH)")
+        raise DataError("no training data given (use {data} PATH)", names={"data": "a data spec"})
     merged: dict[str, list[Track]] = {s: [] for s in SPLITS}
     for spec in specs:
         for split, tracks in open_source(spec, seed).items():

@@ -199,7 +199,7 @@ class LiteRTEngine(MaskEngine):
                 [1, len(m.instruments)],
             ),
         }
-        self._runners = {}
+        self._runners: dict[str, Any] = {}
         for name, (mag_shape, cond_shape) in expected.items():
             wanted = {
                 "magnitude": mag_shape,

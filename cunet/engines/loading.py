@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError, config_from_dict
-from ..errors import ModelError, UserError
+from ..errors import ModelError, UserError, missing_extra
 from ..provenance import (
     MAX_RECORD_BYTES,
     PROVENANCE_ENTRY,
@@ -116,14 +116,20 @@ def load_engine(
         raise UserError(
             f"the {engine} engine cannot run '{resolved}' (it needs the {needed} engine)"
         )
-    if needed == "litert":
-        return load_tflite(resolved)
-    if needed == "onnx":
-        return load_onnx(resolved)
-    if resolved.is_dir():
-        return load_exported(resolved)
-    model, config, provenance = load_keras_model(resolved)
-    return KerasEngine(model, config), config, provenance
+    try:
+        if needed == "litert":
+            return load_tflite(resolved)
+        if needed == "onnx":
+            return load_onnx(resolved)
+        if resolved.is_dir():
+            return load_exported(resolved)
+        model, config, provenance = load_keras_model(resolved)
+        return KerasEngine(model, config), config, provenance
+    except ImportError as exc:  # an optional dependency: say which extra brings it
+        missing = missing_extra(exc, f"the {needed} engine")
+        if missing is None:
+            raise
+        raise missing from None
 
 
 # -- .keras ---------------------------------------------------------------------------------------------

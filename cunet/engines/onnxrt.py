@@ -1,5 +1,5 @@
 """ONNX models written by `cunet export --format onnx`, and `OnnxEngine`, which computes a chunk's masks
-with `onnxruntime` (an optional extra: `pip install cunet[onnx]`). NumPy only, no TensorFlow.
+with `onnxruntime` (an optional extra: `pip install "cunet[onnx]"`). NumPy only, no TensorFlow.
 
 The file holds the same mask network as the `.tflite` export (`cunet.engines.litert`): inputs "magnitude"
 float32 [batch, n_bins, n_frames, n_channels] and (conditioned models) "condition" float32
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, ConfigError, config_from_dict
-from ..errors import ModelError
+from ..errors import MissingExtra, ModelError
 from ..provenance import PROVENANCE_ENTRY, parse_record
 from .base import MaskEngine
 from .litert import cpu_count
@@ -61,8 +61,8 @@ def load_onnx(
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ModelError(
-            "running .onnx models needs onnxruntime: pip install onnxruntime"
+        raise MissingExtra(
+            'ONNX Runtime is not installed (.onnx models need it); pip install "cunet[onnx]"'
         ) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads or cpu_count()

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..config import INSTRUMENTS
 from ..data.sources import SPLITS, DataSpec, Track, open_source
-from ..errors import DataError
+from ..errors import DataError, literal
+from ..io.resample import conform as resample_conform
 from .scoring import fit_length
 from .tracks import TrackAudio, as_2d
 
@@ -37,25 +38,14 @@ SUM_OF_STEMS = "sum of the stems"
 def conform(
     audio: np.ndarray, rate: int, to_rate: int, n_channels: int, what: str = "audio"
 ) -> np.ndarray:
-    """float32 [n_samples', n_channels] at `to_rate` Hz from float [n_samples, ch] at `rate` Hz.
-
-    Resampled with soxr (HQ); one channel is copied to every channel, several are averaged to one.
-    Raises DataError for other channel mismatches (e.g. 6 channels against 2).
-    """
+    """float32 [n_samples', n_channels] at `to_rate` Hz from float [n_samples, ch] at `rate` Hz
+    (`cunet.io.resample.conform`: soxr HQ; one channel is copied to every channel, several are
+    averaged to one). Raises DataError naming `what` for other channel mismatches (6 against 2)."""
     audio = as_2d(audio)
     channels = audio.shape[1]
-    if channels != n_channels:
-        if channels == 1:
-            audio = np.repeat(audio, n_channels, axis=1)
-        elif n_channels == 1:
-            audio = audio.mean(axis=1, keepdims=True)
-        else:
-            raise DataError(f"{what} has {channels} channels, the track {n_channels}")
-    if rate != to_rate:
-        import soxr
-
-        audio = soxr.resample(audio, rate, to_rate, quality="HQ").reshape(-1, n_channels)
-    return np.ascontiguousarray(audio, np.float32)
+    if channels not in (1, n_channels) and n_channels != 1:
+        raise DataError(f"{what} has {channels} channels, the track {n_channels}")
+    return resample_conform(audio, rate, to_rate, n_channels)
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,7 @@ class DataTrack:
         )
         stems = {k: fit_length(v, n_samples, n_channels, f"stem '{k}'") for k, v in stems.items()}
         if mixture is None:
-            mixture = np.sum(list(stems.values()), axis=0, dtype=np.float32)
+            mixture = np.asarray(np.sum(list(stems.values()), axis=0, dtype=np.float32))
         if mixture.shape[0] == 0:
             raise DataError("the track holds no audio samples")
         return TrackAudio(mixture, stems, int(rate))
@@ -125,7 +115,7 @@ def open_data_tracks(
     if split not in EVAL_SPLITS:
         raise DataError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     if not specs:
-        raise DataError("no data given (use --data PATH)")
+        raise DataError("no data given (use {data} PATH)", names={"data": "a data spec"})
     tracks: list[DataTrack] = []
     counts: list[str] = []
     for spec in specs:
@@ -150,11 +140,14 @@ def open_data_tracks(
         seen[t.name] = t
     if not tracks:
         hint = (
-            "; hold tracks out with PATH,valid=N or choose --split train"
+            "; hold tracks out with PATH,valid=N or choose {split} train"
             if split == "valid"
             else ""
         )
-        raise DataError(f"no {split} tracks to evaluate ({'; '.join(counts)}{hint})")
+        raise DataError(
+            literal(f"no {split} tracks to evaluate ({'; '.join(counts)}") + hint + ")",
+            names={"split": "split"},
+        )
     return tracks[:track_limit] if track_limit is not None else tracks
 
 

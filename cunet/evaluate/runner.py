@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
@@ -17,7 +18,7 @@ from ..io.atomic import write_text_atomic
 from ..tflog import import_tensorflow, native_stderr_muted, probe_devices
 from .oracle import BASELINES, ORACLE_STFT, oracle_estimates
 from .scoring import check_protocol, conform_to_protocol, score_track
-from .tracks import EvalTrack
+from .tracks import EvalTrack, TrackAudio
 
 SeparateFn = Callable[[np.ndarray, int], Mapping[str, np.ndarray]]
 """separate_fn(mixture [n_samples, n_channels] float32 at rate Hz, rate) -> {instrument: estimate of the same shape}."""
@@ -169,9 +170,7 @@ def score_one_track(
         else:  # one oracle at a time: recomputing the stems' STFTs is cheap next to BSSEval, and saves memory
             run(
                 baseline,
-                lambda b=baseline: oracle_estimates(
-                    audio.mixture, audio.stems, [b], targets, n_fft=n_fft, hop=hop
-                )[b],
+                functools.partial(_oracle, audio, baseline, targets, n_fft, hop),
                 "residual",
             )
     result.seconds = time.perf_counter() - start
@@ -219,3 +218,12 @@ def failure_message(exc: BaseException) -> str:
     if where:  # the innermost frame locates bugs without a full traceback
         message += f" (at {Path(where[-1].filename).name}:{where[-1].lineno})"
     return message[:400]
+
+
+def _oracle(
+    audio: TrackAudio, baseline: str, targets: Sequence[str], n_fft: int, hop: int
+) -> dict[str, np.ndarray]:
+    """One oracle's estimates (recomputing the stems' STFTs is cheap next to BSSEval; saves memory)."""
+    return oracle_estimates(audio.mixture, audio.stems, [baseline], targets, n_fft=n_fft, hop=hop)[
+        baseline
+    ]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.resample import conform
 from .tracks import TrackAudio, as_2d
 
 METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
@@ -47,14 +48,7 @@ def to_paper_domain(audio: np.ndarray, rate: int) -> np.ndarray:
 
     audio: float [n_samples, n_channels] at `rate` Hz -> float32 [n_samples', 1] at 8192 Hz.
     """
-    mono = np.asarray(audio, np.float32).mean(axis=1, keepdims=True)
-    if rate == PAPER_SAMPLE_RATE:
-        return mono
-    import soxr
-
-    return np.asarray(
-        soxr.resample(mono, rate, PAPER_SAMPLE_RATE, quality="HQ"), np.float32
-    ).reshape(-1, 1)
+    return conform(audio, rate, PAPER_SAMPLE_RATE, 1)
 
 
 def conform_to_protocol(audio: TrackAudio, protocol: str) -> TrackAudio:

@@ -14,9 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..errors import UserError
+from ..errors import UserError, literal
 
-MAP_EXAMPLE = "e.g. --map guitar=other"
+MAP_EXAMPLE = "e.g. {map} guitar=other"
+# how messages name the settings (the CLI shows its options instead)
+_NAMES = {"map": "map", "instruments": "instruments", "no_model": "no model"}
+
+
+def _error(text: str) -> UserError:
+    """A UserError whose `{map}`-style fields are named as the caller shows them (braces doubled)."""
+    return UserError(text, names=_NAMES)
 
 
 def parse_map(texts: Sequence[str]) -> dict[str, str]:
@@ -30,10 +37,15 @@ def parse_map(texts: Sequence[str]) -> dict[str, str]:
         for item in str(text).split(","):
             reference, sep, output = (part.strip() for part in item.partition("="))
             if not sep or not reference or not output or "=" in output:
-                raise UserError(f"bad --map '{item}' (expected REFERENCE=OUTPUT, {MAP_EXAMPLE})")
+                raise _error(
+                    f"bad {{map}} '{literal(item)}' (expected REFERENCE=OUTPUT, {MAP_EXAMPLE})"
+                )
             if mapping.get(reference, output) != output:
-                raise UserError(
-                    f"--map gives two outputs for '{reference}': '{mapping[reference]}' and '{output}'"
+                raise _error(
+                    "{map} "
+                    + literal(
+                        f"gives two outputs for '{reference}': '{mapping[reference]}' and '{output}'"
+                    )
                 )
             mapping[reference] = output
     return mapping
@@ -60,17 +72,21 @@ def resolve_targets(
     have = f"stems in the data: {', '.join(stems) or 'none'}"
     if outputs is None:
         if mapping:
-            raise UserError("--map needs a model (it picks model outputs; drop --no-model)")
+            raise _error("{map} needs a model (it picks model outputs; drop {no_model})")
     else:
         for reference, output in mapping.items():
             if output not in outputs:
-                raise UserError(
-                    f"--map {reference}={output}: the model has no '{output}' output "
-                    f"(outputs: {', '.join(outputs)})"
+                raise _error(
+                    "{map} "
+                    + literal(
+                        f"{reference}={output}: the model has no '{output}' output "
+                        f"(outputs: {', '.join(outputs)})"
+                    )
                 )
             if reference not in stems:
-                raise UserError(
-                    f"--map {reference}={output}: no track holds a '{reference}' stem ({have})"
+                raise _error(
+                    "{map} "
+                    + literal(f"{reference}={output}: no track holds a '{reference}' stem ({have})")
                 )
     if requested is not None:
         targets = list(dict.fromkeys(requested))
@@ -82,9 +98,13 @@ def resolve_targets(
                     f"unknown instrument '{name}': no track holds a '{name}' stem ({have})"
                 )
             if outputs is not None and name not in outputs and name not in mapping:
-                raise UserError(
-                    f"the model has no '{name}' output (outputs: {', '.join(outputs)}); score "
-                    f"another output as '{name}' with --map {name}=OUTPUT"
+                raise _error(
+                    literal(
+                        f"the model has no '{name}' output (outputs: {', '.join(outputs)}); score "
+                        f"another output as '{name}' with "
+                    )
+                    + "{map} "
+                    + literal(f"{name}=OUTPUT")
                 )
     elif outputs is None:
         targets = stems
@@ -92,9 +112,11 @@ def resolve_targets(
         order = [*outputs, *mapping, *stems]
         targets = [n for n in dict.fromkeys(order) if n in stems and (n in outputs or n in mapping)]
         if not targets:
-            raise UserError(
-                f"the model's outputs ({', '.join(outputs)}) and the {have} share no name; "
-                f"choose with --instruments and --map REFERENCE=OUTPUT ({MAP_EXAMPLE})"
+            raise _error(
+                literal(
+                    f"the model's outputs ({', '.join(outputs)}) and the {have} share no name; "
+                )
+                + f"choose with {{instruments}} and {{map}} REFERENCE=OUTPUT ({MAP_EXAMPLE})"
             )
     estimate_from = {} if outputs is None else {t: mapping.get(t, t) for t in targets}
     return tuple(targets), estimate_from

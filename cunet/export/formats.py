@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..engines.loading import load_keras_model, resolve_model_path
-from ..errors import ExportError, ModelError
+from ..errors import ExportError, ModelError, literal
 from ..provenance import weights_digest
 from ..settings import ChunkSettings
 from .onnx import export_onnx
@@ -18,14 +18,12 @@ from .tflite import CALIBRATION_CHUNKS, QUANTIZE_MODES, export_tflite
 __all__ = ["FORMATS", "export_model_file"]
 
 FORMATS: tuple[str, ...] = ("saved_model", "tflite", "onnx")
-_DEFAULT = ChunkSettings()
 
 
 def export_model_file(
     model_path: str | os.PathLike | None,
     out_dir: str | os.PathLike,
-    chunk_seconds: float = _DEFAULT.chunk_seconds,
-    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    chunks: ChunkSettings | None = None,
     overwrite: bool = False,
     postprocess: str | None = None,
     fmt: str = "saved_model",
@@ -46,8 +44,10 @@ def export_model_file(
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"unknown quantization '{quantize}' (valid: {', '.join(QUANTIZE_MODES)})")
     if quantize != "none" and fmt != "tflite":
-        raise ExportError(f"--quantize is for --format tflite, not {fmt}")
-    ChunkSettings(chunk_seconds, overlap_seconds).validate()  # before loading the model
+        raise ExportError(
+            f"{{quantize}} is for {{format}} tflite, not {literal(fmt)}",
+            names={"quantize": "quantize", "format": "fmt"},
+        )
     resolved = resolve_model_path(model_path)
     if resolved.is_dir() or resolved.suffix.lower() in (".tflite", ".onnx"):
         raise ModelError(
@@ -63,8 +63,7 @@ def export_model_file(
             config,
             provenance,
             out_dir,
-            chunk_seconds,
-            overlap_seconds,
+            chunks,
             overwrite=overwrite,
             source=source,
             postprocess=postprocess,
@@ -78,8 +77,7 @@ def export_model_file(
             config,
             provenance,
             out_dir,
-            chunk_seconds,
-            overlap_seconds,
+            chunks,
             overwrite=overwrite,
             source=source,
             postprocess=postprocess,
@@ -89,8 +87,7 @@ def export_model_file(
         config,
         provenance,
         out_dir,
-        chunk_seconds,
-        overlap_seconds,
+        chunks,
         overwrite=overwrite,
         source=source,
         postprocess=postprocess,

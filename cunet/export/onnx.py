@@ -1,10 +1,11 @@
 """ONNX export of the mask network (`cunet export --format onnx`), through tf2onnx (an optional extra:
-`pip install cunet[onnx]`). The file layout is described in `cunet.engines.onnxrt`; the network and record
+`pip install "cunet[onnx]"`). The file layout is described in `cunet.engines.onnxrt`; the network and record
 are those of the `.tflite` export (`cunet.export.tflite`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from ..config import Config
 from ..engines.onnxrt import ONNX_FORMAT
-from ..errors import ExportError
+from ..errors import ExportError, MissingExtra, literal
 from ..io.atomic import write_bytes_atomic
 from ..postprocess import Postprocess
 from ..provenance import PROVENANCE_ENTRY
@@ -21,16 +22,14 @@ from ..settings import ChunkSettings
 from .shared import export_record, inference_network
 
 ONNX_OPSET = 17
-_DEFAULT = ChunkSettings()
 
 
 def export_onnx(
     model: Any,
     config: Config,
     provenance: Mapping[str, Any] | None,
-    out_path: str | Path,
-    chunk_seconds: float = _DEFAULT.chunk_seconds,
-    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    out_path: str | os.PathLike[str],
+    chunks: ChunkSettings | None = None,
     overwrite: bool = False,
     source: str | None = None,
     postprocess: str | Postprocess | None = None,
@@ -41,21 +40,20 @@ def export_onnx(
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"an onnx export is one file ending in .onnx, got '{out}'")
     if out.exists() and (not overwrite or not out.is_file()):
+        if not out.is_file():
+            raise ExportError(f"output '{out}' exists and is not a file")
         raise ExportError(
-            f"output '{out}' exists; use --force to replace it"
-            if out.is_file()
-            else f"output '{out}' exists and is not a file"
+            f"output '{literal(out)}' exists; use {{force}} to replace it",
+            names={"force": "overwrite=True"},
         )
     try:
         import onnx
         import tf2onnx
     except ImportError:
-        raise ExportError(
-            "--format onnx needs tf2onnx and onnx: pip install tf2onnx onnx"
+        raise MissingExtra(
+            'tf2onnx and onnx are not installed (the ONNX export needs them); pip install "cunet[onnx]"'
         ) from None
-    record, _ = export_record(
-        config, provenance, chunk_seconds, overlap_seconds, source, postprocess
-    )
+    record, _ = export_record(config, provenance, chunks or ChunkSettings(), source, postprocess)
     record["export"].update(format=ONNX_FORMAT, opset=ONNX_OPSET, quantize="none")
     a, m = config.audio, config.model
     network = inference_network(model)

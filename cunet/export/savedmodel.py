@@ -38,7 +38,7 @@ from typing import Any
 import tensorflow as tf
 
 from ..config import Config
-from ..errors import ExportError
+from ..errors import ExportError, literal
 from ..postprocess import Postprocess
 from ..provenance import PROVENANCE_ENTRY
 from ..settings import ChunkSettings
@@ -48,7 +48,6 @@ __all__ = ["EXPORT_FORMAT", "SIGNATURES", "export_saved_model"]
 
 EXPORT_FORMAT = "cunet-savedmodel/1"
 SIGNATURES = ("serving_default", "separate_condition", "spectrogram")
-_DEFAULT = ChunkSettings()
 
 
 def _mask_and_magnitude_model(
@@ -160,15 +159,14 @@ def export_saved_model(
     config: Config,
     provenance: Mapping[str, Any] | None,
     out_dir: str | os.PathLike,
-    chunk_seconds: float = _DEFAULT.chunk_seconds,
-    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    chunks: ChunkSettings | None = None,
     overwrite: bool = False,
     source: str | None = None,
     postprocess: str | Postprocess | None = None,
 ) -> Path:
     """Write `model` as a SavedModel directory `out_dir` (atomically: staged, then renamed).
 
-    chunk_seconds / overlap_seconds: the in-graph chunking, as for `Separator`.
+    chunks: the in-graph chunking, as for `Separator` (default: `ChunkSettings()`).
     postprocess: "none" or "ratio" (None: the model's own `model.postprocess`), in the waveform signatures;
         the `spectrogram` signature returns each condition's own mask.
     overwrite: replace `out_dir` if it is an earlier export (never any other directory).
@@ -186,12 +184,14 @@ def export_saved_model(
     if postprocess.joint and not config.model.conditioned:
         raise ExportError("post-processing 'ratio' needs a conditioned model")
     ratio_power = postprocess.power if postprocess.mode == "ratio" else None
-    chunk, overlap = ChunkSettings(chunk_seconds, overlap_seconds).samples(
-        config.audio, config.model.time_multiple
-    )
+    chunks = chunks or ChunkSettings()
+    chunk, overlap = chunks.samples(config.audio, config.model.time_multiple)
     if out.exists():
         if not overwrite:
-            raise ExportError(f"output '{out}' exists; use --force to replace an earlier export")
+            raise ExportError(
+                f"output '{literal(out)}' exists; use {{force}} to replace an earlier export",
+                names={"force": "overwrite=True"},
+            )
         if not (out / "saved_model.pb").is_file():
             raise ExportError(
                 f"output '{out}' exists and is not a SavedModel export; refusing to replace it"
@@ -205,8 +205,8 @@ def export_saved_model(
         "format": EXPORT_FORMAT,
         "source": source,
         "signatures": list(SIGNATURES),
-        "chunk_seconds": chunk_seconds,
-        "overlap_seconds": overlap_seconds,
+        "chunk_seconds": chunks.chunk_seconds,
+        "overlap_seconds": chunks.overlap_seconds,
         "chunk_samples": chunk,
         "overlap_samples": overlap,
         "sample_rate": config.audio.sample_rate,

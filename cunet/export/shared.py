@@ -24,8 +24,7 @@ def inference_network(model: Any) -> Any:
 def export_record(
     config: Config,
     provenance: Mapping[str, Any] | None,
-    chunk_seconds: float,
-    overlap_seconds: float,
+    chunks: ChunkSettings,
     source: str | None,
     postprocess: str | Postprocess | None,
 ) -> tuple[dict[str, Any], Config]:
@@ -43,7 +42,7 @@ def export_record(
             "(Wiener filtering can still be asked for at separation)"
         )
     a, m = config.audio, config.model
-    chunk, overlap = ChunkSettings(chunk_seconds, overlap_seconds).samples(a, m.time_multiple)
+    chunk, overlap = chunks.samples(a, m.time_multiple)
     settings = dataclasses.replace(
         config, model=dataclasses.replace(m, postprocess=postprocess.mode)
     )
@@ -52,8 +51,8 @@ def export_record(
     record["export"] = {
         "source": source,
         "source_weights_sha256": record.get("weights_sha256"),
-        "chunk_seconds": chunk_seconds,
-        "overlap_seconds": overlap_seconds,
+        "chunk_seconds": chunks.chunk_seconds,
+        "overlap_seconds": chunks.overlap_seconds,
         "chunk_samples": chunk,
         "overlap_samples": overlap,
         "chunk_frames": dsp.n_frames_for(chunk, a.n_fft, a.hop_length),

@@ -10,7 +10,7 @@ phases' kernels as output channels gives one stride-1 convolution with s*s*C_out
 with W_sub[d - lo, ..., (py*s + px)*C_out + o] = W[py + pad - s*d, px + pad - s*d', o, :] for the
 input offsets d = lo..hi that reach a valid tap (pad = max(k - s, 0) // 2, TensorFlow's "same").
 The result is the same to float rounding (1e-6), and LiteRT's XNNPACK runs it several times faster
-and with less scratch memory than its TRANSPOSE_CONV (issue 13). Training and the Keras engine keep
+and with less scratch memory than its TRANSPOSE_CONV. Training and the Keras engine keep
 the original layers; `with_subpixel_deconvolutions` makes an inference copy that shares all other
 weights. Feature maps are [batch, n_bins, n_frames, channels] (channels last).
 """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,7 +40,7 @@ from ..engines.litert import (
     buffers_digest,
     record_digest,
 )
-from ..errors import DataError, ExportError
+from ..errors import DataError, ExportError, literal
 from ..io.atomic import write_bytes_atomic
 from ..postprocess import Postprocess
 from ..settings import ChunkSettings
@@ -48,7 +49,6 @@ from .shared import export_record, inference_network
 
 QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "int8", "int8-full")
 CALIBRATION_CHUNKS = 8  # default number of chunks (each with every condition) for int8-full
-_DEFAULT = ChunkSettings()
 
 
 def mask_functions(network: Any, config: Config, chunk_frames: int) -> dict[str, Any]:
@@ -199,9 +199,8 @@ def export_tflite(
     model: Any,
     config: Config,
     provenance: Mapping[str, Any] | None,
-    out_path: str | Path,
-    chunk_seconds: float = _DEFAULT.chunk_seconds,
-    overlap_seconds: float = _DEFAULT.overlap_seconds,
+    out_path: str | os.PathLike[str],
+    chunks: ChunkSettings | None = None,
     overwrite: bool = False,
     source: str | None = None,
     postprocess: str | Postprocess | None = None,
@@ -211,7 +210,7 @@ def export_tflite(
 ) -> Path:
     """Write `model` as a cunet `.tflite` file at `out_path` (atomically).
 
-    chunk_seconds / overlap_seconds: the chunking recorded for callers; the fixed `chunk` signature
+    chunks: the chunking (default: `ChunkSettings()`) recorded for callers; the fixed `chunk` signature
     has that chunk's frames. postprocess: recorded as the model's default (None: its own).
     quantize: one of QUANTIZE_MODES; "int8-full" needs `calibration`, a data spec (e.g. a MUSDB18 root).
     source: where the model came from, recorded. Returns the path written.
@@ -223,14 +222,18 @@ def export_tflite(
         raise ExportError(f"unknown quantization '{quantize}' (valid: {', '.join(QUANTIZE_MODES)})")
     if quantize == "int8-full" and not calibration:
         raise ExportError(
-            "--quantize int8-full needs calibration audio: --calibration-data SPEC (e.g. a MUSDB18 root)"
+            "{quantize} int8-full needs calibration audio: {calibration} SPEC (e.g. a MUSDB18 root)",
+            names={"quantize": "quantize", "calibration": "calibration"},
         )
     if out.exists() and not overwrite:
-        raise ExportError(f"output '{out}' exists; use --force to replace it")
+        raise ExportError(
+            f"output '{literal(out)}' exists; use {{force}} to replace it",
+            names={"force": "overwrite=True"},
+        )
     if out.exists() and not out.is_file():
         raise ExportError(f"output '{out}' exists and is not a file")
     record, settings = export_record(
-        config, provenance, chunk_seconds, overlap_seconds, source, postprocess
+        config, provenance, chunks or ChunkSettings(), source, postprocess
     )
     export = record["export"]
     export.update(
@@ -238,15 +241,19 @@ def export_tflite(
         quantize=quantize,
         signatures=signature_doc(config, export["chunk_frames"]),
     )
-    chunks: list[np.ndarray] = []
+    calibration_set: list[np.ndarray] = []
     if quantize == "int8-full":
-        chunks = calibration_chunks(
+        calibration_set = calibration_chunks(
             str(calibration), config, export["chunk_samples"], calibration_chunks_n
         )
-        export["calibration"] = {"data": str(calibration), "chunks": len(chunks), "split": "train"}
+        export["calibration"] = {
+            "data": str(calibration),
+            "chunks": len(calibration_set),
+            "split": "train",
+        }
     network = inference_network(model)
     functions = mask_functions(network, config, export["chunk_frames"])
-    data = embed_record(convert(functions, settings, quantize, chunks), record)
+    data = embed_record(convert(functions, settings, quantize, calibration_set), record)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         return write_bytes_atomic(out, data)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AudioError, UserError
+from ..errors import AudioError, UserError, literal
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -113,17 +113,19 @@ class Excerpt:
     duration: float | None = None
 
     def validate(self) -> Excerpt:
-        """Self, or UserError naming the option (--start, --duration) for negative, zero or non-finite values."""
+        """Self, or UserError naming `start` or `duration` for negative, zero, non-finite or huge values."""
         if not _finite(self.start) or not 0 <= self.start <= MAX_SECONDS:
             raise UserError(
-                f"--start must be a number of seconds in [0, {MAX_SECONDS:g}], got {self.start!r}"
+                f"{{start}} must be a number of seconds in [0, {MAX_SECONDS:g}], got {self.start!r}",
+                names={"start": "start"},
             )
         if self.duration is not None and (
             not _finite(self.duration) or not 0 < self.duration <= MAX_SECONDS
         ):
             raise UserError(
-                f"--duration must be a number of seconds in (0, {MAX_SECONDS:g}], "
-                f"got {self.duration!r}"
+                f"{{duration}} must be a number of seconds in (0, {MAX_SECONDS:g}], "
+                f"got {self.duration!r}",
+                names={"duration": "duration"},
             )
         return self
 
@@ -136,7 +138,8 @@ class Excerpt:
         count = None if self.duration is None else int(round(self.duration * sample_rate))
         if count == 0:
             raise AudioError(
-                f"--duration {self.duration:g} s is shorter than one sample at {sample_rate} Hz"
+                f"{{duration}} {self.duration:g} s is shorter than one sample at {sample_rate} Hz",
+                names={"duration": "duration"},
             )
         return int(round(self.start * sample_rate)), count
 
@@ -209,7 +212,8 @@ class AudioReader:
             self.close()
             if seeked and self.excerpt.start > 0:
                 raise AudioError(
-                    f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio"
+                    f"{literal(self.path)}: {{start}} {self.excerpt.start:g} s is at or past the end of the audio",
+                    names={"start": "start"},
                 )
             raise AudioError(f"{self.path}: contains no audio samples")
         if not MIN_RATE <= f.samplerate <= MAX_RATE:
@@ -236,8 +240,9 @@ class AudioReader:
             if self._offset >= n_frames:
                 self.close()
                 raise AudioError(
-                    f"{self.path}: --start {self.excerpt.start:g} s is at or past the end of the audio "
-                    f"({n_frames / f.samplerate:.3f} s)"
+                    f"{literal(self.path)}: {{start}} {self.excerpt.start:g} s is at or past the end of the audio "
+                    f"({n_frames / f.samplerate:.3f} s)",
+                    names={"start": "start"},
                 )
             n_frames = min(n_frames - self._offset, count if count is not None else n_frames)
         self.info = AudioInfo(int(f.samplerate), int(f.channels), n_frames)

@@ -1,4 +1,4 @@
-"""Output file names from a `--filename` template, kept inside the output directory.
+"""Output file names from a template (`cunet separate --filename`), kept inside the output directory.
 
 A template is a relative path with fields in braces, e.g. the default "{folder}/{track}/{stem}.{ext}":
 - track: the input's name without its extension ("song" for song.mp3; "stdin" for `-`);
@@ -17,14 +17,18 @@ a partial file (`.cunet-partial`), which a later run would remove as a dead proc
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import UserError
+from ..errors import UserError, literal
 from .atomic import PARTIAL_SUFFIX
+
+# how error messages name the template: the API's parameter (the CLI shows its option)
+_NAMES = {"filename": "filename"}
 
 DEFAULT_TEMPLATE = "{folder}/{track}/{stem}.{ext}"
 FIELDS: tuple[str, ...] = ("track", "stem", "ext", "index", "folder")
@@ -34,52 +38,53 @@ MAX_TEMPLATE = 1024
 
 @dataclass(frozen=True)
 class FilenameTemplate:
-    """A checked `--filename` template (see the module docstring)."""
+    """A checked output-name template (see the module docstring)."""
 
     text: str = DEFAULT_TEMPLATE
 
     def validate(self) -> FilenameTemplate:
         """Self, or UserError naming what is wrong (unknown field, escape, bad syntax)."""
         text = self.text
-        where = f"--filename '{text}'"
+        where = "{filename} '" + literal(text) + "'"
+
+        def error(problem: str) -> UserError:  # problem: braces doubled (`literal`)
+            return UserError(f"{where}: {problem}", names=_NAMES)
+
         if not text or len(text) > MAX_TEMPLATE:
-            raise UserError(
-                f"{where}: give a relative path template of 1 to {MAX_TEMPLATE} characters"
-            )
+            raise error(f"give a relative path template of 1 to {MAX_TEMPLATE} characters")
         if "\x00" in text:
-            raise UserError(f"{where}: contains a NUL character")
+            raise error("contains a NUL character")
         if PARTIAL_SUFFIX in text:
-            raise UserError(
-                f"{where}: names containing '{PARTIAL_SUFFIX}' are cunet's partial files, which "
-                "later runs remove"
+            raise error(
+                f"names containing '{PARTIAL_SUFFIX}' are cunet's partial files, which later "
+                "runs remove"
             )
         if text.startswith("/"):
-            raise UserError(
-                f"{where}: must be relative to the output directory, not an absolute path"
-            )
+            raise error("must be relative to the output directory, not an absolute path")
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
-            raise UserError(f"{where}: {exc} (write a literal brace as '{{{{' or '}}}}')") from None
+            hint = literal("(write a literal brace as '{{' or '}}')")
+            raise error(f"{literal(exc)} {hint}") from None
         for part in text.split("/"):
             if part in (".", ".."):
-                raise UserError(
-                    f"{where}: '{part}' components are not allowed (outputs stay inside OUTDIR)"
+                raise error(
+                    f"'{literal(part)}' components are not allowed (outputs stay inside OUTDIR)"
                 )
         for _, field, spec, conversion in parsed:
             if field is None:
                 continue
             if field not in FIELDS:
-                raise UserError(
-                    f"{where}: unknown field '{{{field}}}' (valid: "
-                    f"{', '.join('{' + f + '}' for f in FIELDS)})"
-                )
+                valid = ", ".join("{" + f + "}" for f in FIELDS)
+                raise error(literal(f"unknown field '{{{field}}}' (valid: {valid})"))
             if conversion is not None:
-                raise UserError(f"{where}: conversions such as '!{conversion}' are not allowed")
+                raise error(literal(f"conversions such as '!{conversion}' are not allowed"))
             if spec and not (field == "index" and _INDEX_SPEC.fullmatch(spec)):
-                raise UserError(
-                    f"{where}: format spec ':{spec}' is not allowed (only a width for {{index}}, "
-                    "e.g. {index:02d})"
+                raise error(
+                    literal(
+                        f"format spec ':{spec}' is not allowed (only a width for {{index}}, "
+                        "e.g. {index:02d})"
+                    )
                 )
         return self
 
@@ -89,29 +94,41 @@ class FilenameTemplate:
         """The relative output path for these values; UserError if a value would leave OUTDIR."""
         for name, value in (("track", track), ("stem", stem), ("ext", ext)):
             if "/" in value or "\x00" in value or value in ("", ".", ".."):
-                raise UserError(f"--filename: the {name} name '{value}' cannot be used in a path")
+                raise UserError(
+                    "{filename}: " + literal(f"the {name} name '{value}' cannot be used in a path"),
+                    names=_NAMES,
+                )
         folder_parts = [p for p in folder.split("/") if p]
         if any(p in (".", "..") or "\x00" in p for p in folder_parts):
-            raise UserError(f"--filename: the folder '{folder}' cannot be used in a path")
+            raise UserError(
+                "{filename}: " + literal(f"the folder '{folder}' cannot be used in a path"),
+                names=_NAMES,
+            )
         text = self.text.format(
             track=track, stem=stem, ext=ext, index=index, folder="/".join(folder_parts)
         )
         parts = [p for p in text.split("/") if p]
         if not parts or any(p in (".", "..") for p in parts):
             raise UserError(
-                f"--filename '{self.text}' gives '{text}', which is not a path inside OUTDIR"
+                "{filename} "
+                + literal(f"'{self.text}' gives '{text}', which is not a path inside OUTDIR"),
+                names=_NAMES,
             )
         if PARTIAL_SUFFIX in parts[-1]:
             raise UserError(
-                f"--filename '{self.text}' gives '{text}', a name like cunet's partial files, "
-                "which later runs remove"
+                "{filename} "
+                + literal(
+                    f"'{self.text}' gives '{text}', a name like cunet's partial files, which "
+                    "later runs remove"
+                ),
+                names=_NAMES,
             )
         return PurePosixPath(*parts)
 
 
 def output_paths(
     template: FilenameTemplate,
-    outdir: str | Path,
+    outdir: str | os.PathLike[str],
     track: str,
     stems: Sequence[str],
     ext: str,
@@ -149,6 +166,10 @@ def check_collisions(outputs: Iterable[tuple[str, Mapping[str, Path]]]) -> None:
                     else f"inputs '{other[1]}' and '{label}'"
                 )
                 raise UserError(
-                    f"{what} would both be written to '{path}'; make --filename tell them apart "
-                    "(fields: {folder}, {track}, {stem}, {index}, {ext})"
+                    literal(f"{what} would both be written to '{path}'; make ")
+                    + "{filename}"
+                    + literal(
+                        " tell them apart (fields: {folder}, {track}, {stem}, {index}, {ext})"
+                    ),
+                    names=_NAMES,
                 )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioError, UserError
+from ..errors import AudioError, UserError, literal
 from .atomic import make_dirs
 from .audio import open_soundfile
 from .writer import BITS, OUTPUT_FORMATS, AtomicAudioWriter
@@ -30,41 +30,51 @@ MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 _BLOCK = 1 << 16
 
 
+# the API's names of the output settings, as error messages show them
+_NAMES = {"bits": "bits", "clip": "clip", "mp3_bitrate": "mp3_bitrate"}
+
+
 @dataclass(frozen=True)
 class OutputSettings:
     """fmt: wav, flac or mp3. bits: "16", "24" or "32f" (float; wav only; mp3 ignores it).
     clip: CLIP_MODES, or None for the default: "none" for float wav, "clamp" otherwise.
-    mp3_bitrate: kbit/s (MP3_BITRATES)."""
+    mp3_bitrate: kbit/s (MP3_BITRATES). Checked when built: UserError for an invalid combination."""
 
     fmt: str = "wav"
     bits: str = "16"
     clip: str | None = None
     mp3_bitrate: int = 320
 
-    def validate(self) -> OutputSettings:
+    def __post_init__(self) -> None:
         if self.fmt not in OUTPUT_FORMATS:
             raise UserError(
                 f"unknown output format '{self.fmt}' (valid: {', '.join(OUTPUT_FORMATS)})"
             )
         if self.bits not in BITS:
-            raise UserError(f"unknown --bits '{self.bits}' (valid: {', '.join(BITS)})")
+            raise UserError(
+                f"unknown {{bits}} '{self.bits}' (valid: {', '.join(BITS)})", names=_NAMES
+            )
         if self.fmt == "flac" and self.bits == "32f":
             raise UserError(
-                "flac holds no float samples; use --bits 16 or 24 with flac, or wav for 32f"
+                "flac holds no float samples; use {bits} 16 or 24 with flac, or wav for 32f",
+                names=_NAMES,
             )
         if self.clip is not None and self.clip not in CLIP_MODES:
-            raise UserError(f"unknown --clip '{self.clip}' (valid: {', '.join(CLIP_MODES)})")
+            raise UserError(
+                f"unknown {{clip}} '{self.clip}' (valid: {', '.join(CLIP_MODES)})", names=_NAMES
+            )
         if self.clip == "none" and not self.floats:
             raise UserError(
-                "--clip none keeps samples beyond full scale, which only float wav holds "
-                "(--bits 32f); use --clip clamp or rescale"
+                "{clip} none keeps samples beyond full scale, which only float wav holds "
+                "({bits} 32f); use {clip} clamp or rescale",
+                names=_NAMES,
             )
         if self.mp3_bitrate not in MP3_BITRATES:
             raise UserError(
-                f"--mp3-bitrate must be one of {', '.join(map(str, MP3_BITRATES))} (kbit/s), "
-                f"got {self.mp3_bitrate}"
+                f"{{mp3_bitrate}} must be one of {', '.join(map(str, MP3_BITRATES))} (kbit/s), "
+                f"got {self.mp3_bitrate}",
+                names=_NAMES,
             )
-        return self
 
     @property
     def floats(self) -> bool:
@@ -84,7 +94,7 @@ class OutputSettings:
             n_channels,
             self.fmt,
             staging_dir=staging_dir,
-            bits=None if self.fmt == "mp3" else self.bits,
+            bits=self.bits,
             clip=self.clip_mode != "none",
             mp3_bitrate=self.mp3_bitrate,
         )
@@ -211,7 +221,10 @@ def check_targets(
     if not force:
         existing = [str(p) for p in outputs if p.exists()]
         if existing:
-            raise AudioError(f"output '{existing[0]}' exists; use --force to overwrite")
+            raise AudioError(
+                f"output '{literal(existing[0])}' exists; use {{force}} to overwrite",
+                names={"force": "force=True"},
+            )
 
 
 def prepare_outdir(outdir: Path, outputs: Iterable[Path]) -> None:

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import AudioError, UserError
+from ..errors import AudioError, UserError, literal
 from .atomic import StagedFile, make_dirs
 from .audio import MAX_RATE, MIN_RATE, Excerpt
 
@@ -34,19 +34,15 @@ RAW_ENCODINGS: dict[str, tuple[str, int]] = {
     "s24le": ("s24", 3),
 }
 INPUT_ENCODINGS = ("f32le", "s16le", "s24le")
-_SAMPLE_BYTES = {
-    "u8": 1,
-    "s16le": 2,
-    "s24le": 3,
-    "s32le": 4,
-    "f32le": 4,
-    "f64le": 8,
-}  # WAV encodings too
+# bytes per sample of every encoding, WAV's too
+_SAMPLE_BYTES = {"u8": 1, "s16le": 2, "s24le": 3, "s32le": 4, "f32le": 4, "f64le": 8}
 BITS_ENCODING = {"16": "s16le", "24": "s24le", "32f": "f32le"}  # --bits -> raw output encoding
 MAX_CHANNELS = 2  # what cunet separates; more is refused from the header, before any sample is read
 _MAX_FMT_CHUNK = 1024  # bytes; a real `fmt ` chunk is 16 to 40
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes streaming writers put in WAV headers (ffmpeg, sox)
 _MAX_SKIPPED_CHUNK = 16 << 20  # bytes of non-audio WAV chunks read past before "data"
+# the API's names of the raw-PCM settings, as error messages show them
+RAW_NAMES = {"raw_format": "encoding", "raw_rate": "sample_rate", "raw_channels": "n_channels"}
 
 
 @dataclass(frozen=True)
@@ -60,15 +56,19 @@ class RawFormat:
     def validate(self) -> RawFormat:
         if self.encoding not in INPUT_ENCODINGS:
             raise UserError(
-                f"unknown --raw-format '{self.encoding}' (valid: {', '.join(INPUT_ENCODINGS)})"
+                f"unknown {{raw_format}} '{self.encoding}' (valid: {', '.join(INPUT_ENCODINGS)})",
+                names=RAW_NAMES,
             )
         if not MIN_RATE <= self.sample_rate <= MAX_RATE:
             raise UserError(
-                f"--raw-rate must be a sample rate in Hz in [{MIN_RATE}, {MAX_RATE}], "
-                f"got {self.sample_rate}"
+                f"{{raw_rate}} must be a sample rate in Hz in [{MIN_RATE}, {MAX_RATE}], "
+                f"got {self.sample_rate}",
+                names=RAW_NAMES,
             )
         if self.n_channels not in (1, 2):
-            raise UserError(f"--raw-channels must be 1 or 2, got {self.n_channels}")
+            raise UserError(
+                f"{{raw_channels}} must be 1 or 2, got {self.n_channels}", names=RAW_NAMES
+            )
         return self
 
     @property
@@ -157,8 +157,9 @@ class StreamReader:
         head = self._exact(12, "a WAV header")
         if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
             raise AudioError(
-                f"{self.name}: not a WAV stream (no RIFF/WAVE header); for headerless PCM give "
-                "--raw-format, --raw-rate and --raw-channels"
+                f"{literal(self.name)}: not a WAV stream (no RIFF/WAVE header); for headerless PCM give "
+                "{raw_format}, {raw_rate} and {raw_channels}",
+                names=RAW_NAMES,
             )
         if head[:4] == b"RIFX":
             raise AudioError(f"{self.name}: big-endian WAV (RIFX) is not supported")
@@ -247,9 +248,10 @@ class StreamReader:
                     )
                 if len(data) % self.frame_bytes:
                     raise AudioError(
-                        f"{self.name}: the stream ended in the middle of a sample frame "
+                        f"{literal(self.name)}: the stream ended in the middle of a sample frame "
                         f"({len(data) % self.frame_bytes} stray bytes; broken stream, or wrong "
-                        "--raw-format / --raw-channels?)"
+                        "{raw_format} / {raw_channels}?)",
+                        names=RAW_NAMES,
                     )
                 return
 
@@ -292,8 +294,9 @@ def excerpt_blocks(
             return
     if seen <= first:
         raise AudioError(
-            f"--start {excerpt.start:g} s is at or past the end of the stream "
-            f"({seen / sample_rate:.3f} s)"
+            f"{{start}} {excerpt.start:g} s is at or past the end of the stream "
+            f"({seen / sample_rate:.3f} s)",
+            names={"start": "start"},
         )
 
 
@@ -355,10 +358,11 @@ class PcmSink:
         self.path = None if path is None else Path(path)
         if self.path is not None:
             if self.path.exists() and (not overwrite or not self.path.is_file()):
+                if not self.path.is_file():
+                    raise AudioError(f"output '{self.path}' exists and is not a file")
                 raise AudioError(
-                    f"output '{self.path}' exists; use --force to overwrite"
-                    if self.path.is_file()
-                    else f"output '{self.path}' exists and is not a file"
+                    f"output '{literal(self.path)}' exists; use {{force}} to overwrite",
+                    names={"force": "overwrite=True"},
                 )
             self._staged = StagedFile(self.path)
             try:

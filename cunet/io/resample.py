@@ -1,4 +1,5 @@
-"""Streaming sample-rate conversion (soxr) and the block bookkeeping around it.
+"""Sample-rate conversion (soxr): whole signals conformed to a rate and channel count (`conform`),
+and streams, with the block bookkeeping around them.
 
 Blocks are float32 [m, n_channels] (inputs) or [n_outputs, m, n_channels] (separated outputs).
 soxr is imported when a resampler is first used. A resampler delays its output by its filter's
@@ -12,6 +13,35 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 QUALITY = "HQ"
+
+
+def conform(
+    audio: np.ndarray, rate: int, to_rate: int, n_channels: int | None = None
+) -> np.ndarray:
+    """float32 [n_samples', channels] at `to_rate` Hz from float [n_samples] or [n_samples, ch] at
+    `rate` Hz: the one rate-and-channel conversion of whole signals (training data, evaluation).
+
+    n_channels: None keeps the channels; 1 averages them; more copies one channel to every channel.
+    Channels are conformed first when that shrinks the signal, so soxr (HQ) resamples the least.
+    ValueError for another mismatch (e.g. 6 channels to 2; callers check first for their message).
+    """
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    channels = audio.shape[1]
+    target = channels if n_channels is None else n_channels
+    if channels != target and channels != 1 and target != 1:
+        raise ValueError(f"cannot conform {channels} channels to {target}")
+    if target == 1 and channels > 1:
+        audio = audio.mean(axis=1, keepdims=True)
+    if rate != to_rate:
+        import soxr
+
+        audio = np.asarray(soxr.resample(audio, rate, to_rate, quality=QUALITY), np.float32)
+        audio = audio.reshape(-1, min(channels, target))
+    if audio.shape[1] != target:
+        audio = np.repeat(audio, target, axis=1)
+    return np.ascontiguousarray(audio, np.float32)
 
 
 def take(blocks: list[np.ndarray], n: int, n_channels: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioError
+from ..errors import AudioError, literal
 from .atomic import StagedFile
 from .audio import ffmpeg_available, open_soundfile, short_reason
 
@@ -30,7 +30,6 @@ class AtomicAudioWriter:
     bits: "16", "24" (integer samples; wav or flac) or "32f" (float; wav only). mp3 is encoded by ffmpeg
     from a temporary float wav at finish time, at `mp3_bitrate` kbit/s. clip: clamp samples to [-1, 1]
     (None: yes, unless the file holds floats); `n_clipped` counts the sample values clamped.
-    float32=True is the older spelling of bits="32f".
     """
 
     def __init__(
@@ -39,9 +38,9 @@ class AtomicAudioWriter:
         sample_rate: int,
         n_channels: int,
         fmt: str = "wav",
-        float32: bool = False,
+        bits: str = "16",
+        *,
         staging_dir: str | os.PathLike | None = None,
-        bits: str | None = None,
         clip: bool | None = None,
         mp3_bitrate: int = 320,
     ) -> None:
@@ -49,7 +48,6 @@ class AtomicAudioWriter:
 
         if fmt not in OUTPUT_FORMATS:
             raise AudioError(f"unknown output format '{fmt}' (valid: {', '.join(OUTPUT_FORMATS)})")
-        bits = bits or ("32f" if float32 else "16")
         if bits not in BITS or (fmt == "flac" and bits == "32f"):
             raise AudioError(
                 f"cannot write {bits}-bit samples to {fmt} (valid: wav {', '.join(BITS)}; flac 16, 24)"
@@ -150,8 +148,9 @@ class AtomicAudioWriter:
             return self._staged.commit(overwrite)
         except FileExistsError:
             raise AudioError(
-                f"output '{self.path}' exists (written meanwhile by another process?); "
-                "use --force to overwrite"
+                f"output '{literal(self.path)}' exists (written meanwhile by another process?); "
+                "use {force} to overwrite",
+                names={"force": "overwrite=True"},
             ) from None
 
     def abort(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Config
 from ..data.sources import DataSpec
-from ..errors import DataError
+from ..errors import DataError, literal
 from ..io.atomic import write_json_atomic
 from ..provenance import make_provenance
 
@@ -236,7 +236,9 @@ def _load_parent(
         path = resolve_model_path(None if str(init_from) == "default" else init_from)
         if path.is_dir():
             raise DataError(
-                f"--init-from needs a .keras file or a training run directory, not an export: '{path}'"
+                "{init_from} needs a .keras file or a training run directory, not an export: "
+                f"'{literal(path)}'",
+                names={"init_from": "init_from"},
             )
         model, parent_config, provenance = load_keras_model(path)
     except ModelError as exc:
