@@ -114,14 +114,15 @@ class ModelConfig:
             "model.kind",
             "must be 'conditioned' or 'standard'",
         )
-        _check(self.n_layers >= 1, "model.n_layers", "must be >= 1")
+        # Upper bounds too: these sizes come from model records, and shape the network built from them.
+        _check(1 <= self.n_layers <= 12, "model.n_layers", "must be in [1, 12]")
         _check(
-            self.n_frames > 0 and self.n_frames % (2**self.n_layers) == 0,
+            0 < self.n_frames <= 4096 and self.n_frames % (2**self.n_layers) == 0,
             "model.n_frames",
-            f"must be a positive multiple of 2**n_layers = {2**self.n_layers}",
+            f"must be a multiple of 2**n_layers = {2**self.n_layers}, at most 4096",
         )
-        _check(self.first_filters > 0, "model.first_filters", "must be positive")
-        _check(self.kernel_size > 0, "model.kernel_size", "must be positive")
+        _check(0 < self.first_filters <= 512, "model.first_filters", "must be in [1, 512]")
+        _check(0 < self.kernel_size <= 31, "model.kernel_size", "must be in [1, 31]")
         _check(
             self.film_type in ("simple", "complex"),
             "model.film_type",
@@ -131,9 +132,9 @@ class ModelConfig:
             self.control_type in ("dense", "cnn"), "model.control_type", "must be 'dense' or 'cnn'"
         )
         _check(
-            len(self.control_units) >= 1 and all(u > 0 for u in self.control_units),
+            1 <= len(self.control_units) <= 8 and all(0 < u <= 8192 for u in self.control_units),
             "model.control_units",
-            "must be a non-empty list of positive integers",
+            "must be a list of 1 to 8 sizes in [1, 8192]",
         )
         _check(0.0 <= self.decoder_dropout < 1.0, "model.decoder_dropout", "must be in [0, 1)")
         _check(0.0 <= self.control_dropout < 1.0, "model.control_dropout", "must be in [0, 1)")
