@@ -275,7 +275,14 @@ class AudioReader:
             "wav",
             str(out),
         ]
+        before = self.path.stat().st_size
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        try:
+            shrank = self.path.stat().st_size < before  # ffmpeg decodes what it finds
+        except OSError:
+            shrank = True
+        if shrank:
+            raise AudioError(f"{self.path}: the file shrank or vanished while it was decoded")
         if "matches no streams" in proc.stderr:
             raise AudioError(f"{self.path}: no audio stream (a video-only or data file?)")
         if proc.returncode == 0 and out.exists() and seek:

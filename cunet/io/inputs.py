@@ -74,7 +74,8 @@ def scan_directory(
             if note is not None:
                 note(f"{here}: skipped (cannot list the folder: {exc.strerror or exc})")
             continue
-        dirs, files = [], []
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
         for entry in entries:
             try:
                 is_dir = entry.is_dir()
