@@ -9,7 +9,7 @@ to the model (mono through a stereo model, stereo through a mono one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -61,25 +61,27 @@ class ChunkSeparator:
         masks = self.engine.masks(np.ascontiguousarray(magnitude, np.float32), conditions)[
             :, :, :, :n_frames
         ]
+        del magnitude  # not needed past the engine: less memory held while the stems are built
         keep = list(range(masks.shape[0])) if outputs is None else list(outputs)
+        stems = np.empty((len(keep), waveform.shape[0], n_samples, waveform.shape[2]), np.float32)
         if self.postprocess.mode == "wiener":  # needs every condition's full-band mask at once
             full = dsp.expand_mask_bins(
                 np.transpose(masks, (0, 1, 4, 3, 2)), a.n_fft
             )  # [C, G, ch, F, freq]
             estimates = self.postprocess(full, spec)  # complex [C, G, ch, F, freq]
-            parts: Iterable[np.ndarray] = (estimates[c] for c in keep)
-        else:  # none / ratio: one estimate at a time, never all conditions' full-band arrays together
-            parts = (
-                dsp.apply_mask(spec, np.transpose(mask, (0, 3, 2, 1)))  # mask [G, bins, F, ch]
-                for mask in self.postprocess.each_mask(masks, keep)
-            )
-        stems = np.empty((len(keep), waveform.shape[0], n_samples, waveform.shape[2]), np.float32)
-        for i, estimate in enumerate(
-            parts
-        ):  # one output at a time bounds the inverse STFT's buffers
-            stems[i] = np.transpose(
-                dsp.istft(estimate, n_samples, a.n_fft, a.hop_length), (0, 2, 1)
-            )
+            for i, c in enumerate(keep):
+                stems[i] = np.transpose(
+                    dsp.istft(estimates[c], n_samples, a.n_fft, a.hop_length), (0, 2, 1)
+                )
+            return stems  # [C', G, n, ch]
+        # none / ratio: one output and one channel at a time, which bounds the full-band estimate and
+        # the inverse STFT's buffers to a channel's (a stereo chunk's peak memory is what matters)
+        for i, mask in enumerate(self.postprocess.each_mask(masks, keep)):
+            mask = np.transpose(mask, (0, 3, 2, 1))  # [G, ch, F, bins]
+            for ch in range(spec.shape[1]):
+                estimate = dsp.apply_mask(spec[:, ch], mask[:, ch])  # [G, F, freq]
+                stems[i, :, :, ch] = dsp.istft(estimate, n_samples, a.n_fft, a.hop_length)
+                del estimate
         return stems  # [C', G, n, ch]
 
     def __call__(

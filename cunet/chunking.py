@@ -31,6 +31,9 @@ from .config import AudioConfig, ConfigError
 from .settings import MAX_CHUNK_SECONDS, ChunkSettings
 
 STREAM_OVERLAP = 0.25  # cross-fade of chunks chosen for a latency, as a fraction of the chunk
+# The longest chunk a latency picks: the default chunk's memory. A larger latency is a bound that a
+# shorter chunk meets too, so memory does not grow with it.
+MAX_LATENCY_CHUNK_SECONDS = ChunkSettings().chunk_seconds
 
 
 def check_latency(latency: float) -> float:
@@ -56,7 +59,8 @@ def latency_bound(chunk: int, overlap: int) -> int:
 
 
 def chunks_for_latency(latency: float, audio: AudioConfig, frame_multiple: int) -> ChunkSettings:
-    """The longest chunking whose `latency_bound` is at most `latency` seconds.
+    """The longest chunking whose `latency_bound` is at most `latency` seconds, with chunks of at most
+    MAX_LATENCY_CHUNK_SECONDS (memory is bounded whatever the latency).
 
     Chunks are whole multiples of `frame_multiple` STFT frames (the U-Net's stride, or an engine's fixed
     window) once the STFT has padded them (`ChunkSettings.samples`); the cross-fade is STREAM_OVERLAP of
@@ -65,7 +69,7 @@ def chunks_for_latency(latency: float, audio: AudioConfig, frame_multiple: int) 
     check_latency(latency)
     best = None
     frames = frame_multiple
-    while frames * audio.hop_length <= MAX_CHUNK_SECONDS * audio.sample_rate:
+    while frames * audio.hop_length <= MAX_LATENCY_CHUNK_SECONDS * audio.sample_rate:
         seconds = frames * audio.hop_length / audio.sample_rate
         chunk = ChunkSettings(seconds, 0.0).samples(audio, frame_multiple)[0]
         overlap = int(chunk * STREAM_OVERLAP)

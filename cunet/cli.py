@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import importlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .commands import message
@@ -30,6 +32,16 @@ _TF_EXTRA = {"train": "train", "evaluate": "train"}
 TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors as one `error:` line and a hint to --help (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        stream = sys.stderr or sys.stdout
+        if stream is not None:
+            print(f"error: {one_line(message)} (see '{self.prog} --help')", file=stream, flush=True)
+        sys.exit(EXIT_USAGE)
+
+
 def _add_commands(sub: argparse._SubParsersAction) -> None:
     for name in _COMMAND_MODULES:
         try:
@@ -42,9 +54,7 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cunet", description="Conditioned U-Net music source separation."
-    )
+    parser = ArgumentParser(prog="cunet", description="Conditioned U-Net music source separation.")
     parser.add_argument("--version", action="version", version=f"cunet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -77,8 +87,38 @@ def termination_raises() -> Iterator[None]:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
+def _fd_usable(fd: int, write: bool) -> bool | None:
+    """Whether descriptor `fd` is open for reading (or writing); None if it is not open at all."""
+    try:
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return None
+    return mode == os.O_RDWR or mode == (os.O_WRONLY if write else os.O_RDONLY)
+
+
+def _closed_streams_checked() -> None:
+    """A standard stream the caller closed (`<&-`, `>&-`, `2>&-`; or whose descriptor now holds a
+    file the launcher opened) becomes None for stdin and stdout, so commands that need one refuse it
+    in one line, and /dev/null for stderr: errors cannot be shown, but the exit code is still 2."""
+    for name, fd, write in (("stdin", 0, False), ("stdout", 1, True)):
+        if getattr(sys, name) is not None and not _fd_usable(fd, write):
+            setattr(sys, name, None)
+    usable = _fd_usable(2, True)
+    if sys.stderr is None or not usable:
+        null = os.open(os.devnull, os.O_WRONLY)
+        if usable is None and null != 2:
+            os.dup2(null, 2)  # native libraries write to descriptor 2 too
+            os.close(null)
+            null = 2
+        sys.stderr = open(null, "w", closefd=null != 2)  # noqa: SIM115 - for the process's life
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; returns the exit code (0 ok, 1 partial failure (evaluate), 2 error, 128+N signal N)."""
+    """Run a command; returns the exit code (0 ok, 1 partial failure (evaluate), 2 error, 128+N signal N).
+
+    Standard streams the caller closed (`2>&-`) are None in Python: stderr then goes to /dev/null, so
+    errors still end in exit code 2; commands refuse a closed stdin or stdout they need."""
+    _closed_streams_checked()
     args = build_parser().parse_args(argv)
     try:
         with termination_raises():

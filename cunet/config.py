@@ -24,6 +24,12 @@ POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
 
 
+MAX_N_FFT = 16384  # STFT size limit (0.37 s at 44.1 kHz)
+MAX_FRAME_OVERLAP = (
+    16  # hop_length >= n_fft / 16: more frames per second than that only cost memory
+)
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     """Signal parameters.
@@ -41,12 +47,24 @@ class AudioConfig:
     n_bins: int = 1024
 
     def validate(self) -> None:
-        _check(self.sample_rate > 0, "audio.sample_rate", "must be positive")
+        # Bounded, because these sizes shape every buffer computed from a (possibly foreign) record.
+        _check(
+            isinstance(self.sample_rate, int) and 1000 <= self.sample_rate <= 768_000,
+            "audio.sample_rate",
+            "must be a whole number of Hz in [1000, 768000]",
+        )
         _check(self.n_channels in (1, 2), "audio.n_channels", "must be 1 or 2")
         _check(
-            self.n_fft > 0 and self.n_fft % 2 == 0, "audio.n_fft", "must be a positive even number"
+            isinstance(self.n_fft, int) and 16 <= self.n_fft <= MAX_N_FFT and self.n_fft % 2 == 0,
+            "audio.n_fft",
+            f"must be an even number in [16, {MAX_N_FFT}]",
         )
-        _check(0 < self.hop_length <= self.n_fft, "audio.hop_length", "must be in (0, n_fft]")
+        _check(
+            isinstance(self.hop_length, int)
+            and self.n_fft // MAX_FRAME_OVERLAP <= self.hop_length <= self.n_fft,
+            "audio.hop_length",
+            f"must be in [n_fft/{MAX_FRAME_OVERLAP}, n_fft]",
+        )
         _check(
             0 < self.n_bins <= self.n_fft // 2 + 1, "audio.n_bins", "must be in (0, n_fft/2 + 1]"
         )
@@ -107,14 +125,15 @@ class ModelConfig:
             "model.kind",
             "must be 'conditioned' or 'standard'",
         )
-        _check(self.n_layers >= 1, "model.n_layers", "must be >= 1")
+        # Upper bounds too: these sizes come from model records, and shape the network built from them.
+        _check(1 <= self.n_layers <= 12, "model.n_layers", "must be in [1, 12]")
         _check(
-            self.n_frames > 0 and self.n_frames % (2**self.n_layers) == 0,
+            0 < self.n_frames <= 4096 and self.n_frames % (2**self.n_layers) == 0,
             "model.n_frames",
-            f"must be a positive multiple of 2**n_layers = {2**self.n_layers}",
+            f"must be a multiple of 2**n_layers = {2**self.n_layers}, at most 4096",
         )
-        _check(self.first_filters > 0, "model.first_filters", "must be positive")
-        _check(self.kernel_size > 0, "model.kernel_size", "must be positive")
+        _check(0 < self.first_filters <= 512, "model.first_filters", "must be in [1, 512]")
+        _check(0 < self.kernel_size <= 31, "model.kernel_size", "must be in [1, 31]")
         _check(
             self.film_type in ("simple", "complex"),
             "model.film_type",
@@ -124,9 +143,9 @@ class ModelConfig:
             self.control_type in ("dense", "cnn"), "model.control_type", "must be 'dense' or 'cnn'"
         )
         _check(
-            len(self.control_units) >= 1 and all(u > 0 for u in self.control_units),
+            1 <= len(self.control_units) <= 8 and all(0 < u <= 8192 for u in self.control_units),
             "model.control_units",
-            "must be a non-empty list of positive integers",
+            "must be a list of 1 to 8 sizes in [1, 8192]",
         )
         _check(0.0 <= self.decoder_dropout < 1.0, "model.decoder_dropout", "must be in [0, 1)")
         _check(0.0 <= self.control_dropout < 1.0, "model.control_dropout", "must be in [0, 1)")

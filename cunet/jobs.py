@@ -125,7 +125,7 @@ def separate_file(
         remove_stale_partials(outdir)
         files: StemFiles | None = None
         plan = separator.plan(info.n_samples, info.sample_rate)
-        bar = progress_bar(plan.n_chunks, not progress, path.name)
+        bar = progress_bar(plan.n_chunks, not progress, one_line(path.name))
         try:
             files = StemFiles(
                 outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir

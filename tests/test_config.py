@@ -111,3 +111,24 @@ def test_model_kind_says_conditioned_and_outputs():
         "bass",
         "other",
     )
+
+
+@pytest.mark.parametrize(
+    "section,key,value",
+    [
+        ("audio", "sample_rate", 10**9),
+        ("audio", "sample_rate", 1),
+        ("audio", "n_fft", 2**20),
+        ("audio", "hop_length", 1),
+        ("model", "n_layers", 10**9),
+        ("model", "n_frames", 2**20),
+        ("model", "first_filters", 10**6),
+        ("model", "kernel_size", 1001),
+        ("model", "control_units", [16, 10**7]),
+    ],
+)
+def test_sizes_that_shape_buffers_are_bounded(section: str, key: str, value: object) -> None:
+    """A model record's config shapes every buffer computed from it: huge values are refused at once
+    (n_layers 10**9 would otherwise take 2**n_layers before any other check)."""
+    with pytest.raises(ConfigError, match=f"{section}.{key}"):
+        config_from_dict({section: {key: value}})

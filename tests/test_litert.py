@@ -20,6 +20,7 @@ from cunet.engines.litert import (
     LiteRTEngine,
     load_tflite,
     read_tflite,
+    record_digest,
 )
 from cunet.engines.loading import DEFAULT_MODEL, DEFAULT_TFLITE
 from cunet.errors import ModelError
@@ -180,11 +181,27 @@ def bad_tflite_files(src: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     }
     for name, (rec, delta, msg) in rewrites.items():
         files[name] = (rewrite_tflite(src, folder / f"{name}.tflite", rec, delta), msg)
-    # A record whose config does not describe the network: the buffers are intact, the shapes are not.
+    # A record whose config does not describe the network: the buffers are intact, the shapes are not
+    # (its checksum recomputed, as a forger would).
+    wrong_bins["export"]["record_sha256"] = record_digest(wrong_bins)
     files["wrong_shapes"] = (
         rewrite_tflite(src, folder / "wrong_shapes.tflite", _json(wrong_bins)),
         "does not match the network's",
     )
+    # The record edited in place, same length, weights untouched: the record's checksum catches it.
+    edited = data.replace(b'"hop_length": 128', b'"hop_length": 1  ')
+    assert edited != data
+    files["record_edited"] = (folder / "record_edited.tflite", "record does not match")
+    files["record_edited"][0].write_bytes(edited)
+    # Rebuilt records (checksum recomputed) asking for huge buffers: bounded, refused before any work.
+    for name, key, value in (("huge_rate", "sample_rate", 10**9), ("huge_fft", "n_fft", 2**20)):
+        huge = json.loads(json.dumps(record))
+        huge["config"]["audio"][key] = value
+        huge["export"]["record_sha256"] = record_digest(huge)
+        files[name] = (
+            rewrite_tflite(src, folder / f"{name}.tflite", _json(huge)),
+            f"invalid config: invalid value for 'audio.{key}'",
+        )
     return files
 
 
@@ -251,6 +268,7 @@ def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
     """Whatever model is shipped: the .tflite records the .keras weights' checksum and config, and computes
     the same masks (rerun scripts/make_tflite.py when default.keras changes)."""
     from cunet.engines.loading import default_model, load_engine, read_keras_provenance
+    from cunet.settings import ChunkSettings
 
     lite, config, record = load_engine()
     assert isinstance(lite, LiteRTEngine) and default_model() == DEFAULT_TFLITE

@@ -75,17 +75,17 @@ EARLY = [
     (
         "duration_0",
         ["song.wav", "--duration", "0"],
-        "--duration must be a positive number of seconds, got 0.0",
+        "--duration must be a number of seconds in (0, 864000], got 0.0",
     ),
     (
         "duration_nan",
         ["song.wav", "--duration", "nan"],
-        "--duration must be a positive number of seconds, got nan",
+        "--duration must be a number of seconds in (0, 864000], got nan",
     ),
     (
         "start_negative",
         ["song.wav", "--start", "-1"],
-        "--start must be a number of seconds >= 0, got -1.0",
+        "--start must be a number of seconds in [0, 864000], got -1.0",
     ),
     (
         "raw_without_rate",

@@ -217,6 +217,8 @@ def _check(args: argparse.Namespace) -> None:
             )
     if args.inputs.count("-") > 1:
         raise UserError("stdin (-) can be read once")
+    if "-" in args.inputs and sys.stdin is None:
+        raise UserError("stdin is closed; pipe audio into it or name input files")
     if "-" in args.inputs and sys.stdin.isatty():
         raise UserError(
             "stdin is a terminal; pipe audio into it, e.g. ffmpeg -i song.mp3 -f wav - | separate - ..."
@@ -254,6 +256,8 @@ def _check_stream(args: argparse.Namespace) -> None:
         raise UserError("--stream separates one input: a file or - (stdin)")
     out = args.outdir or "-"
     if out == "-":
+        if sys.stdout is None:
+            raise UserError("stdout is closed; give -o FILE or pipe the stream on")
         if sys.stdout.isatty():
             raise UserError(
                 "stdout is a terminal; pipe the stream on (e.g. | ffplay -f f32le ...) or give -o FILE"
@@ -270,7 +274,12 @@ def _output(args: argparse.Namespace) -> Any:
     from ..io.output import OutputSettings
 
     bits = args.bits or ("32f" if args.float32 or args.stream else "16")
-    return OutputSettings(args.format or "wav", bits, args.clip, args.mp3_bitrate or 320)
+    return OutputSettings(
+        args.format or "wav",
+        bits,
+        args.clip,
+        320 if args.mp3_bitrate is None else args.mp3_bitrate,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

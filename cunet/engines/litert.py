@@ -14,14 +14,16 @@ shape, float32 in and out whatever the quantization:
 
 (a plain U-Net has no condition input.) Its provenance record is embedded as the flatbuffer metadata
 entry "cunet.json" (the same record as a `.keras` file's, plus an "export" section: STFT, chunk and
-overlap, instruments, post-processing, quantization, the source weights' SHA-256, and a SHA-256 of
-the file's own buffers, checked on load so modified weights are refused). Every failure to read one
+overlap, instruments, post-processing, quantization, the source weights' SHA-256, a SHA-256 of
+the file's own buffers and one of the record itself, both checked on load so modified weights or a
+modified record are refused). Every failure to read one
 is a one-line `ModelError`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,14 @@ def buffers_digest(data: bytes | bytearray | memoryview, skip: int | None = None
         digest.update(len(chunk).to_bytes(8, "little"))
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of a parsed record without its own `export.record_sha256`, in a canonical JSON form.
+    The record holds `export.buffers_sha256`, so this digest binds record and weights together."""
+    export = {k: v for k, v in record.get("export", {}).items() if k != "record_sha256"}
+    text = json.dumps({**record, "export": export}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _record_entry(data: bytes) -> tuple[bytes | None, int | None]:
@@ -141,6 +151,11 @@ def read_tflite(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     if digest != export.get("buffers_sha256"):
         raise ModelError(
             f"model file '{path}' has been modified: its weights do not match their recorded checksum"
+        )
+    if export.get("record_sha256") != record_digest(record):
+        raise ModelError(
+            f"model file '{path}' has been modified: its {METADATA_NAME} record does not match its "
+            "recorded checksum (or it predates record checksums: re-export it)"
         )
     return data, record
 

@@ -38,6 +38,7 @@ from ..engines.litert import (
     METADATA_NAME,
     TFLITE_FORMAT,
     buffers_digest,
+    record_digest,
 )
 from ..errors import DataError, ExportError, literal
 from ..io.atomic import write_bytes_atomic
@@ -172,7 +173,8 @@ def convert(
 
 
 def embed_record(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
-    """The model with `record` (plus "export"."buffers_sha256" of its buffers) as metadata "cunet.json"."""
+    """The model with `record` (plus "export"."buffers_sha256" of its buffers and
+    "export"."record_sha256" of the record) as metadata "cunet.json"."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -181,10 +183,10 @@ def embed_record(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
         flatbuffer_utils.convert_object_to_bytearray(model)
     )  # canonical layout, then digest
     record = {**record, "export": {**record["export"], "buffers_sha256": buffers_digest(data)}}
+    record = json.loads(json.dumps(record, default=str))  # as a reader will parse it
+    record["export"]["record_sha256"] = record_digest(record)
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(
-        json.dumps(record, indent=2, sort_keys=True, default=str).encode(), np.uint8
-    )
+    buffer.data = np.frombuffer(json.dumps(record, indent=2, sort_keys=True).encode(), np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = METADATA_NAME

@@ -21,6 +21,23 @@ PARTIAL_SUFFIX = ".cunet-partial"
 _PARTIAL_NAME = re.compile(r"\.(\d+)\.[0-9a-f]+" + re.escape(PARTIAL_SUFFIX))
 
 
+def make_dirs(path: str | os.PathLike) -> None:
+    """`path` and its missing parents, like `os.makedirs(path, exist_ok=True)` but iterative: no
+    depth of folders exhausts Python's recursion limit."""
+    path = Path(path)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        if not folder.is_dir():
+            raise FileExistsError(17, "File exists", str(folder))
+
+
 class StagedFile:
     """A hidden partial file for `path`; `commit()` renames it into place, `abort()` removes it.
 
@@ -44,7 +61,7 @@ class StagedFile:
         overwrite=False never replaces an existing `path`, not even one that appeared a moment ago
         (another process): FileExistsError then, and the partial is kept for `abort()`.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         if overwrite:
             os.replace(self.partial, self.path)
             return self.path
@@ -71,7 +88,7 @@ def atomic_path(path: str | os.PathLike, ext: str = "", overwrite: bool = True) 
     """Yield a partial path to write; on success it is renamed to `path`, on any exception (Ctrl-C too)
     it is removed. `ext` as for `StagedFile`."""
     staged = StagedFile(path, ext=ext)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(Path(path).parent)
     try:
         yield staged.partial
         staged.commit(overwrite)

@@ -10,6 +10,7 @@ An `Excerpt` is read by seeking (soundfile) or by ffmpeg's input seeking
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +70,14 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
+MIN_RATE = (
+    1000  # Hz; below, a few bytes stand for hours of audio once resampled to the model's rate
+)
+MAX_RATE = 768_000
+# --start / --duration: 10 days; more is no audio anyone has, and it keeps sample counts exact integers.
+MAX_SECONDS = 864_000.0
+
+
 def input_stem(path: str | os.PathLike) -> str:
     """Output folder name for an input: the file name without its extension(s) (`x.stem.mp4` -> `x`)."""
     name = Path(path).name
@@ -103,15 +113,18 @@ class Excerpt:
     duration: float | None = None
 
     def validate(self) -> Excerpt:
-        """Self, or UserError naming `start` or `duration` for negative, zero or non-finite values."""
-        if not _finite(self.start) or self.start < 0:
+        """Self, or UserError naming `start` or `duration` for negative, zero, non-finite or huge values."""
+        if not _finite(self.start) or not 0 <= self.start <= MAX_SECONDS:
             raise UserError(
-                f"{{start}} must be a number of seconds >= 0, got {self.start!r}",
+                f"{{start}} must be a number of seconds in [0, {MAX_SECONDS:g}], got {self.start!r}",
                 names={"start": "start"},
             )
-        if self.duration is not None and (not _finite(self.duration) or self.duration <= 0):
+        if self.duration is not None and (
+            not _finite(self.duration) or not 0 < self.duration <= MAX_SECONDS
+        ):
             raise UserError(
-                f"{{duration}} must be a positive number of seconds, got {self.duration!r}",
+                f"{{duration}} must be a number of seconds in (0, {MAX_SECONDS:g}], "
+                f"got {self.duration!r}",
                 names={"duration": "duration"},
             )
         return self
@@ -173,13 +186,13 @@ class AudioReader:
         import soundfile as sf
 
         try:
-            self._file = sf.SoundFile(str(source))
+            self._file = open_soundfile(source)
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             if source is self.path and ffmpeg_available():
                 # Misnamed or exotic files: let ffmpeg try before giving up.
                 try:
                     source = self._decode_with_ffmpeg()
-                    self._file = sf.SoundFile(str(source))
+                    self._file = open_soundfile(source)
                 except AudioError:
                     self.close()
                     raise
@@ -203,10 +216,21 @@ class AudioReader:
                     names={"start": "start"},
                 )
             raise AudioError(f"{self.path}: contains no audio samples")
-        if f.samplerate <= 0:
+        if not MIN_RATE <= f.samplerate <= MAX_RATE:
             self.close()
-            raise AudioError(f"{self.path}: invalid sample rate {f.samplerate}")
+            raise AudioError(
+                f"{self.path}: unsupported sample rate {f.samplerate} Hz "
+                f"(cunet reads {MIN_RATE} to {MAX_RATE} Hz)"
+            )
         n_frames = int(f.frames)
+        if seeked and self.excerpt.duration is not None:
+            # ffmpeg rounds a duration below one sample to "no limit": enforce the excerpt's length
+            try:
+                count = self.excerpt.frames(int(f.samplerate))[1]
+            except AudioError:
+                self.close()
+                raise
+            n_frames = min(n_frames, count if count is not None else n_frames)
         if not seeked and not self.excerpt.whole:
             try:
                 self._offset, count = self.excerpt.frames(int(f.samplerate))
@@ -251,7 +275,14 @@ class AudioReader:
             "wav",
             str(out),
         ]
+        before = self.path.stat().st_size
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        try:
+            shrank = self.path.stat().st_size < before  # ffmpeg decodes what it finds
+        except OSError:
+            shrank = True
+        if shrank:
+            raise AudioError(f"{self.path}: the file shrank or vanished while it was decoded")
         if "matches no streams" in proc.stderr:
             raise AudioError(f"{self.path}: no audio stream (a video-only or data file?)")
         if proc.returncode == 0 and out.exists() and seek:
@@ -267,10 +298,14 @@ class AudioReader:
         try:
             self._file.seek(self._offset)
             while left > 0:
-                block = self._file.read(min(block_size, left), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    return
+                want = min(block_size, left)
+                block = self._file.read(want, dtype="float32", always_2d=True)
                 left -= block.shape[0]
+                if block.shape[0] < want:
+                    raise AudioError(
+                        f"{self.path}: the file ended after {self.info.n_samples - left} of its "
+                        f"{self.info.n_samples} samples (it shrank while it was read?)"
+                    )
                 yield block
         except (
             RuntimeError,
@@ -283,9 +318,15 @@ class AudioReader:
         assert self._file is not None
         try:
             self._file.seek(self._offset)
-            return self._file.read(self.info.n_samples, dtype="float32", always_2d=True)
+            audio = self._file.read(self.info.n_samples, dtype="float32", always_2d=True)
         except (RuntimeError, OSError) as exc:
             raise AudioError(f"{self.path}: cannot decode audio ({short_reason(exc)})") from None
+        if audio.shape[0] < self.info.n_samples:
+            raise AudioError(
+                f"{self.path}: the file ended after {audio.shape[0]} of its {self.info.n_samples} "
+                "samples (it shrank while it was read?)"
+            )
+        return audio
 
     def close(self) -> None:
         if self._file is not None:
@@ -302,8 +343,25 @@ class AudioReader:
         self.close()
 
 
+def open_soundfile(path: str | os.PathLike, mode: str = "r", **kwargs: object) -> Any:
+    """A `soundfile.SoundFile` on `path` opened through a file descriptor: libsndfile then sees no
+    name, so names that are not UTF-8 or longer than its 1 kB limit (deep folders) work too.
+    Writing creates or truncates the file; kwargs go to SoundFile (format, subtype, ...)."""
+    import soundfile as sf
+
+    flags = os.O_RDONLY if mode == "r" else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        return sf.SoundFile(fd, mode, closefd=True, **kwargs)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
 def short_reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    reason = getattr(exc, "error_string", None)  # libsndfile's own words, without the file's name
+    text = (reason if isinstance(reason, str) and reason else str(exc)).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 
 

@@ -47,23 +47,60 @@ def scan_directory(
     exclude: Iterable[Path] = (),
     note: Callable[[str], None] | None = None,
 ) -> list[InputItem]:
-    """The audio files under `root` (see the module docstring); AudioError if there is none."""
-    excluded = {os.path.realpath(p) for p in exclude}
+    """The audio files under `root` (see the module docstring); AudioError if there is none, or if
+    `root` cannot be listed. A subfolder that cannot be listed is a note; the rest is still scanned.
+    Iterative (an explicit stack), so no depth of folders exhausts Python's recursion limit."""
+    excluded = set()  # (device, inode) of folders not to scan: no realpath per folder (deep trees)
+    for p in exclude:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        excluded.add((st.st_dev, st.st_ino))
     found: list[tuple[tuple, InputItem]] = []
     subfolders: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
-        here = Path(dirpath)
-        rel = here.relative_to(root)
-        keep = []
-        for d in sorted(dirnames):
-            if d.startswith(".") or os.path.realpath(here / d) in excluded:
+    stack: list[tuple[str, ...]] = [()]
+    while stack:
+        rel_parts = stack.pop()
+        here = root.joinpath(*rel_parts)
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if not rel_parts:
+                raise AudioError(
+                    f"{root}: cannot list the folder ({exc.strerror or exc})"
+                ) from None
+            if note is not None:
+                note(f"{here}: skipped (cannot list the folder: {exc.strerror or exc})")
+            continue
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry)
+        children = []
+        for entry in dirs:
+            name = entry.name
+            if name.startswith("."):
                 continue
-            if recursive:
-                keep.append(d)
-            else:
-                subfolders.append(d)
-        dirnames[:] = keep
-        for name in filenames:
+            try:
+                st = entry.stat()
+                if (st.st_dev, st.st_ino) in excluded:
+                    continue
+            except OSError:
+                pass
+            if not recursive:
+                subfolders.append(name)
+            elif not entry.is_symlink():  # no loops through links
+                children.append((*rel_parts, name))
+        stack.extend(reversed(children))  # visited in order, as notes are printed
+        folder = "/".join(rel_parts)
+        for entry in files:
+            name = entry.name
             if name.startswith("."):
                 continue
             path = here / name
@@ -71,8 +108,7 @@ def scan_directory(
                 if note is not None:
                     note(f"{path}: skipped (not an audio file)")
                 continue
-            folder = "" if rel == Path(".") else rel.as_posix()
-            key = (tuple(p.casefold() for p in rel.parts), name.casefold(), rel.parts, name)
+            key = (tuple(p.casefold() for p in rel_parts), name.casefold(), rel_parts, name)
             found.append((key, InputItem(str(path), input_stem(name), folder)))
     if note is not None:
         for d in subfolders:
@@ -81,10 +117,6 @@ def scan_directory(
         hint = "" if recursive else " (-r looks in subfolders too)"
         raise AudioError(f"{root}: no audio files in this folder{hint}")
     return [item for _, item in sorted(found, key=lambda pair: pair[0])]
-
-
-def _raise(exc: OSError) -> None:
-    raise AudioError(f"{exc.filename}: cannot list the folder ({exc.strerror or exc})")
 
 
 def expand_inputs(

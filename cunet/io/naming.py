@@ -11,7 +11,8 @@ Path components that come out empty are dropped, so "{folder}/{track}" is "track
 directly. Nothing else is allowed: no other field, no positional `{0}` or `{}`, no attribute or index
 access (`{stem.__class__}`, `{stem[0]}`), no conversion (`{track!r}`), no format spec but a width for
 `{index}`; and no absolute template, no `.` or `..` component, from the template or from a value. So a
-template cannot write outside OUTDIR, whatever the inputs are called.
+template cannot write outside OUTDIR, whatever the inputs are called. Nor can an output be named like
+a partial file (`.cunet-partial`), which a later run would remove as a dead process's leftover.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import UserError, literal
+from .atomic import PARTIAL_SUFFIX
 
 # how error messages name the template: the API's parameter (the CLI shows its option)
 _NAMES = {"filename": "filename"}
@@ -52,6 +54,11 @@ class FilenameTemplate:
             raise error(f"give a relative path template of 1 to {MAX_TEMPLATE} characters")
         if "\x00" in text:
             raise error("contains a NUL character")
+        if PARTIAL_SUFFIX in text:
+            raise error(
+                f"names containing '{PARTIAL_SUFFIX}' are cunet's partial files, which later "
+                "runs remove"
+            )
         if text.startswith("/"):
             raise error("must be relative to the output directory, not an absolute path")
         try:
@@ -105,6 +112,15 @@ class FilenameTemplate:
             raise UserError(
                 "{filename} "
                 + literal(f"'{self.text}' gives '{text}', which is not a path inside OUTDIR"),
+                names=_NAMES,
+            )
+        if PARTIAL_SUFFIX in parts[-1]:
+            raise UserError(
+                "{filename} "
+                + literal(
+                    f"'{self.text}' gives '{text}', a name like cunet's partial files, which "
+                    "later runs remove"
+                ),
                 names=_NAMES,
             )
         return PurePosixPath(*parts)

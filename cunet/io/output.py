@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioError, UserError, literal
+from .atomic import make_dirs
+from .audio import open_soundfile
 from .writer import BITS, OUTPUT_FORMATS, AtomicAudioWriter
 
 CLIP_MODES = ("rescale", "clamp", "none")
@@ -189,10 +191,9 @@ class StemFiles:
 
 
 def _copy_scaled(source: Path, target: AtomicAudioWriter, gain: float) -> None:
-    import soundfile as sf
 
     try:
-        with sf.SoundFile(str(source)) as f:
+        with open_soundfile(source) as f:
             while True:
                 block = f.read(_BLOCK, dtype="float32", always_2d=True)
                 if not block.shape[0]:
@@ -231,11 +232,17 @@ def prepare_outdir(outdir: Path, outputs: Iterable[Path]) -> None:
     not a directory, or OUTDIR or an existing output folder is not writable."""
     outputs = list(outputs)
     for p in outputs:
-        for d in [outdir, *(a for a in reversed(p.parents) if outdir in a.parents)]:
+        try:
+            parts = p.relative_to(outdir).parts[:-1]
+        except ValueError:
+            parts = ()
+        d = outdir
+        for part in (None, *parts):
+            d = d if part is None else d / part
             if d.exists() and not d.is_dir():
                 raise AudioError(f"output path '{d}' exists and is not a directory")
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
+        make_dirs(outdir)
     except OSError as exc:
         raise AudioError(f"cannot create output directory '{outdir}': {exc.strerror}") from None
     if not os.access(outdir, os.W_OK | os.X_OK):

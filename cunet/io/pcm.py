@@ -25,8 +25,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import AudioError, UserError, literal
-from .atomic import StagedFile
-from .audio import Excerpt
+from .atomic import StagedFile, make_dirs
+from .audio import MAX_RATE, MIN_RATE, Excerpt
 
 RAW_ENCODINGS: dict[str, tuple[str, int]] = {
     "f32le": ("<f4", 4),
@@ -37,7 +37,8 @@ INPUT_ENCODINGS = ("f32le", "s16le", "s24le")
 # bytes per sample of every encoding, WAV's too
 _SAMPLE_BYTES = {"u8": 1, "s16le": 2, "s24le": 3, "s32le": 4, "f32le": 4, "f64le": 8}
 BITS_ENCODING = {"16": "s16le", "24": "s24le", "32f": "f32le"}  # --bits -> raw output encoding
-MAX_RATE = 768_000
+MAX_CHANNELS = 2  # what cunet separates; more is refused from the header, before any sample is read
+_MAX_FMT_CHUNK = 1024  # bytes; a real `fmt ` chunk is 16 to 40
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes streaming writers put in WAV headers (ffmpeg, sox)
 _MAX_SKIPPED_CHUNK = 16 << 20  # bytes of non-audio WAV chunks read past before "data"
 # the API's names of the raw-PCM settings, as error messages show them
@@ -58,9 +59,10 @@ class RawFormat:
                 f"unknown {{raw_format}} '{self.encoding}' (valid: {', '.join(INPUT_ENCODINGS)})",
                 names=RAW_NAMES,
             )
-        if not 0 < self.sample_rate <= MAX_RATE:
+        if not MIN_RATE <= self.sample_rate <= MAX_RATE:
             raise UserError(
-                f"{{raw_rate}} must be a sample rate in Hz in (0, {MAX_RATE}], got {self.sample_rate}",
+                f"{{raw_rate}} must be a sample rate in Hz in [{MIN_RATE}, {MAX_RATE}], "
+                f"got {self.sample_rate}",
                 names=RAW_NAMES,
             )
         if self.n_channels not in (1, 2):
@@ -168,6 +170,11 @@ class StreamReader:
             if chunk_id == b"data":
                 break
             if chunk_id == b"fmt ":
+                if size > _MAX_FMT_CHUNK:
+                    raise AudioError(
+                        f"{self.name}: invalid WAV header (a format chunk of {size} bytes; "
+                        f"at most {_MAX_FMT_CHUNK} expected)"
+                    )
                 fmt = self._exact(size + (size & 1), "the WAV format chunk")[:size]
                 continue
             skipped += size + (size & 1)
@@ -201,6 +208,15 @@ class StreamReader:
         if not 0 < rate <= MAX_RATE or channels < 1 or align != channels * bits // 8:
             raise AudioError(
                 f"{self.name}: invalid WAV header ({channels} channels, {rate} Hz, {bits} bits)"
+            )
+        if channels > MAX_CHANNELS:
+            raise AudioError(
+                f"{self.name}: {channels} channels are not supported; only mono and stereo "
+                "(downmix first, e.g. ffmpeg -i in.wav -ac 2 -f wav -)"
+            )
+        if rate < MIN_RATE:
+            raise AudioError(
+                f"{self.name}: a sample rate of {rate} Hz is too low (at least {MIN_RATE} Hz)"
             )
         self.encoding, self.sample_rate, self.n_channels = encoding, int(rate), int(channels)
         self._left = None if size in _UNKNOWN_SIZES else size
@@ -241,7 +257,11 @@ class StreamReader:
 
 
 def _decode_any(data: bytes, encoding: str, n_channels: int) -> np.ndarray:
-    """`decode` plus the WAV-only encodings (unsigned 8-bit, 32-bit integer, 64-bit float)."""
+    """`decode` plus the WAV-only encodings (unsigned 8-bit, 32-bit integer, 64-bit float).
+    float64 beyond float32's range becomes inf (refused later as non-finite), without NumPy's warning."""
+    if encoding == "f64le":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.frombuffer(data, "<f8").astype(np.float32).reshape(-1, n_channels)
     if encoding == "u8":
         return ((np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128).reshape(
             -1, n_channels
@@ -252,8 +272,6 @@ def _decode_any(data: bytes, encoding: str, n_channels: int) -> np.ndarray:
             .astype(np.float32)
             .reshape(-1, n_channels)
         )
-    if encoding == "f64le":
-        return np.frombuffer(data, "<f8").astype(np.float32).reshape(-1, n_channels)
     return decode(data, encoding, n_channels)
 
 
@@ -348,7 +366,7 @@ class PcmSink:
                 )
             self._staged = StagedFile(self.path)
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_dirs(self.path.parent)
                 fd = os.open(self._staged.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except OSError as exc:
                 raise AudioError(f"cannot write '{self.path}': {exc.strerror or exc}") from None

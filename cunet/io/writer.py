@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import AudioError, literal
 from .atomic import StagedFile
-from .audio import ffmpeg_available, short_reason
+from .audio import ffmpeg_available, open_soundfile, short_reason
 
 __all__ = ["BITS", "OUTPUT_FORMATS", "AtomicAudioWriter", "write_audio"]
 
@@ -63,8 +63,8 @@ class AtomicAudioWriter:
         file_format = "WAV" if fmt in ("wav", "mp3") else "FLAC"
         subtype = "FLOAT" if floats else _SUBTYPES[bits]
         try:
-            self._file = sf.SoundFile(
-                str(self.partial),
+            self._file = open_soundfile(
+                self.partial,
                 "w",
                 samplerate=sample_rate,
                 channels=n_channels,
@@ -73,7 +73,9 @@ class AtomicAudioWriter:
             )
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             self._staged.abort()  # e.g. a full disk: the file may exist with 0 bytes
-            reason = short_reason(exc).replace(f"Error opening '{self.partial}': ", "")
+            reason = short_reason(exc)
+            if reason.startswith("Error opening "):  # it names the hidden partial file
+                reason = reason.split(": ", 1)[-1]
             raise AudioError(
                 f"cannot write '{self.path}' (disk full or not writable?): {reason}"
             ) from None
