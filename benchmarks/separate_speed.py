@@ -32,23 +32,55 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES: dict[str, str] = {"all four": "all", "vocals": "vocals"}
+PARTS = (
+    "load_s",
+    "network_s",
+    "dsp_s",
+    "decode_s",
+    "encode_s",
+)  # of the wall time, measured in the worker
 WORKER = """
 import json, sys, time
 t0 = time.perf_counter()
 import cunet.separator as S
+from cunet.chunk_separator import ChunkSeparator
+from cunet.io.audio import AudioReader
+from cunet.io.writer import AtomicAudioWriter
 from cunet.cli import main
-loads = []
-original = S.Separator.from_pretrained.__func__
-def timed(cls, *args, **kwargs):
-    start = time.perf_counter()
-    try:
-        return original(cls, *args, **kwargs)
-    finally:
-        loads.append(time.perf_counter() - start)
-S.Separator.from_pretrained = classmethod(timed)
+spent = {"load": 0.0, "network": 0.0, "chunks": 0.0, "decode": 0.0, "encode": 0.0}
+def timed(key, function):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[key] += time.perf_counter() - start
+    return wrapper
+S.Separator.from_pretrained = classmethod(timed("load", S.Separator.from_pretrained.__func__))
+separate_chunk = ChunkSeparator.separate_chunk
+def chunk(self, *args, **kwargs):
+    if "masks" not in vars(self.engine):  # the network: the engine's masks, whatever the engine
+        self.engine.masks = timed("network", self.engine.masks)
+    return separate_chunk(self, *args, **kwargs)
+ChunkSeparator.separate_chunk = timed("chunks", chunk)
+blocks = AudioReader.blocks
+def timed_blocks(self, *args, **kwargs):
+    source = blocks(self, *args, **kwargs)
+    step = timed("decode", next)
+    while True:
+        try:
+            yield step(source)
+        except StopIteration:
+            return
+AudioReader.blocks = timed_blocks
+AudioReader.__init__ = timed("decode", AudioReader.__init__)
+for name in ("__init__", "write", "finish", "commit"):
+    setattr(AtomicAudioWriter, name, timed("encode", getattr(AtomicAudioWriter, name)))
 code = main(sys.argv[1:])
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-print(json.dumps({"code": code, "load_s": loads[0] if loads else None, "in_process_s": time.perf_counter() - t0,
+print(json.dumps({"code": code, "load_s": spent["load"], "network_s": spent["network"],
+                  "dsp_s": spent["chunks"] - spent["network"], "decode_s": spent["decode"],
+                  "encode_s": spent["encode"], "in_process_s": time.perf_counter() - t0,
                   "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
                   "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))[:1]}))
 """
@@ -156,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     print(
-        f"{'song':>7s} {'case':9s} {'engine':10s} {'wall s':>7s} {'load s':>7s} {'x realtime':>10s} "
+        f"{'song':>7s} {'case':9s} {'engine':10s} {'wall s':>7s} {'load s':>7s} {'net s':>6s} "
+        f"{'dsp s':>6s} {'dec s':>6s} {'enc s':>6s} {'other s':>7s} {'x realtime':>10s} "
         f"{'peak RSS MiB':>12s}  per repeat (wall s)"
     )
     with tempfile.TemporaryDirectory(prefix="cunet-sepbench-") as tmp:
@@ -169,13 +202,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for name, model in engines.items():
                         runs[name].append(run_cli(model, audio, instrument, tmp_dir / "out"))
                 for name, results in runs.items():
-                    wall = statistics.median(r["wall_s"] for r in results)
-                    load_s = statistics.median(r["load_s"] for r in results)
+                    med = {
+                        key: statistics.median(r[key] for r in results)
+                        for key in (
+                            "wall_s",
+                            "load_s",
+                            "network_s",
+                            "dsp_s",
+                            "decode_s",
+                            "encode_s",
+                        )
+                    }
+                    other = statistics.median(
+                        r["wall_s"] - sum(r[k] for k in PARTS) for r in results
+                    )
                     peak = statistics.median(r["peak_rss_mib"] for r in results)
                     walls = ", ".join(f"{r['wall_s']:.2f}" for r in results)
                     tf = " (TensorFlow imported)" if results[0]["heavy"] else ""
                     print(
-                        f"{seconds:6g}s {case:9s} {name:10s} {wall:7.2f} {load_s:7.2f} {seconds / wall:10.1f} "
+                        f"{seconds:6g}s {case:9s} {name:10s} {med['wall_s']:7.2f} {med['load_s']:7.2f} "
+                        f"{med['network_s']:6.2f} {med['dsp_s']:6.2f} {med['decode_s']:6.2f} "
+                        f"{med['encode_s']:6.2f} {other:7.2f} {seconds / med['wall_s']:10.1f} "
                         f"{peak:12.0f}  {walls}{tf}",
                         flush=True,
                     )
@@ -183,7 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(os, "getloadavg"):
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(
-        "wall = process start to stems written (CLI, fresh process); load = Separator.from_pretrained inside it; "
+        "wall = process start to stems written (CLI, fresh process); load = Separator.from_pretrained "
+        "inside it; net = the engine's masks (the network); dsp = the rest of each chunk's separation "
+        "(STFT, post-processing, inverse STFT); dec = opening and decoding the input; enc = writing "
+        "the stems; other = wall minus those (Python start-up, imports, cross-fades, resampling); "
         "x realtime = song seconds / wall; peak RSS = VmHWM of the whole process."
     )
     return 0

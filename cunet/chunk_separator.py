@@ -1,10 +1,12 @@
 """The per-chunk computation, written once for every engine.
 
 `ChunkSeparator` does with NumPy what every `MaskEngine` shares: STFT (`cunet.dsp`) -> magnitude of
-the model's bins in its layout -> frames padded to the engine's multiple -> `engine.masks` -> crop ->
-masks of all conditions post-processed together (the `cunet.postprocess` step: none, ratio or Wiener)
--> top bins filled -> applied to the complex STFT -> inverse STFT; and the channel mapping of inputs
-to the model (mono through a stereo model, stereo through a mono one).
+the model's bins, computed once, written straight into the model's layout with the frames padded to
+the engine's multiple -> `engine.masks` -> crop -> masks of all conditions post-processed together
+(the `cunet.postprocess` step: none, ratio or Wiener) -> top bins filled -> applied to the complex
+STFT -> inverse STFT, the last three fused block by block in `dsp.istft` (no full-size masked copy);
+and the channel mapping of inputs to the model (mono through a stereo model, stereo through a mono
+one).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from . import dsp
 from .engines.base import MaskEngine
 from .errors import AudioError, ModelError
-from .postprocess import Postprocess
+from .postprocess import MaskBlock, Postprocess
 
 
 def check_channels(n_channels: int, prefix: str = "") -> None:
@@ -47,23 +49,22 @@ class ChunkSeparator:
         [n_cond, n_instruments] -> stems float32 [n_out, n_groups, n_samples, n_channels] of the
         conditions `outputs` (default: all), after post-processing the masks of all conditions together."""
         a = self.audio
-        n_samples = waveform.shape[1]
+        n_groups, n_samples, n_channels = waveform.shape
         spec = dsp.stft(
             np.transpose(waveform, (0, 2, 1)), a.n_fft, a.hop_length
         )  # [G, ch, F, freq]
-        magnitude = np.transpose(np.abs(spec[..., : a.n_bins]), (0, 3, 2, 1))  # [G, bins, F, ch]
-        n_frames = magnitude.shape[2]
+        n_frames = spec.shape[2]
         multiple = self.engine.frame_multiple
         padded = (
             -(-n_frames // multiple) * multiple
         )  # the U-Net needs whole multiples of its stride
-        magnitude = np.pad(magnitude, [(0, 0), (0, 0), (0, padded - n_frames), (0, 0)])
-        masks = self.engine.masks(np.ascontiguousarray(magnitude, np.float32), conditions)[
-            :, :, :, :n_frames
-        ]
-        del magnitude  # not needed past the engine: less memory held while the stems are built
+        magnitude = np.empty((n_groups, a.n_bins, padded, n_channels), np.float32)  # model layout
+        magnitude[:, :, n_frames:] = 0.0
+        np.abs(np.transpose(spec[..., : a.n_bins], (0, 3, 2, 1)), out=magnitude[:, :, :n_frames])
+        masks = self.engine.masks(magnitude, conditions)[:, :, :, :n_frames]  # [C, G, bins, F, ch]
+        del magnitude
         keep = list(range(masks.shape[0])) if outputs is None else list(outputs)
-        stems = np.empty((len(keep), waveform.shape[0], n_samples, waveform.shape[2]), np.float32)
+        stems = np.empty((len(keep), n_groups, n_samples, n_channels), np.float32)
         if self.postprocess.mode == "wiener":  # needs every condition's full-band mask at once
             full = dsp.expand_mask_bins(
                 np.transpose(masks, (0, 1, 4, 3, 2)), a.n_fft
@@ -73,15 +74,16 @@ class ChunkSeparator:
                 stems[i] = np.transpose(
                     dsp.istft(estimates[c], n_samples, a.n_fft, a.hop_length), (0, 2, 1)
                 )
-            return stems  # [C', G, n, ch]
-        # none / ratio: one output and one channel at a time, which bounds the full-band estimate and
-        # the inverse STFT's buffers to a channel's (a stereo chunk's peak memory is what matters)
-        for i, mask in enumerate(self.postprocess.each_mask(masks, keep)):
-            mask = np.transpose(mask, (0, 3, 2, 1))  # [G, ch, F, bins]
-            for ch in range(spec.shape[1]):
-                estimate = dsp.apply_mask(spec[:, ch], mask[:, ch])  # [G, F, freq]
-                stems[i, :, :, ch] = dsp.istft(estimate, n_samples, a.n_fft, a.hop_length)
-                del estimate
+            return stems
+        # none / ratio: each output's mask is made a block of frames at a time, inside the inverse STFT
+        for i, block in enumerate(self.postprocess.mask_blocks(masks, keep)):
+
+            def mask(frames: slice, block: MaskBlock = block) -> np.ndarray:
+                return np.transpose(block((slice(None), slice(None), frames)), (0, 3, 2, 1))
+
+            stems[i] = np.transpose(
+                dsp.istft(spec, n_samples, a.n_fft, a.hop_length, mask=mask), (0, 2, 1)
+            )
         return stems  # [C', G, n, ch]
 
     def __call__(

@@ -169,7 +169,7 @@ def overlap_add_stream(
     """
     chunk, hop, overlap, n = plan.chunk, plan.hop, plan.overlap, plan.n_samples
     total = None if n is None else plan.n_chunks
-    window = crossfade_window(chunk, overlap)[None, :, None]
+    ramp = crossfade_window(chunk, overlap)[None, :overlap, None]  # the window is one in between
     data = np.zeros((overlap, n_channels), np.float32)  # padded signal from position buf_start
     buf_start = 0
     consumed = 0  # real input samples taken so far
@@ -218,7 +218,9 @@ def overlap_add_stream(
             or np.may_share_memory(out, local)
         ):
             out = out.copy()  # weighted in place below: never write into the input
-        out *= window
+        if overlap:  # cross-fade weights in place: only the ramps, the rest is multiplied by one
+            out[:, :overlap] *= ramp
+            out[:, chunk - overlap :] *= ramp[:, ::-1]
         if (
             acc is not None
         ):  # the previous chunk's tail (a block of it may still be in use: not modified)

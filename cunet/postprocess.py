@@ -12,8 +12,9 @@ A conditioned model gives one mask per instrument, each computed on its own. Mod
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .errors import UserError
 
 MASK_EPS = 1e-6  # keeps normalised masks finite where every mask is zero
 MODES: tuple[str, ...] = ("none", "ratio", "wiener")
+MaskBlock = Callable[[Any], np.ndarray]  # index into one condition's masks -> that part of its mask
 
 
 def ratio_masks(masks: np.ndarray, axis: int = 0, power: float = 1.0) -> np.ndarray:
@@ -78,19 +80,36 @@ class Postprocess:
         or normalised over all conditions ("ratio", as `ratio_masks` but never holding more than one
         normalised mask). masks: [n_cond, ...] in any layout. "wiener" estimates are not masks of the
         mixture: use `__call__`."""
+        for block in self.mask_blocks(masks, keep):
+            yield block(...)
+
+    def mask_blocks(self, masks: np.ndarray, keep: Sequence[int]) -> Iterator[MaskBlock]:
+        """As `each_mask`, lazily: for each condition in `keep`, a function of an index into masks[c]
+        (e.g. a block of frames) returning that part of its mask, so that no normalised mask is built
+        whole. "ratio" divides by the sum over conditions, computed once here (as its reciprocal)."""
         if self.mode == "wiener":
             raise ValueError(
                 "Wiener estimates are not masks; call the Postprocess with the mixture"
             )
         if self.mode == "none":
-            yield from (masks[c] for c in keep)
+            for c in keep:
+                yield masks[c].__getitem__
             return
         powered = np.asarray(masks, np.float32)
         if self.power != 1.0:
             powered = powered ** np.float32(self.power)
-        total = powered.sum(axis=0) + np.float32(MASK_EPS * powered.shape[0])
+        scale = powered.sum(axis=0)
+        scale += np.float32(MASK_EPS * powered.shape[0])
+        np.reciprocal(scale, out=scale)
+        eps = np.float32(MASK_EPS)
         for c in keep:
-            yield (powered[c] + np.float32(MASK_EPS)) / total
+
+            def block(index: Any, c: int = c) -> np.ndarray:
+                part = powered[c][index] + eps
+                part *= scale[index]
+                return part
+
+            yield block
 
     def __call__(self, masks: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """masks float32 [n_cond, n_groups, ch, F, n_freq], mixture complex64 [n_groups, ch, F, n_freq]

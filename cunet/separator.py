@@ -300,7 +300,11 @@ class Separator:
         blocks = self._stream(
             [x], plan, x.shape[0], sample_rate, x.shape[1], names, on_chunk=bar.update
         )
-        result = np.concatenate(list(blocks), axis=1)
+        result = np.empty((len(names), x.shape[0], x.shape[1]), np.float32)
+        filled = 0
+        for block in blocks:  # each block written once as it comes: no list of blocks held
+            result[:, filled : filled + block.shape[1]] = block
+            filled += block.shape[1]
         bar.close()
         return {name: (result[i, :, 0] if squeeze else result[i]) for i, name in enumerate(names)}
 

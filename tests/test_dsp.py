@@ -59,14 +59,25 @@ def test_expand_mask_bins_repeats_top_bin() -> None:
     assert dsp.expand_mask_bins(full, n_fft=16) is full
 
 
-def test_apply_mask_equals_the_expanded_mask_times_the_spectrogram() -> None:
+@pytest.mark.parametrize("n_frames", [1, 5, dsp.BLOCK_FRAMES, dsp.BLOCK_FRAMES * 2 + 3])
+@pytest.mark.parametrize("n_fft,hop", [(16, 4), (16, 5)])
+def test_istft_with_a_mask_equals_the_expanded_mask_times_the_spectrogram(
+    n_frames: int, n_fft: int, hop: int
+) -> None:
+    """The fused path (mask applied block by block inside the inverse) against the plain one."""
     rng = np.random.default_rng(5)
-    spec = (rng.standard_normal((2, 3, 9)) + 1j * rng.standard_normal((2, 3, 9))).astype(
-        np.complex64
-    )
-    mask = (
-        rng.uniform(0, 1, (2, 8, 3)).astype(np.float32).transpose(0, 2, 1)
-    )  # a strided view, 8 of 9 bins
-    out = dsp.apply_mask(spec, mask)
-    assert out.dtype == np.complex64 and out.shape == spec.shape
-    np.testing.assert_array_equal(out, dsp.expand_mask_bins(mask, n_fft=16) * spec)
+    n_freq = n_fft // 2 + 1
+    spec = (
+        rng.standard_normal((2, n_frames, n_freq)) + 1j * rng.standard_normal((2, n_frames, n_freq))
+    ).astype(np.complex64)
+    # a strided view, n_fft // 2 of the n_freq bins
+    mask = rng.uniform(0, 1, (2, n_fft // 2, n_frames)).astype(np.float32).transpose(0, 2, 1)
+    n_samples = (n_frames - 1) * hop
+    want = dsp.istft(dsp.expand_mask_bins(mask, n_fft) * spec, n_samples, n_fft, hop)
+    frames = np.fft.irfft(dsp.expand_mask_bins(mask, n_fft) * spec, n_fft).astype(np.float32)
+    plain = dsp.overlap_add(frames * dsp.inverse_window(n_fft, hop), hop)
+    left = n_fft - hop
+    np.testing.assert_allclose(want, plain[..., left : left + n_samples], atol=1e-6)
+    np.testing.assert_allclose(dsp.istft(spec, n_samples, n_fft, hop, mask=mask), want, atol=1e-6)
+    by_block = dsp.istft(spec, n_samples, n_fft, hop, mask=lambda f: mask[:, f])
+    np.testing.assert_allclose(by_block, want, atol=1e-6)

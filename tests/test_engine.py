@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from conftest import OnesEngine, synth_mixture
 
+from cunet import dsp
 from cunet.chunk_separator import ChunkSeparator
 from cunet.engines.base import MaskEngine, batch_conditions
 from cunet.engines.keras import KerasEngine
 from cunet.errors import ModelError
+from cunet.postprocess import Postprocess, ratio_masks
 
 
 class RecordingEngine(MaskEngine):
@@ -99,3 +101,63 @@ def test_keras_engine_masks_equal_the_mask_model(tiny_separator) -> None:
     ).numpy()
     np.testing.assert_allclose(masks.reshape(want.shape), want, atol=1e-6)
     assert not np.allclose(masks[0], masks[1])
+
+
+class SmoothEngine(MaskEngine):
+    """Masks that depend on the magnitude, the condition and the position (so every step matters)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    def masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+        weights = conditions @ np.arange(1, conditions.shape[1] + 1, dtype=np.float32)
+        bins = np.linspace(-2, 2, magnitude.shape[1], dtype=np.float32)[:, None, None]
+        logit = (
+            np.log1p(magnitude)[None] * weights[:, None, None, None, None]
+            - bins
+            - weights[:, None, None, None, None] * np.float32(0.5)
+        )
+        return (1 / (1 + np.exp(-logit))).astype(np.float32)
+
+
+def reference_separate_chunk(
+    engine: MaskEngine, post, waveform: np.ndarray, conditions: np.ndarray
+) -> np.ndarray:
+    """The chunk computation written plainly, full-size arrays at every step (the fused, blockwise path
+    must give the same stems): [G, n, ch] -> [C, G, n, ch]."""
+    a = engine.config.audio
+    n_fft, hop, n = a.n_fft, a.hop_length, waveform.shape[1]
+    left = n_fft - hop
+    extra = (-(n + 2 * left - n_fft)) % hop
+    x = np.pad(np.transpose(waveform, (0, 2, 1)), [(0, 0), (0, 0), (left, left + extra)])
+    n_frames = (x.shape[-1] - n_fft) // hop + 1
+    frames = np.stack([x[..., f * hop : f * hop + n_fft] for f in range(n_frames)], axis=-2)
+    spec = np.fft.rfft(frames * dsp.hann_window(n_fft), axis=-1)  # [G, ch, F, freq]
+    multiple = engine.frame_multiple
+    padded = -(-n_frames // multiple) * multiple
+    magnitude = np.transpose(np.abs(spec[..., : a.n_bins]), (0, 3, 2, 1)).astype(np.float32)
+    magnitude = np.pad(magnitude, [(0, 0), (0, 0), (0, padded - n_frames), (0, 0)])
+    masks = engine.masks(magnitude, conditions)[:, :, :, :n_frames]  # [C, G, bins, F, ch]
+    if post.mode == "ratio":
+        masks = ratio_masks(masks, axis=0, power=post.power)
+    full = dsp.expand_mask_bins(np.transpose(masks, (0, 1, 4, 3, 2)), n_fft)  # [C, G, ch, F, freq]
+    frames_out = np.fft.irfft(full * spec[None], n_fft, axis=-1) * dsp.inverse_window(n_fft, hop)
+    out = np.zeros((*frames_out.shape[:-2], (n_frames - 1) * hop + n_fft))
+    for f in range(n_frames):
+        out[..., f * hop : f * hop + n_fft] += frames_out[..., f, :]
+    return np.transpose(out[..., left : left + n], (0, 1, 3, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["none", "ratio"])
+@pytest.mark.parametrize("n_samples", [300, 128 * (dsp.BLOCK_FRAMES + 5)])
+def test_chunk_stems_equal_the_plain_computation(tiny_config, mode: str, n_samples: int) -> None:
+    x = synth_mixture(n_samples / 44100)[None]  # [1, n, 2]
+    engine = SmoothEngine(tiny_config)
+    post = Postprocess(mode, power=2.0 if mode == "ratio" else 1.0)
+    conditions = np.eye(4, dtype=np.float32)
+    got = ChunkSeparator(engine, post).separate_chunk(x, conditions)
+    want = reference_separate_chunk(engine, post, x, conditions)
+    assert got.shape == want.shape == (4, 1, n_samples, 2)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    kept = ChunkSeparator(engine, post).separate_chunk(x, conditions, outputs=[2, 0])
+    np.testing.assert_array_equal(kept, got[[2, 0]])
