@@ -239,13 +239,16 @@ class Separator:
                       force: bool = False, progress: bool = True, float32: bool = False, *,
                       output: OutputSettings | None = None, filename: str = DEFAULT_TEMPLATE,
                       track: str | None = None, folder: str = "", excerpt: Excerpt | None = None,
-                      notes: Callable[[str], None] | None = None) -> dict[str, Path]:
+                      notes: Callable[[str], None] | None = None,
+                      on_chunk: Callable[[], None] | None = None) -> dict[str, Path]:
         """Separate one file into `outdir/<input name>/<instrument>.<fmt>` (and `no_<instrument>` with residual).
 
         output: format, bits, clipping and mp3 bitrate (default: `fmt`, 16-bit or `float32`, clamped).
         filename: a `cunet.naming` template (fields track, stem, ext, index, folder); track (default: the
         file's name) and folder fill it. excerpt: separate only that part (seeking, not decoding it all).
         notes(line): told about clamped samples or a rescaling gain.
+        on_chunk(): called after each chunk (`plan(...).n_chunks` in all); an exception it raises stops the
+        work like any failure (nothing is written).
         Streams the file in bounded memory; outputs appear atomically only when complete. Without
         `force`, no existing file is replaced, not even one another process wrote meanwhile.
         Raises AudioError / UserError / ModelError with a one-line message on bad input.
@@ -278,7 +281,7 @@ class Separator:
 
                 block_size = max(4096, self.chunk // 4)
                 for est in self._stream(tee(reader.blocks(block_size)), plan, info.n_samples, info.sample_rate,
-                                        info.n_channels, names, on_chunk=bar.update):
+                                        info.n_channels, names, on_chunk=_both(bar.update, on_chunk)):
                     for i, n in enumerate(names):
                         files.write(n, est[i])
                     if residual:
@@ -323,6 +326,18 @@ def _checked(blocks: Iterable[np.ndarray], n_channels: int, counted: list[int]) 
             raise AudioError("input contains NaN or infinite samples")
         counted[0] += block.shape[0]
         yield block
+
+
+def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:
+    """first(), then second() if given."""
+    if second is None:
+        return first
+
+    def call() -> None:
+        first()
+        second()
+
+    return call
 
 
 class _NoProgress:
