@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Iterable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -144,6 +145,10 @@ def create_app(separator: Any, workdir: str | Path, token: str, allowed_hosts: I
     async def on_cunet_error(request: Request, exc: Exception) -> Response:
         return error(str(exc), 413 if isinstance(exc, TooLarge) else 400)
 
+    async def on_starlette_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error(exc.detail if exc.status_code != 404 else "not found", exc.status_code)
+
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         return error("the upload was interrupted", 400)
 
@@ -168,7 +173,7 @@ def create_app(separator: Any, workdir: str | Path, token: str, allowed_hosts: I
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={_HTTPError: on_http_error, CunetError: on_cunet_error,
-                                        ClientDisconnect: on_disconnect})
+                                        ClientDisconnect: on_disconnect, HTTPException: on_starlette_error})
     app.add_middleware(TokenHostMiddleware, token=token, allowed_hosts=allowed_hosts)
     app.state.jobs = jobs
     app.state.workdir = workdir
