@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
@@ -39,5 +40,10 @@ def run(args: argparse.Namespace) -> int:
         if exc.name and exc.name.split(".")[0] in ("starlette", "uvicorn"):
             raise UserError(f"cunet ui needs {exc.name}: pip install 'cunet[ui]'") from None
         raise
-    serve(args.host, args.port, args.model, not args.no_browser, int(args.max_upload_mb * 1e6))
+    try:
+        serve(args.host, args.port, args.model, not args.no_browser, int(args.max_upload_mb * 1e6))
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):  # SIGTERM, SIGHUP: reported as for every command
+            raise
+        print("cunet ui: stopped; the session's files are deleted", file=sys.stderr)  # Ctrl-C: the way to stop
     return 0

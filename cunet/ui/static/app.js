@@ -353,11 +353,22 @@ function renderTracks() {
     };
     t.row = row;
     box.appendChild(row);
-    drawWave(row.querySelector("canvas"), t.buffer, color);
   }
+  // One scale for all the stems (their loudness compared honestly), the loudest filling 90% of the height.
+  const scale = 0.9 / Math.max(1e-4, ...player.tracks.map((t) => peak(t.buffer)));
+  for (const t of player.tracks) drawWave(t.row.querySelector("canvas"), t.buffer, t.row.style.getPropertyValue("--color"), scale);
 }
 
-function drawWave(canvas, buffer, color) {
+function peak(buffer) {
+  let top = 0;
+  for (let c = 0; c < buffer.numberOfChannels; c++) {
+    const data = buffer.getChannelData(c);
+    for (let i = 0; i < data.length; i += 7) { const v = Math.abs(data[i]); if (v > top) top = v; }
+  }
+  return top;
+}
+
+function drawWave(canvas, buffer, color, scale) {
   // Min/max of the samples under each pixel column, channels averaged: the waveform picture.
   const ratio = window.devicePixelRatio || 1;
   const width = Math.max(1, Math.round(canvas.clientWidth * ratio)), height = Math.round(canvas.clientHeight * ratio);
@@ -377,7 +388,7 @@ function drawWave(canvas, buffer, color) {
       v /= channels.length;
       if (v < lo) lo = v; else if (v > hi) hi = v;
     }
-    const top = mid - Math.min(1, hi) * mid, bottom = mid - Math.max(-1, lo) * mid;
+    const top = mid - Math.min(1, hi * scale) * mid, bottom = mid - Math.max(-1, lo * scale) * mid;
     g.fillRect(x, top, 1, Math.max(1, bottom - top));
   }
 }
