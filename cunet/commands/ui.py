@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..ui.server import serve
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("starlette", "uvicorn"):
-            raise UserError(f"cunet ui needs {exc.name}: pip install 'cunet[ui]'") from None
+        package = (exc.name or "").split(".")[0]
+        if package in ("starlette", "uvicorn"):
+            raise UserError(f"cunet ui needs {package}: pip install 'cunet[ui]'") from None
         raise
     try:
         serve(args.host, args.port, args.model, not args.no_browser, int(args.max_upload_mb * 1e6))
