@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.max_upload_mb > 0:
         raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     try:
+        import uvicorn  # noqa: F401 - imported by `serve`; checked here for the message
+
         from ..ui.server import serve
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
