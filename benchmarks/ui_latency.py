@@ -4,7 +4,9 @@ Starts `cunet ui --port 0 --no-browser` (the shipped model on LiteRT), drives he
 /usr/bin/chromium and chromedriver) through the page as a user would: the song is given to the page's file
 input (what a drop does), uploaded, queued, separated into the stems, which the page downloads and decodes
 (Web Audio) for the player. The page records when each step ended (`window.cunet.timings`, in ms of
-`performance.now()`); the figures are medians over --repeats (the song is removed between repeats).
+`performance.now()`); the figures are medians over --repeats (the song is removed between repeats). After each
+repeat the same song is separated by `cunet separate` in a fresh process (`cli_separate`: process start to
+stems written), so the UI's own cost can be told from the machine's speed at that moment.
 
     python benchmarks/ui_latency.py                          # a 3-minute synthetic song, all four stems, 3 repeats
     python benchmarks/ui_latency.py --residual               # also the four no_<instrument> stems
@@ -69,6 +71,16 @@ def wait_for(driver, script: str, timeout: float):
     sys.exit(f"error: timed out; page messages: {driver.execute_script('return messages.innerText')!r}")
 
 
+def cli_separate(song: Path, outdir: Path, residual: bool) -> float:
+    """Wall seconds of `cunet separate SONG -i all` in a fresh process (start-up and model loading included)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "cunet", "separate", str(song), "-o", str(outdir), "-i", "all", "--force", "-q",
+           *(["--residual"] if residual else [])]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="length of the synthetic song (default: 180)")
@@ -109,7 +121,6 @@ def main() -> None:
                        "load_stems": (t["playable"] - t["separated"]) / 1000,
                        "total": (t["playable"] - t["dropped"]) / 1000}
                 rows.append(row)
-                print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in row.items()), flush=True)
                 if last and args.screenshot:
                     driver.find_element(By.ID, "play").click()
                     time.sleep(0.2)
@@ -120,6 +131,8 @@ def main() -> None:
                     time.sleep(0.5)
                     driver.save_screenshot(args.screenshot)
                     print(f"screenshot: {args.screenshot}")
+                row["cli_separate"] = cli_separate(song, tmp / "cli", args.residual)
+                print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in row.items()), flush=True)
                 if not last:
                     driver.find_element(By.CSS_SELECTOR, f'li[data-id="{song_id}"] .remove').click()
                     wait_for(driver, f"return !document.querySelector('li[data-id=\"{song_id}\"]')", 60)

@@ -214,7 +214,11 @@ async function openSong(song) {
   const generation = ++player.generation;
   player.song = song;
   player.loading = true;
-  player.ctx = player.ctx || new AudioContext();
+  if (!player.ctx || player.ctx.sampleRate !== song.sample_rate) {
+    // At the song's own rate the browser decodes the stems without resampling them.
+    if (player.ctx) player.ctx.close();
+    try { player.ctx = new AudioContext({sampleRate: song.sample_rate}); } catch (e) { player.ctx = new AudioContext(); }
+  }
   $("player").hidden = false;
   $("player-title").textContent = song.name;
   $("player-status").textContent = "loading the stems\u2026";
