@@ -203,4 +203,12 @@ def test_non_audio_file_gets_a_message_on_the_page(ui, tmp_path):
     driver.find_element(By.ID, "files").send_keys(str(bogus))
     text = wait_for(driver, "return document.getElementById('messages').innerText", 30, "a message")
     assert "notes.mp3: not audio cunet can read" in text
+    # the same through a drop on the page (a File made in the page, as a drag from the desktop delivers it)
+    driver.execute_script("""const data = new DataTransfer();
+        data.items.add(new File(['<html>not a song</html>'], 'page.html', {type: 'text/html'}));
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true,
+                                                                              cancelable: true}));""")
+    text = wait_for(driver, "const t = document.getElementById('messages').innerText; "
+                            "return t.includes('page.html') && t", 30, "a message for the dropped file")
+    assert "page.html: not audio cunet can read" in text
     assert driver.execute_script("return document.querySelectorAll('#song-list li').length") == 0
