@@ -201,7 +201,7 @@ async function poll() {
 
 // ---------------------------------------------------------------- the player
 const player = {ctx: null, song: null, tracks: [], sources: [], playing: false, loading: false,
-                offset: 0, startedAt: 0, duration: 0, generation: 0};
+                offset: 0, startedAt: 0, duration: 0, generation: 0, frame: 0};
 
 function position() {
   if (!player.playing) return player.offset;
@@ -247,6 +247,7 @@ async function openSong(song) {
   renderTracks();
   renderDownloads();
   applyGains();
+  draw();
   $("play").disabled = false;
   $("player-status").textContent = `${song.stems.length} stems \u00b7 ${clock(song.duration)}` +
     (song.residual ? " \u00b7 no_ stems are the mix minus each instrument" : "");
@@ -283,10 +284,12 @@ async function play() {
     source.start(when, player.offset);
     return source;
   });
-  player.sources[0].onended = () => { if (player.playing) { pause(); player.offset = 0; } };
+  player.sources[0].onended = () => { if (player.playing) { pause(); player.offset = 0; draw(); } };
   player.startedAt = when - player.offset;
   player.playing = true;
   $("play").innerHTML = "&#10074;&#10074; Pause";
+  cancelAnimationFrame(player.frame);
+  player.frame = requestAnimationFrame(tick);
 }
 
 function pause() {
@@ -295,13 +298,14 @@ function pause() {
   stopSources();
   player.playing = false;
   $("play").innerHTML = "&#9654; Play";
+  draw();
 }
 
 function seek(seconds) {
   const playing = player.playing;
   pause();
   player.offset = Math.min(Math.max(0, seconds), player.duration);
-  if (playing) play();
+  if (playing) play(); else draw();
 }
 
 function applyGains() {
@@ -411,17 +415,22 @@ function renderDownloads() {
   $("zip").href = withToken(`/api/songs/${song.id}/zip?format=${format}`);
 }
 
-function tick() {
-  if (player.tracks.length) {
-    const p = position(), fraction = player.duration ? p / player.duration : 0;
-    $("time").textContent = `${clock(p)} / ${clock(player.duration)}`;
-    if (document.activeElement !== $("seek")) $("seek").value = Math.round(1000 * fraction);
-    for (const t of player.tracks) {
-      t.row.querySelector(".cursor").style.left = `${(100 * fraction).toFixed(2)}%`;
-      t.row.querySelector(".played").style.width = `${(100 * fraction).toFixed(2)}%`;
-    }
+function draw() {
+  // The position in the time label, the slider and on every waveform.
+  if (!player.tracks.length) return;
+  const p = position(), fraction = player.duration ? p / player.duration : 0;
+  $("time").textContent = `${clock(p)} / ${clock(player.duration)}`;
+  if (document.activeElement !== $("seek")) $("seek").value = Math.round(1000 * fraction);
+  for (const t of player.tracks) {
+    t.row.querySelector(".cursor").style.left = `${(100 * fraction).toFixed(2)}%`;
+    t.row.querySelector(".played").style.width = `${(100 * fraction).toFixed(2)}%`;
   }
-  requestAnimationFrame(tick);
+}
+
+function tick() {
+  // Redrawn every frame only while playing (no work for an idle page).
+  draw();
+  if (player.playing) player.frame = requestAnimationFrame(tick);
 }
 
 // ---------------------------------------------------------------- wiring
@@ -450,7 +459,6 @@ function init() {
   });
   loadConfig().catch((e) => message(`cannot reach cunet ui: ${e.message}`));
   poll();
-  requestAnimationFrame(tick);
 }
 
 window.cunet = {
