@@ -262,3 +262,17 @@ def test_removing_a_song_while_it_separates_stops_it_and_the_queue_goes_on(separ
         assert [s["id"] for s in client.get("/api/songs").json()] == [nxt["id"]]
         assert song_folders(workdir) == [nxt["id"]]
         assert not list((workdir / nxt["id"] / "stems").glob(".*"))  # no partial files left
+
+
+@pytest.mark.skipif(not ffmpeg_available(), reason="mp3 needs ffmpeg")
+def test_formats_ffmpeg_reads_are_accepted(separator, workdir, tmp_path):
+    from cunet.audio import write_audio
+
+    mp3 = write_audio(tmp_path / "x.mp3", synth_mixture(2.0), 44100, "mp3")
+    with make_client(separator, workdir) as client:
+        song = upload(client, mp3.read_bytes(), name="Track 01.MP3", instruments="vocals").json()
+        assert song["state"] in ("queued", "separating") and song["sample_rate"] == 44100
+        done, _ = wait(client, song["id"])
+        assert done["state"] == "done" and done["stems"] == ["vocals"]
+        stem, rate = sf.read(io.BytesIO(client.get(f"/api/songs/{song['id']}/stems/vocals.wav").content))
+        assert rate == 44100 and abs(stem.shape[0] - 2 * 44100) < 2000  # mp3 pads a little

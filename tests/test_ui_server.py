@@ -96,3 +96,26 @@ def test_cunet_ui_serves_the_page_and_deletes_its_files_on_exit(tmp_path, stop, 
     err = proc.stderr.read()
     assert "Traceback" not in err
     assert ("cunet ui: stopped" in err) if stop == signal.SIGINT else ("error: interrupted (SIGTERM)" in err)
+
+
+def test_stopping_while_a_song_separates_deletes_its_files(tmp_path):
+    proc, url = _start(tmp_path)
+    try:
+        base, token = url.split("/?token=")
+        buf = io.BytesIO()
+        sf.write(buf, np.zeros((44100 * 240, 2), np.int16), 44100, format="WAV", subtype="PCM_16")
+        with httpx.Client(base_url=base, headers={"X-Cunet-Token": token}, timeout=60) as client:
+            song = client.post("/api/songs", params={"name": "long.wav"}, content=buf.getvalue()).json()
+            deadline = time.monotonic() + 60
+            while client.get(f"/api/songs/{song['id']}").json()["state"] != "separating":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert list(tmp_path.glob(f"cunet-ui-*/{song['id']}/input.wav"))
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert time.monotonic() - start < 30
+        assert not list(tmp_path.glob("cunet-ui-*"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
