@@ -5,7 +5,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from cunet.errors import AudioError
 from cunet.ui.jobs import Jobs, Song
