@@ -74,8 +74,9 @@ def check_audio(path: Path, name: str) -> AudioInfo:
             return info
     except CunetError as exc:
         message = one_line(str(exc)).replace(str(path), name).replace(os.fspath(path.parent), "")
-        if message.startswith(f"{name}: "):
-            message = message[len(name) + 2:]
+        for wrapper in (f"{name}: ", "cannot decode audio (", f"{name}: "):  # one level of detail is enough
+            if message.startswith(wrapper):
+                message = message[len(wrapper):-1 if wrapper.endswith("(") else None]
         raise AudioError(f"{name}: not audio cunet can read ({message})") from None
 
 
