@@ -188,13 +188,18 @@ async function removeSong(id) {
   $("empty").hidden = rows.size > 0 || $("song-list").children.length > 0;
 }
 
+let failures = 0;
+
 async function poll() {
   try {
     const list = await api("/api/songs");
     const seen = new Set();
     for (const song of list) { seen.add(song.id); update(song); }
     for (const id of [...rows.keys()]) if (!seen.has(id)) { rows.get(id).remove(); rows.delete(id); songs.delete(id); }
-  } catch (e) { /* the server may be busy or gone: try again */ }
+    failures = 0;
+  } catch (e) {  // the server may be busy (try again) or stopped (say so, once)
+    if (++failures === 5) message("cunet ui does not answer: was it stopped? Start it again and open the new address.");
+  }
   const busy = [...songs.values()].some((s) => s.state === "queued" || s.state === "separating");
   setTimeout(poll, busy || uploading ? 250 : 1000);
 }
