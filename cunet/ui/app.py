@@ -27,10 +27,9 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..audio import OUTPUT_FORMATS
 from ..errors import CunetError, UserError, one_line
 from .jobs import Jobs, Song
-from .results import Downloads, download_name
+from .results import FORMATS, Downloads, download_name
 from .security import TokenHostMiddleware
 from .uploads import TooLarge, check_audio, display_name, input_path, receive
 
@@ -68,7 +67,7 @@ def create_app(separator: Any, workdir: str | Path, token: str, allowed_hosts: I
         return HTMLResponse(page, headers={"cache-control": "no-store"})
 
     async def config(request: Request) -> Response:
-        return JSONResponse({"instruments": list(separator.instruments), "formats": list(OUTPUT_FORMATS),
+        return JSONResponse({"instruments": list(separator.instruments), "formats": list(FORMATS),
                              "max_upload_bytes": max_upload_bytes, "model": model_label,
                              "sample_rate": separator.sample_rate})
 

@@ -17,8 +17,9 @@ from ..errors import UserError
 from ..output import OutputSettings
 from .jobs import Song
 
-__all__ = ["Downloads", "download_name", "song_stem_name"]
+__all__ = ["FORMATS", "Downloads", "download_name", "song_stem_name"]
 
+FORMATS = OUTPUT_FORMATS  # wav, flac, mp3: what `cunet separate` writes
 _BLOCK = 1 << 16
 
 
@@ -86,8 +87,8 @@ class Downloads:
 
 
 def _check_format(fmt: str) -> None:
-    if fmt not in OUTPUT_FORMATS:
-        raise UserError(f"unknown format '{fmt[:20]}' (valid: {', '.join(OUTPUT_FORMATS)})")
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt[:20]}' (valid: {', '.join(FORMATS)})")
 
 
 def _convert(wav: Path, target: Path, fmt: str) -> None:
