@@ -1,4 +1,4 @@
-"""Command-line interface: `cunet {separate,train,evaluate,export}`, and `separate` (= `cunet separate`).
+"""Command-line interface: `cunet {separate,train,evaluate,export,ui}`, and `separate` (= `cunet separate`).
 
 Command modules import heavy modules (TensorFlow, the model code) only inside their handlers, so
 `--help` is instant. `main` is the one place errors reach the user: any `CunetError` is printed as one
@@ -25,7 +25,7 @@ from .errors import CunetError, Interrupted, missing_extra, one_line
 
 EXIT_USAGE = 2
 # Each command module defines `add_parser(subparsers)`; heavy imports happen in its handler.
-_COMMAND_MODULES = ("separate", "train", "evaluate", "export")
+_COMMAND_MODULES = ("separate", "train", "evaluate", "export", "ui")
 # The extra that brings what a command needs besides TensorFlow (default: "tf" alone).
 _TF_EXTRA = {"train": "train", "evaluate": "train"}
 # Termination signals handled like Ctrl-C (unless the parent set them to be ignored, e.g. nohup).

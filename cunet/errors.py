@@ -90,7 +90,6 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tf2onnx": ("tf2onnx", "onnx"),
     "starlette": ("starlette", "ui"),
     "uvicorn": ("uvicorn", "ui"),
-    "multipart": ("python-multipart", "ui"),
 }
 
 

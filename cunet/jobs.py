@@ -96,6 +96,7 @@ def separate_file(
     folder: str = "",
     excerpt: Excerpt | None = None,
     notes: Notes | None = None,
+    on_chunk: Callable[[], None] | None = None,
 ) -> dict[str, Path]:
     """Separate one file into `outdir/<input name>/<instrument>.<ext>` (and `no_<instrument>` with
     residual); returns {output key: path written}.
@@ -104,6 +105,8 @@ def separate_file(
     filename: a `cunet.io.naming` template (fields track, stem, ext, index, folder); track (default:
     the file's name) and folder fill it. excerpt: separate only that part (seeking, not decoding it
     all). notes(line): told about clamped samples or a rescaling gain.
+    on_chunk(): called after each chunk (`separator.plan(...).n_chunks` in all); an exception it
+    raises stops the work like any failure (nothing is written).
     Streams the file in bounded memory; outputs appear atomically only when complete. Without
     `force`, no existing file is replaced, not even one another process wrote meanwhile.
     Raises AudioError / UserError / ModelError with a one-line message on bad input.
@@ -145,7 +148,7 @@ def separate_file(
                 names,
                 n_channels=info.n_channels,
                 n_samples=info.n_samples,
-                on_chunk=bar.update,
+                on_chunk=_both(bar.update, on_chunk),
             )
             for est in estimates:
                 for i, n in enumerate(names):
@@ -169,6 +172,18 @@ def separate_file(
     if summary and notes is not None:
         notes(f"{path}: {summary}")
     return written
+
+
+def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:
+    """first(), then second() if given."""
+    if second is None:
+        return first
+
+    def call() -> None:
+        first()
+        second()
+
+    return call
 
 
 def separate_inputs(

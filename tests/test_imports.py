@@ -87,6 +87,14 @@ def test_no_import_cycle() -> None:
     }  # real edges seen
     assert "cunet.separator" not in graph["cunet.export.formats"]
     assert not any(m.startswith("cunet.export") for m in graph["cunet.engines.loading"])
+    # the web app sits over the jobs, and only its command imports it
+    assert "cunet.jobs" in graph["cunet.ui.jobs"]
+    over_ui = {
+        m
+        for m, deps in graph.items()
+        if not m.startswith("cunet.ui") and any(d.startswith("cunet.ui") for d in deps)
+    }
+    assert over_ui == {"cunet.commands.ui"}
     assert _cycles(graph) == []
 
 

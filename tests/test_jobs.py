@@ -71,3 +71,37 @@ def test_separate_file_with_template_excerpt_and_rescale(tiny_separator, tmp_pat
     gain = np.abs(ys["vocals"] + ys["no_vocals"]).max() / np.abs(x[22050:66150]).max()
     np.testing.assert_allclose(ys["vocals"] + ys["no_vocals"], gain * x[22050:66150], atol=1e-5)
     assert len(notes) == 1 and "scaled by" in notes[0] and "loud.wav" in notes[0]
+
+
+def test_on_chunk_counts_chunks_and_can_stop_the_work(tiny_separator, tmp_path):
+    x = synth_mixture(3.0)
+    sf.write(tmp_path / "song.wav", x, 44100)
+    n_chunks = tiny_separator.plan(x.shape[0], 44100).n_chunks
+    assert n_chunks > 1
+    calls = []
+    separate_file(
+        tiny_separator,
+        tmp_path / "song.wav",
+        tmp_path / "out",
+        ["vocals"],
+        progress=False,
+        on_chunk=lambda: calls.append(1),
+    )
+    assert len(calls) == n_chunks
+
+    class Stop(Exception):
+        pass
+
+    def stop() -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        separate_file(
+            tiny_separator,
+            tmp_path / "song.wav",
+            tmp_path / "stopped",
+            ["vocals"],
+            progress=False,
+            on_chunk=stop,
+        )
+    assert not [p for p in (tmp_path / "stopped").rglob("*") if p.is_file()]  # nothing written
