@@ -19,7 +19,7 @@ from .errors import CunetError, Interrupted, one_line
 
 EXIT_USAGE = 2
 # Each command module defines `add_parser(subparsers)`; heavy imports happen in its handler.
-_COMMAND_MODULES = ("separate", "train", "evaluate", "export")
+_COMMAND_MODULES = ("separate", "train", "evaluate", "export", "synth")
 # Termination signals handled like Ctrl-C (unless the parent set them to be ignored, e.g. nohup).
 TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
