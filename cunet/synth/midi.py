@@ -44,8 +44,8 @@ class MidiInfo:
 
 
 def find_midi_files(folder: Path) -> list[Path]:
-    """MIDI files under `folder` (recursive), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    """MIDI files under `folder` (recursive), sorted, as absolute paths (a resumed run may start elsewhere)."""
+    return sorted(p for p in folder.resolve().rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
 
 
 def _open(path: Path):
