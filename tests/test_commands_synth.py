@@ -41,3 +41,13 @@ def test_nothing_usable_exits_2_with_one_line(tmp_path, capsys):
                "--soundfont", str(notsf), "-q"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and lines[0].startswith("note: skipped soundfont") and lines[-1].startswith("error: none of")
+
+
+def test_out_is_a_file_exits_2(tmp_path, capsys):
+    band_song(tmp_path / "midi" / "band.mid")
+    (tmp_path / "taken").write_text("x")
+    rc = main(["synth", "--midi", str(tmp_path / "midi"), "--out", str(tmp_path / "taken"), "--minutes", "0.1",
+               "--soundfont", _soundfont(), "-q", "--jobs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: cannot write the dataset folder")
+    assert (tmp_path / "taken").read_text() == "x"

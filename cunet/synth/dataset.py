@@ -272,7 +272,10 @@ def synthesize(settings: SynthSettings, note: Callable[[str], None] | None = Non
             plans = plan_dataset(collections, settings.minutes, settings.seed, soundfonts, spec,
                                  settings.song_seconds)
             train = out / "train"
-            train.mkdir(parents=True, exist_ok=True)
+            try:
+                train.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot write the dataset folder '{out}': {exc.strerror or exc}") from None
             remove_stale_staging(out)
             done = existing_songs(train)
             for plan in plans:
