@@ -51,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"rendered {run_['songs_rendered']} songs, {run_['audio_seconds'] / 60:.1f} min of audio in "
               f"{run_['wall_seconds'] / 60:.1f} min ({run_['jobs']} processes): real-time factor "
-              f"{run_['real_time_factor']}; the dataset holds {run_['songs_total']} songs, "
+              f"{run_['real_time_factor']} ({run_['real_time_factor_per_cpu_second']} per CPU second); the dataset holds {run_['songs_total']} songs, "
               f"{run_['dataset_seconds'] / 60:.1f} min -> {args.out}", file=sys.stderr)
     return 0
