@@ -82,7 +82,7 @@ def main() -> None:
     for track in open_musdb(args.musdb, "train", "valid")[:args.songs]:
         acc = sum(np.asarray(track.sources[s].audio, np.float32) for s in ("drums", "bass", "other"))
         real.append(vocals_db(separator, acc, int(track.rate)))
-    print(f"shipped model's vocals estimate / mixture energy, median (min..max) over songs without singing:")
+    print("shipped model's vocals estimate / mixture energy, median (min..max) over songs without singing:")
     print(f"  rendered songs ({len(synth)}): {np.median(synth):.1f} dB ({min(synth):.1f} .. {max(synth):.1f})")
     print(f"  MUSDB18-7 valid accompaniments ({len(real)}): {np.median(real):.1f} dB ({min(real):.1f} .. {max(real):.1f})")
     print(json.dumps({"voice_notes": voice, "pitched_notes": total, "voice_files": files,

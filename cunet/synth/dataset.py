@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..errors import DataError, UserError
 from .midi import MidiError, MidiInfo, find_midi_files, probe
