@@ -91,6 +91,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "starlette": ("starlette", "ui"),
     "uvicorn": ("uvicorn", "ui"),
     "multipart": ("python-multipart", "ui"),
+    "mido": ("mido", "synth"),
+    "fluidsynth": ("pyfluidsynth", "synth"),
 }
 
 
