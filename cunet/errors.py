@@ -90,6 +90,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tf2onnx": ("tf2onnx", "onnx"),
     "starlette": ("starlette", "ui"),
     "uvicorn": ("uvicorn", "ui"),
+    "mido": ("mido", "synth"),
+    "fluidsynth": ("pyfluidsynth", "synth"),
 }
 
 

@@ -1,0 +1,413 @@
+"""Writing a synthetic multitrack dataset that `cunet train --data OUT` reads, and its manifest.
+
+Layout: `OUT/train/<song>/<stem>.flac`, `mixture.flac` (the sum of the stems), `<stem>.silent` for a
+stem the song does not play (and for `silent` names such as vocals, which MIDI never has), `song.json`
+(the song's plan and levels); `OUT/manifest.json` lists every song with its seed, variation, sources
+and licences.
+
+A song is rendered in a staging folder `OUT/.staging-<pid>/` and renamed into `train/` when complete,
+so a song folder is complete or absent; an interrupted run leaves only staging folders, which the next
+run removes. Running the same command again resumes: songs whose `song.json` holds the same plan are
+kept. Songs render in a pool of processes (one per core by default).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError, UserError
+from ..io.atomic import atomic_path
+from .midi import MidiError, MidiInfo, find_midi_files, probe
+from .stems import DEFAULT_STEMS, StemSpec, parse_stems
+from .variation import Collection, SongPlan, plan_dataset, planned_seconds
+
+MANIFEST = "manifest.json"
+SONG_JSON = "song.json"
+STAGING_PREFIX = ".staging-"
+DEFAULT_SILENT = ("vocals",)
+MIN_SONG_SECONDS = 5.0
+# Where Debian/Ubuntu packages put General MIDI soundfonts, with their licences.
+KNOWN_SOUNDFONTS = {
+    "FluidR3_GM.sf2": "MIT (Frank Wen; Debian fluid-soundfont-gm)",
+    "MuseScore_General.sf3": "MIT (S. Christian Collins, MuseScore; Debian musescore-general-soundfont)",
+    "TimGM6mb.sf2": "GPL-2.0 (Tim Brechbill; Debian timgm6mb-soundfont)",
+}
+SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """One `cunet synth` run (validated by `validate`)."""
+
+    midi: tuple[str, ...]
+    out: str
+    minutes: float
+    seed: int = 0
+    soundfonts: tuple[str, ...] = ()
+    stems: str = DEFAULT_STEMS
+    silent: tuple[str, ...] = DEFAULT_SILENT
+    jobs: int = 0
+    song_seconds: float = 60.0
+
+    def validate(self) -> StemSpec:
+        if not self.midi:
+            raise UserError("no MIDI folder given (--midi DIR)")
+        if not str(self.out).strip():
+            raise UserError("empty output folder (--out '')")
+        if not (0 < self.minutes <= 100_000) or math.isnan(self.minutes):
+            raise UserError(f"--minutes must be in (0, 100000], got {self.minutes}")
+        if not (MIN_SONG_SECONDS <= self.song_seconds <= 3600):
+            raise UserError(
+                f"--song-seconds must be in [{MIN_SONG_SECONDS:g}, 3600], got {self.song_seconds}"
+            )
+        if self.jobs < 0:
+            raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
+        spec = parse_stems(self.stems)
+        clash = set(self.silent) & set(spec.names)
+        if clash:
+            raise UserError(f"--silent names a stem the MIDI renders: {sorted(clash)}")
+        return spec
+
+
+def default_soundfonts() -> list[str]:
+    """The General MIDI soundfonts of KNOWN_SOUNDFONTS installed here."""
+    found = []
+    for name in KNOWN_SOUNDFONTS:
+        for folder in SOUNDFONT_DIRS:
+            path = Path(folder) / name
+            if path.is_file():
+                found.append(str(path.resolve()))
+                break
+    return sorted(set(found), key=found.index)
+
+
+def soundfont_licence(path: str) -> str:
+    name = Path(path).name
+    for known, licence in KNOWN_SOUNDFONTS.items():
+        if (
+            name == known
+            or Path(path).resolve().name == known
+            or (known.startswith("MuseScore_General") and name.startswith("MuseScore_General"))
+        ):
+            return licence
+    return "unknown: see the soundfont's own notice"
+
+
+def collection_licence(root: Path) -> str:
+    """The licence of a MIDI folder, from its LICENSE/COPYING file (a few well-known texts recognised)."""
+    for pattern in ("LICENSE*", "LICENCE*", "COPYING*"):
+        for path in sorted(root.glob(pattern)):
+            text = path.read_text(errors="replace")[:20000]
+            name = path.name
+            if "Creative Commons Attribution 4.0" in text:
+                return f"CC-BY-4.0 ({name})"
+            if "Redistribution and use in source and binary forms" in text:
+                return (
+                    f"BSD-3-Clause ({name})"
+                    if "Neither the name" in text
+                    else f"BSD-2-Clause ({name})"
+                )
+            if "Permission is hereby granted, free of charge" in text:
+                return f"MIT ({name})"
+            return f"see {name}"
+    return "unknown: no LICENSE or COPYING file"
+
+
+# -- worker processes --------------------------------------------------------------------------------
+# A pool worker keeps its Renderer (loaded soundfonts) between songs: set by the pool initializer.
+_WORKER: dict[str, object] = {}
+
+
+def _probe_one(path: str) -> tuple[str, MidiInfo | None, str | None]:
+    try:
+        return path, probe(path), None
+    except MidiError as exc:
+        return path, None, str(exc)
+
+
+def _init_worker(stems_text: str) -> None:
+    import signal
+
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # the parent handles Ctrl-C and terminates the pool
+    for sig in (
+        signal.SIGTERM,
+        signal.SIGHUP,
+    ):  # forked from the CLI, whose handlers raise: undo them
+        signal.signal(sig, signal.SIG_DFL)
+    _WORKER["stems"] = stems_text
+
+
+def _render_one(
+    job: tuple[SongPlan, str, str, tuple[str, ...]],
+) -> tuple[str, dict | None, str | None]:
+    """Render one song into staging, then rename it into train/. Returns (name, record, error)."""
+    from .render import Renderer, render_song
+
+    plan, staging, train, silent = job
+    renderer = _WORKER.get("renderer")
+    if not isinstance(renderer, Renderer):
+        renderer = _WORKER["renderer"] = Renderer(parse_stems(str(_WORKER["stems"])))
+    folder = Path(staging) / plan.name
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        record = render_song(renderer, plan, folder)
+        for name in silent:
+            (folder / f"{name}.silent").touch()
+        record["silent"] = sorted(set(record["silent"]) | set(silent))
+        song = {"plan": plan.to_json(), **record}
+        (folder / SONG_JSON).write_text(json.dumps(song, indent=1))
+        os.rename(folder, Path(train) / plan.name)
+        return plan.name, song, None
+    except DataError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        return plan.name, None, str(exc)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the workers), user + system: on a shared
+    machine the real-time factor per CPU second says more than the one per wall second."""
+    import resource
+
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove staging folders of runs that are no longer alive."""
+    for path in out.glob(STAGING_PREFIX + "*"):
+        pid = path.name[len(STAGING_PREFIX) :]
+        if path.is_dir() and (not pid.isdigit() or not _pid_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def existing_songs(train: Path) -> dict[str, dict]:
+    """{song name: its song.json} of the complete songs in train/."""
+    songs = {}
+    if train.is_dir():
+        for folder in sorted(train.iterdir()):
+            meta = folder / SONG_JSON
+            if folder.is_dir() and meta.is_file():
+                try:
+                    songs[folder.name] = json.loads(meta.read_text())
+                except (OSError, ValueError):
+                    continue
+    return songs
+
+
+def _collections(
+    settings: SynthSettings, pool, note: Callable[[str], None], progress: bool
+) -> list[Collection]:
+    from tqdm import tqdm
+
+    roots = []
+    for folder in settings.midi:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise UserError(f"MIDI folder '{folder}' is not a directory")
+        roots.append(root)
+    files = {root: [str(p) for p in find_midi_files(root)] for root in roots}
+    paths = [p for root in roots for p in files[root]]
+    infos: dict[str, MidiInfo] = {}
+    short = 0
+    with tqdm(
+        total=len(paths),
+        desc="reading MIDI",
+        unit="file",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    ) as bar:
+        for path, info, error in pool.imap(_probe_one, paths, chunksize=8):
+            bar.update()
+            if error:
+                note(f"note: skipped '{path}': {error}")
+            elif info.seconds < MIN_SONG_SECONDS:
+                short += 1
+            else:
+                infos[path] = info
+    if short:
+        note(f"note: skipped {short} MIDI file(s) shorter than {MIN_SONG_SECONDS:g} s")
+    collections = []
+    for root in roots:
+        usable = tuple(infos[p] for p in files[root] if p in infos)
+        name = root.resolve().name or "midi"
+        if not files[root]:
+            note(f"note: no MIDI files (*.mid, *.midi) under '{root}'")
+        collections.append(Collection(name, str(root.resolve()), collection_licence(root), usable))
+    return collections
+
+
+def _soundfonts(settings: SynthSettings, note: Callable[[str], None]) -> list[str]:
+    from .render import soundfont_problem
+
+    given = [str(Path(s).expanduser()) for s in settings.soundfonts] or default_soundfonts()
+    if not given:
+        raise UserError(
+            "no soundfont: install one (apt-get install fluid-soundfont-gm) or give --soundfont FILE"
+        )
+    usable = []
+    for path in given:
+        problem = soundfont_problem(path)
+        if problem:
+            note(f"note: skipped soundfont '{path}': {problem}")
+        else:
+            usable.append(str(Path(path).resolve()))
+    if not usable:
+        raise UserError("none of the soundfonts is usable (see the notes above)")
+    return usable
+
+
+def synthesize(
+    settings: SynthSettings, note: Callable[[str], None] | None = None, progress: bool = True
+) -> dict:
+    """Render the dataset `settings` describe (resuming a previous run into the same folder).
+
+    Returns the manifest (also written to OUT/manifest.json) with a "run" entry: songs rendered now,
+    audio seconds, wall seconds and the real-time factor. Raises UserError/DataError when there is
+    nothing usable (no MIDI file, no soundfont) or OUT holds songs of other settings.
+    """
+    from tqdm import tqdm
+
+    note = note or (lambda line: tqdm.write(line, file=sys.stderr))
+    spec = settings.validate()
+    from .render import _fluidsynth
+
+    _fluidsynth()  # raises a one-line error when FluidSynth is missing, before any worker starts
+    soundfonts = _soundfonts(settings, note)
+    out = Path(settings.out).expanduser()
+    jobs = settings.jobs or os.cpu_count() or 1
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(spec.text(),)) as pool:
+        try:
+            collections = _collections(settings, pool, note, progress)
+            if not any(c.files for c in collections):
+                raise UserError(
+                    "no usable MIDI file under "
+                    + ", ".join(f"'{m}'" for m in settings.midi)
+                    + " (see the notes above)"
+                )
+            plans = plan_dataset(
+                collections,
+                settings.minutes,
+                settings.seed,
+                soundfonts,
+                spec,
+                settings.song_seconds,
+            )
+            train = out / "train"
+            try:
+                train.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot write the dataset folder '{out}': {exc.strerror or exc}"
+                ) from None
+            remove_stale_staging(out)
+            done = existing_songs(train)
+            for plan in plans:
+                if plan.name in done and done[plan.name].get("plan") != json.loads(
+                    json.dumps(plan.to_json())
+                ):
+                    raise UserError(
+                        f"'{out}' holds song '{plan.name}' made with other settings or inputs; "
+                        "give another --out (or remove it)"
+                    )
+            todo = [p for p in plans if p.name not in done]
+            staging = out / f"{STAGING_PREFIX}{os.getpid()}"
+            staging.mkdir(exist_ok=True)
+            rendered_seconds, failed = 0.0, 0
+            try:
+                jobs_args = [(p, str(staging), str(train), tuple(settings.silent)) for p in todo]
+                with tqdm(
+                    total=round(planned_seconds(todo)),
+                    desc="rendering",
+                    unit="s",
+                    disable=not progress,
+                    file=sys.stderr,
+                    smoothing=0.05,
+                ) as bar:
+                    by_name = {p.name: p for p in todo}
+                    for name, song, error in pool.imap_unordered(_render_one, jobs_args):
+                        bar.update(round(by_name[name].seconds))
+                        if error or song is None:
+                            failed += 1
+                            note(f"note: skipped song '{name}' ({by_name[name].midi}): {error}")
+                            continue
+                        done[name] = song
+                        rendered_seconds += by_name[name].seconds
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            pool.close()
+            pool.join()  # the workers' CPU time counts once they have exited
+        except BaseException:
+            pool.terminate()
+            raise
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    names = [p.name for p in plans if p.name in done]
+    if not names:
+        raise DataError("no song could be rendered (see the notes above)")
+    manifest = {
+        "generator": "cunet synth",
+        "settings": {
+            "midi": [c.root for c in collections],
+            "minutes": settings.minutes,
+            "seed": settings.seed,
+            "stems": spec.text(),
+            "silent": list(settings.silent),
+            "song_seconds": settings.song_seconds,
+            "sample_rate": 44100,
+            "channels": 2,
+        },
+        "licences": {
+            "midi": {
+                c.name: {"root": c.root, "licence": c.licence, "files_used": len(c.files)}
+                for c in collections
+            },
+            "soundfonts": {sf: soundfont_licence(sf) for sf in soundfonts},
+        },
+        "songs": [{"name": n, **done[n]} for n in names],
+        "run": {
+            "songs_rendered": len(todo) - failed,
+            "songs_failed": failed,
+            "songs_total": len(names),
+            "audio_seconds": round(rendered_seconds, 1),
+            "dataset_seconds": round(math.fsum(done[n]["plan"]["seconds"] for n in names), 1),
+            "wall_seconds": round(wall, 1),
+            "cpu_seconds": round(cpu, 1),
+            "jobs": jobs,
+            "real_time_factor": round(rendered_seconds / wall, 2) if wall > 0 else None,
+            "real_time_factor_per_cpu_second": round(rendered_seconds / cpu, 2)
+            if cpu > 0
+            else None,
+        },
+    }
+
+    with atomic_path(out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+    return manifest
