@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .safeyaml import read_yaml
+from .safeyaml import build_dataclass, read_yaml, to_plain
 
 INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 INPUT_SCALINGS: tuple[str, ...] = ("none", "log")
@@ -326,7 +326,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), suitable for YAML/JSON."""
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
 
 def _is_number(value: Any) -> bool:
@@ -336,52 +336,6 @@ def _is_number(value: Any) -> bool:
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"invalid value for '{key}': {message}")
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"'{prefix}' must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(fields))})")
-        default = getattr(cls(), key)
-        kwargs[key] = _coerce(value, default, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, default: Any, key: str) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"invalid value for '{key}': expected true/false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"invalid value for '{key}': expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"invalid value for '{key}': expected a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"invalid value for '{key}': expected a string, got {value!r}")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"invalid value for '{key}': expected a list, got {value!r}")
-        template = default[0] if default else value[0] if value else 0
-        return tuple(_coerce(v, template, f"{key}[{i}]") for i, v in enumerate(value))
-    return value
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
@@ -396,7 +350,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
                 raise ConfigError("invalid value for 'name': expected a string")
             kwargs["name"] = value
         elif key in sections:
-            kwargs[key] = _build(sections[key], value or {}, f"{key}.")
+            kwargs[key] = build_dataclass(sections[key], value or {}, f"{key}.")
         else:
             raise ConfigError(f"unknown key '{key}' (valid: audio, model, name, train)")
     return Config(**kwargs).validate()

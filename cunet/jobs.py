@@ -29,14 +29,13 @@ from .io.naming import output_paths as template_paths
 from .io.output import OutputSettings, StemFiles, check_targets, prepare_outdir
 from .io.pcm import (
     BITS_ENCODING,
-    PcmSink,
     RawFormat,
     StreamReader,
     excerpt_blocks,
-    is_fifo,
     stdin_bytes,
 )
 from .io.resample import take
+from .io.sink import PcmSink, is_fifo
 from .live import read_ahead, stream_separate
 from .progress import progress_bar
 from .separator import Separator

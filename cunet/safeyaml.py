@@ -1,10 +1,13 @@
 """Reading small YAML files from strangers safely: one-line ConfigErrors naming file and line, and limits
-checked before anything is built (size, alias expansion, nesting; no tags that create Python objects)."""
+checked before anything is built (size, alias expansion, nesting; no tags that create Python objects);
+the typed dataclasses that configs are built from such documents."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +103,52 @@ def _yaml_children(node: Any) -> list[Any]:
     if not isinstance(value, list):
         return []  # a scalar
     return [n for item in value for n in (item if isinstance(item, tuple) else (item,))]
+
+
+def to_plain(value: Any) -> Any:
+    """`value` with tuples as lists, in nested dicts and lists (for YAML and JSON)."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """An instance of the dataclass `cls` from a mapping read from YAML: unknown keys and values of
+    another type than the field's default are a ConfigError naming `prefix` + the key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"'{prefix}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(fields))})")
+        default = getattr(cls(), key)
+        kwargs[key] = _coerce(value, default, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"invalid value for '{key}': expected true/false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"invalid value for '{key}': expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"invalid value for '{key}': expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid value for '{key}': expected a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"invalid value for '{key}': expected a list, got {value!r}")
+        template = default[0] if default else value[0] if value else 0
+        return tuple(_coerce(v, template, f"{key}[{i}]") for i, v in enumerate(value))
+    return value

@@ -18,7 +18,6 @@ from cunet.commands import message as message_of
 from cunet.errors import AudioError, UserError
 from cunet.io.audio import Excerpt, ffmpeg_available
 from cunet.io.pcm import (
-    PcmSink,
     RawFormat,
     StreamReader,
     decode,
@@ -27,6 +26,7 @@ from cunet.io.pcm import (
     spool,
     stdin_file,
 )
+from cunet.io.sink import PcmSink
 
 
 def _wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:

@@ -13,10 +13,10 @@ from cunet.errors import UserError
 from cunet.synth.dataset import (
     STAGING_PREFIX,
     SynthSettings,
-    collection_licence,
     remove_stale_staging,
     synthesize,
 )
+from cunet.synth.licences import collection_licence
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import soundfile as sf
 from synth_midi import GUITAR, band_song, write_midi
 
 from cunet.errors import DataError
-from cunet.synth.dataset import default_soundfonts
+from cunet.synth.licences import default_soundfonts
 from cunet.synth.render import (
     SAMPLE_RATE,
     Renderer,

@@ -232,7 +232,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _check_stream(args: argparse.Namespace) -> None:
-    from ..io.pcm import is_fifo
+    from ..io.sink import is_fifo
 
     given = [
         option

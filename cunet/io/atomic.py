@@ -122,13 +122,14 @@ def remove_stale_partials(directory: str | os.PathLike) -> None:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
             path.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True unless no process `pid` exists (one we may not signal still counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

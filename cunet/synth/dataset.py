@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, UserError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, pid_alive
+from .licences import collection_licence, default_soundfonts, soundfont_licence
 from .midi import MidiError, MidiInfo, find_midi_files, probe
 from .stems import DEFAULT_STEMS, StemSpec, parse_stems
 from .variation import Collection, SongPlan, plan_dataset, planned_seconds
@@ -35,13 +36,6 @@ SONG_JSON = "song.json"
 STAGING_PREFIX = ".staging-"
 DEFAULT_SILENT = ("vocals",)
 MIN_SONG_SECONDS = 5.0
-# Where Debian/Ubuntu packages put General MIDI soundfonts, with their licences.
-KNOWN_SOUNDFONTS = {
-    "FluidR3_GM.sf2": "MIT (Frank Wen; Debian fluid-soundfont-gm)",
-    "MuseScore_General.sf3": "MIT (S. Christian Collins, MuseScore; Debian musescore-general-soundfont)",
-    "TimGM6mb.sf2": "GPL-2.0 (Tim Brechbill; Debian timgm6mb-soundfont)",
-}
-SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
 
 
 @dataclass(frozen=True)
@@ -76,50 +70,6 @@ class SynthSettings:
         if clash:
             raise UserError(f"--silent names a stem the MIDI renders: {sorted(clash)}")
         return spec
-
-
-def default_soundfonts() -> list[str]:
-    """The General MIDI soundfonts of KNOWN_SOUNDFONTS installed here."""
-    found = []
-    for name in KNOWN_SOUNDFONTS:
-        for folder in SOUNDFONT_DIRS:
-            path = Path(folder) / name
-            if path.is_file():
-                found.append(str(path.resolve()))
-                break
-    return sorted(set(found), key=found.index)
-
-
-def soundfont_licence(path: str) -> str:
-    name = Path(path).name
-    for known, licence in KNOWN_SOUNDFONTS.items():
-        if (
-            name == known
-            or Path(path).resolve().name == known
-            or (known.startswith("MuseScore_General") and name.startswith("MuseScore_General"))
-        ):
-            return licence
-    return "unknown: see the soundfont's own notice"
-
-
-def collection_licence(root: Path) -> str:
-    """The licence of a MIDI folder, from its LICENSE/COPYING file (a few well-known texts recognised)."""
-    for pattern in ("LICENSE*", "LICENCE*", "COPYING*"):
-        for path in sorted(root.glob(pattern)):
-            text = path.read_text(errors="replace")[:20000]
-            name = path.name
-            if "Creative Commons Attribution 4.0" in text:
-                return f"CC-BY-4.0 ({name})"
-            if "Redistribution and use in source and binary forms" in text:
-                return (
-                    f"BSD-3-Clause ({name})"
-                    if "Neither the name" in text
-                    else f"BSD-2-Clause ({name})"
-                )
-            if "Permission is hereby granted, free of charge" in text:
-                return f"MIT ({name})"
-            return f"see {name}"
-    return "unknown: no LICENSE or COPYING file"
 
 
 # -- worker processes --------------------------------------------------------------------------------
@@ -188,21 +138,11 @@ def _cpu_seconds() -> float:
 
 
 # -- the run -----------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_staging(out: Path) -> None:
     """Remove staging folders of runs that are no longer alive."""
     for path in out.glob(STAGING_PREFIX + "*"):
         pid = path.name[len(STAGING_PREFIX) :]
-        if path.is_dir() and (not pid.isdigit() or not _pid_alive(int(pid))):
+        if path.is_dir() and (not pid.isdigit() or not pid_alive(int(pid))):
             shutil.rmtree(path, ignore_errors=True)
 
 

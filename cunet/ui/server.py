@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..io.atomic import pid_alive
 from .app import DEFAULT_MAX_UPLOAD, create_app
 from .security import allowed_hosts_for, new_token
 
@@ -65,7 +66,7 @@ def remove_stale_workdirs(parent: Path | None = None) -> None:
             pid = int((folder / _PID_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -115,16 +116,6 @@ def serve(
         sock.close()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def _has_display() -> bool:
