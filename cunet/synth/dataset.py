@@ -93,7 +93,7 @@ def _init_worker(stems_text: str) -> None:
     for sig in (
         signal.SIGTERM,
         signal.SIGHUP,
-    ):  # forked from the CLI, whose handlers raise: undo them
+    ):  # in case a start method copies the CLI's handlers, which raise: undo them
         signal.signal(sig, signal.SIG_DFL)
     _WORKER["stems"] = stems_text
 
@@ -243,7 +243,8 @@ def synthesize(
     out = Path(settings.out).expanduser()
     jobs = settings.jobs or os.cpu_count() or 1
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: FluidSynth's (GLib's) locks held in this process at fork time hang the workers
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(spec.text(),)) as pool:
         try:
             collections = _collections(settings, pool, note, progress)
