@@ -15,7 +15,7 @@ from cunet.synth.render import (
     SAMPLE_RATE,
     Renderer,
     SynthError,
-    _fluidsynth,
+    load_fluidsynth,
     render_song,
     soundfont_problem,
 )
@@ -25,7 +25,7 @@ from cunet.synth.variation import SongPlan
 
 def _soundfont() -> str:
     try:
-        _fluidsynth()
+        load_fluidsynth()
     except SynthError as exc:
         pytest.skip(str(exc))
     found = default_soundfonts()

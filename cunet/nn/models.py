@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 
 from ..config import Config, ModelConfig
-from .layers import TDF, CNNControl, DenseControl, FiLM, InputScaling, film_param_count
+from .layers import TDF, CNNControl, DenseControl, FiLM, InputScaling
 
 
 def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
@@ -78,8 +78,8 @@ def build_model(config: Config) -> keras.Model:
     if cfg.conditioned:
         condition = keras.Input((len(cfg.instruments),), name="condition")
         inputs["condition"] = condition
-        modulated = (filters if film_enc else ()) + (dec_filters if film_dec else ())
-        gammas, betas = _control(cfg, film_param_count(cfg.film_type, modulated))(condition)
+        n_params = sum(width for _, width in film_layout(config))
+        gammas, betas = _control(cfg, n_params)(condition)
 
     init = "he_uniform"
     x = magnitude

@@ -28,6 +28,7 @@ from ..errors import DataError, UserError
 from ..io.atomic import atomic_path, pid_alive
 from .licences import collection_licence, default_soundfonts, soundfont_licence
 from .midi import MidiError, MidiInfo, find_midi_files, probe
+from .render import Renderer, load_fluidsynth, render_song, soundfont_problem
 from .stems import DEFAULT_STEMS, StemSpec, parse_stems
 from .variation import Collection, SongPlan, plan_dataset, planned_seconds
 
@@ -102,8 +103,6 @@ def _render_one(
     job: tuple[SongPlan, str, str, tuple[str, ...]],
 ) -> tuple[str, dict | None, str | None]:
     """Render one song into staging, then rename it into train/. Returns (name, record, error)."""
-    from .render import Renderer, render_song
-
     plan, staging, train, silent = job
     renderer = _WORKER.get("renderer")
     if not isinstance(renderer, Renderer):
@@ -204,8 +203,6 @@ def _collections(
 
 
 def _soundfonts(settings: SynthSettings, note: Callable[[str], None]) -> list[str]:
-    from .render import soundfont_problem
-
     given = [str(Path(s).expanduser()) for s in settings.soundfonts] or default_soundfonts()
     if not given:
         raise UserError(
@@ -236,9 +233,7 @@ def synthesize(
 
     note = note or (lambda line: tqdm.write(line, file=sys.stderr))
     spec = settings.validate()
-    from .render import _fluidsynth
-
-    _fluidsynth()  # raises a one-line error when FluidSynth is missing, before any worker starts
+    load_fluidsynth()  # raises a one-line error when FluidSynth is missing, before any worker starts
     soundfonts = _soundfonts(settings, note)
     out = Path(settings.out).expanduser()
     jobs = settings.jobs or os.cpu_count() or 1

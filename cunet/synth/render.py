@@ -55,7 +55,7 @@ def soundfont_problem(path: str | Path) -> str | None:
     return None
 
 
-def _fluidsynth() -> Any:
+def load_fluidsynth() -> Any:
     """The pyfluidsynth module with `fluid_synth_write_float` typed; SynthError when unavailable."""
     try:
         import fluidsynth
@@ -95,7 +95,7 @@ class Renderer:
     def __init__(self, stems: StemSpec, block_frames: int = BLOCK_FRAMES) -> None:
         self.stems = stems
         self.block_frames = int(block_frames)
-        self.fs = _fluidsynth()
+        self.fs = load_fluidsynth()
         self._keepers: dict[str, Any] = {}
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Config
 from ..data.sources import DataSpec
-from ..errors import DataError, literal
+from ..errors import DataError, ModelError, literal
 from ..io.atomic import write_json_atomic
 from ..provenance import make_provenance
 
@@ -229,7 +229,6 @@ def _load_parent(
 ) -> tuple[Any, Config, dict[str, Any], Path]:
     """(keras model, its Config, its provenance, its path) of the model to start from, checked against config."""
     from ..engines.loading import load_keras_model, resolve_model_path
-    from ..errors import ModelError
     from .finetune import check_compatible
 
     try:
