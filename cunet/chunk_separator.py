@@ -7,18 +7,26 @@ the engine's multiple -> `engine.masks` -> crop -> masks of all conditions post-
 STFT -> inverse STFT, the last three fused block by block in `dsp.istft` (no full-size masked copy);
 and the channel mapping of inputs to the model (mono through a stereo model, stereo through a mono
 one).
+
+The inverse transforms of a chunk's outputs run on `threads` threads (NumPy's FFTs and ufuncs release
+the GIL): they are most of the work besides the network, and the network's own thread pool is idle
+meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
 from . import dsp
-from .engines.base import MaskEngine
+from .engines.base import MaskEngine, cpu_count
 from .errors import AudioError, ModelError
 from .postprocess import MaskBlock, Postprocess
+
+T = TypeVar("T")
 
 
 def check_channels(n_channels: int, prefix: str = "") -> None:
@@ -35,12 +43,29 @@ class ChunkSeparator:
 
     postprocess: how the masks of the chunk's conditions become estimates (`cunet.postprocess`);
     a joint mode needs the conditions of every instrument (the caller passes them, and `outputs`).
+    threads: threads for the outputs' inverse transforms (None: the CPUs this process may use; 1: the
+    calling thread only). Results do not depend on it.
     """
 
-    def __init__(self, engine: MaskEngine, postprocess: Postprocess | None = None) -> None:
+    def __init__(
+        self,
+        engine: MaskEngine,
+        postprocess: Postprocess | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.engine = engine
         self.audio = engine.config.audio
         self.postprocess = postprocess or Postprocess()
+        self.threads = cpu_count() if threads is None else max(1, int(threads))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _each(self, work: Callable[[int], T], n: int) -> list[T]:
+        """[work(0), ..., work(n - 1)], on the pool when there is more than one of each."""
+        if self.threads == 1 or n == 1:
+            return [work(i) for i in range(n)]
+        if self._pool is None:  # made on first use: a ChunkSeparator that never runs starts no thread
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cunet-istft")
+        return list(self._pool.map(work, range(n)))
 
     def separate_chunk(
         self, waveform: np.ndarray, conditions: np.ndarray, outputs: Sequence[int] | None = None
@@ -70,20 +95,26 @@ class ChunkSeparator:
                 np.transpose(masks, (0, 1, 4, 3, 2)), a.n_fft
             )  # [C, G, ch, F, freq]
             estimates = self.postprocess(full, spec)  # complex [C, G, ch, F, freq]
-            for i, c in enumerate(keep):
+
+            def invert(i: int) -> None:
                 stems[i] = np.transpose(
-                    dsp.istft(estimates[c], n_samples, a.n_fft, a.hop_length), (0, 2, 1)
+                    dsp.istft(estimates[keep[i]], n_samples, a.n_fft, a.hop_length), (0, 2, 1)
                 )
+
+            self._each(invert, len(keep))
             return stems
         # none / ratio: each output's mask is made a block of frames at a time, inside the inverse STFT
-        for i, block in enumerate(self.postprocess.mask_blocks(masks, keep)):
+        blocks = list(self.postprocess.mask_blocks(masks, keep))
 
-            def mask(frames: slice, block: MaskBlock = block) -> np.ndarray:
+        def invert_masked(i: int) -> None:
+            def mask(frames: slice, block: MaskBlock = blocks[i]) -> np.ndarray:
                 return np.transpose(block((slice(None), slice(None), frames)), (0, 3, 2, 1))
 
             stems[i] = np.transpose(
                 dsp.istft(spec, n_samples, a.n_fft, a.hop_length, mask=mask), (0, 2, 1)
             )
+
+        self._each(invert_masked, len(keep))
         return stems  # [C', G, n, ch]
 
     def __call__(

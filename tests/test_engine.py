@@ -161,3 +161,18 @@ def test_chunk_stems_equal_the_plain_computation(tiny_config, mode: str, n_sampl
     np.testing.assert_allclose(got, want, atol=1e-5)
     kept = ChunkSeparator(engine, post).separate_chunk(x, conditions, outputs=[2, 0])
     np.testing.assert_array_equal(kept, got[[2, 0]])
+
+
+@pytest.mark.parametrize("mode", ["ratio", "wiener"])
+def test_threads_do_not_change_the_stems(tiny_config, mode: str) -> None:
+    """The outputs' inverse transforms run on a thread pool; the stems are the same bits on one thread."""
+    x = synth_mixture(128 * (dsp.BLOCK_FRAMES + 5) / 44100)[None]
+    engine = SmoothEngine(tiny_config)
+    conditions = np.eye(4, dtype=np.float32)
+    one = ChunkSeparator(engine, Postprocess(mode), threads=1)
+    pooled = ChunkSeparator(engine, Postprocess(mode), threads=3)
+    assert one._pool is None  # no thread is started before it is needed, nor on one thread
+    want = one.separate_chunk(x, conditions, outputs=[3, 1, 0])
+    got = pooled.separate_chunk(x, conditions, outputs=[3, 1, 0])
+    assert pooled._pool is not None and one._pool is None
+    np.testing.assert_array_equal(got, want)

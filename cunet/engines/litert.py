@@ -34,7 +34,7 @@ from ..config import Config, ConfigError, config_from_dict
 from ..errors import ModelError
 from ..provenance import MAX_RECORD_BYTES, PROVENANCE_ENTRY, parse_record
 from ..tflog import native_stderr_muted
-from .base import MaskEngine
+from .base import MaskEngine, cpu_count
 
 TFLITE_FORMAT = "cunet-tflite/1"
 MASKS_SIGNATURE = "masks"
@@ -42,14 +42,6 @@ CHUNK_SIGNATURE = "chunk"
 METADATA_NAME = PROVENANCE_ENTRY  # the flatbuffer metadata entry holding the record
 MAX_TFLITE_BYTES = 1 << 31  # flatbuffers cannot address more
 IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def buffers_digest(data: bytes | bytearray | memoryview, skip: int | None = None) -> str:

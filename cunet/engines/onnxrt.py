@@ -19,8 +19,7 @@ import numpy as np
 from ..config import Config, ConfigError, config_from_dict
 from ..errors import MissingExtra, ModelError
 from ..provenance import PROVENANCE_ENTRY, parse_record
-from .base import MaskEngine
-from .litert import cpu_count
+from .base import MaskEngine, cpu_count
 
 ONNX_FORMAT = "cunet-onnx/1"
 MAX_ONNX_BYTES = 1 << 31

@@ -12,6 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engines.base import cpu_count as available_cpus
 from .runner import EvaluationSettings, SeparateFn, TrackResult, failure_message, score_one_track
 from .tracks import EvalTrack
 
@@ -77,12 +78,6 @@ def limit_threads(n: int) -> None:
     except ImportError:
         pass
 
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def evaluate_tracks(
