@@ -63,7 +63,7 @@ class ChunkSeparator:
         """[work(0), ..., work(n - 1)], on the pool when there is more than one of each."""
         if self.threads == 1 or n == 1:
             return [work(i) for i in range(n)]
-        if self._pool is None:  # made on first use: a ChunkSeparator that never runs starts no thread
+        if self._pool is None:  # made on first use: an idle ChunkSeparator starts no thread
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cunet-istft")
         return list(self._pool.map(work, range(n)))
 

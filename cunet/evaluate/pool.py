@@ -79,7 +79,6 @@ def limit_threads(n: int) -> None:
         pass
 
 
-
 def evaluate_tracks(
     tracks: Sequence[EvalTrack],
     settings: EvaluationSettings,
