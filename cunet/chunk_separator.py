@@ -8,6 +8,11 @@ STFT -> inverse STFT, the last three fused block by block in `dsp.istft` (no ful
 and the channel mapping of inputs to the model (mono through a stereo model, stereo through a mono
 one).
 
+With `shifts` > 1 the network also runs on the chunk's magnitude rolled by fractions of the U-Net's
+time stride (`model.time_multiple` frames), so its pooling grid falls elsewhere; the masks, rolled back,
+are averaged before post-processing (test-time augmentation: the network's cost times `shifts`, the DSP's
+unchanged).
+
 The inverse transforms of a chunk's outputs run on `threads` threads (NumPy's FFTs and ufuncs release
 the GIL): they are most of the work besides the network, and the network's own thread pool is idle
 meanwhile.
@@ -23,10 +28,11 @@ import numpy as np
 
 from . import dsp
 from .engines.base import MaskEngine, cpu_count
-from .errors import AudioError, ModelError
+from .errors import AudioError, ModelError, UserError, literal
 from .postprocess import MaskBlock, Postprocess
 
 T = TypeVar("T")
+MAX_SHIFTS = 16
 
 
 def check_channels(n_channels: int, prefix: str = "") -> None:
@@ -38,6 +44,15 @@ def check_channels(n_channels: int, prefix: str = "") -> None:
         )
 
 
+def check_shifts(shifts: int) -> None:
+    """UserError unless shifts is a whole number from 1 to MAX_SHIFTS."""
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or not 1 <= shifts <= MAX_SHIFTS:
+        raise UserError(
+            f"{{shifts}} must be a whole number from 1 to {MAX_SHIFTS}, got {literal(repr(shifts))}",
+            names={"shifts": "shifts"},
+        )
+
+
 class ChunkSeparator:
     """Separates waveform chunks with any MaskEngine (see the module docstring for the steps).
 
@@ -45,6 +60,7 @@ class ChunkSeparator:
     a joint mode needs the conditions of every instrument (the caller passes them, and `outputs`).
     threads: threads for the outputs' inverse transforms (None: the CPUs this process may use; 1: the
     calling thread only). Results do not depend on it.
+    shifts: network passes averaged per chunk, 1 to MAX_SHIFTS (see the module docstring).
     """
 
     def __init__(
@@ -52,10 +68,13 @@ class ChunkSeparator:
         engine: MaskEngine,
         postprocess: Postprocess | None = None,
         threads: int | None = None,
+        shifts: int = 1,
     ) -> None:
+        check_shifts(shifts)
         self.engine = engine
         self.audio = engine.config.audio
         self.postprocess = postprocess or Postprocess()
+        self.shifts = shifts
         self.threads = cpu_count() if threads is None else max(1, int(threads))
         self._pool: ThreadPoolExecutor | None = None
 
@@ -66,6 +85,20 @@ class ChunkSeparator:
         if self._pool is None:  # made on first use: an idle ChunkSeparator starts no thread
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cunet-istft")
         return list(self._pool.map(work, range(n)))
+
+    def _masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+        """engine.masks, averaged over `shifts` rolls of the frame axis (rolled back before adding)."""
+        masks = self.engine.masks(magnitude, conditions)
+        if self.shifts == 1:
+            return masks
+        total = np.array(masks, np.float32)  # an engine may return a read-only array
+        stride = self.engine.config.model.time_multiple
+        for k in range(1, self.shifts):
+            roll = k * stride // self.shifts or k  # frames; whole frames even for short strides
+            rolled = self.engine.masks(np.roll(magnitude, roll, axis=2), conditions)
+            total += np.roll(rolled, -roll, axis=3)
+        total *= np.float32(1 / self.shifts)
+        return total
 
     def separate_chunk(
         self, waveform: np.ndarray, conditions: np.ndarray, outputs: Sequence[int] | None = None
@@ -86,7 +119,7 @@ class ChunkSeparator:
         magnitude = np.empty((n_groups, a.n_bins, padded, n_channels), np.float32)  # model layout
         magnitude[:, :, n_frames:] = 0.0
         np.abs(np.transpose(spec[..., : a.n_bins], (0, 3, 2, 1)), out=magnitude[:, :, :n_frames])
-        masks = self.engine.masks(magnitude, conditions)[:, :, :, :n_frames]  # [C, G, bins, F, ch]
+        masks = self._masks(magnitude, conditions)[:, :, :, :n_frames]  # [C, G, bins, F, ch]
         del magnitude
         keep = list(range(masks.shape[0])) if outputs is None else list(outputs)
         stems = np.empty((len(keep), n_groups, n_samples, n_channels), np.float32)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .chunk_separator import ChunkSeparator, check_channels
+from .chunk_separator import ChunkSeparator, check_channels, check_shifts
 from .chunking import (
     ChunkPlan,
     check_latency,
@@ -57,7 +57,9 @@ class Separator:
     (`chunking.chunks_for_latency`). postprocess: how the instruments' masks are combined ("none",
     "ratio", "wiener", or a `cunet.postprocess.Postprocess`; None: the model's own
     `model.postprocess`, chosen when it was trained). "ratio" and "wiener" compute every
-    instrument's mask even when fewer are asked for.
+    instrument's mask even when fewer are asked for. shifts: network passes per chunk whose masks are
+    averaged, the frames rolled by fractions of the U-Net's stride each time (1 to
+    `chunk_separator.MAX_SHIFTS`; test-time augmentation that costs the network's time `shifts` times).
     """
 
     def __init__(
@@ -68,7 +70,9 @@ class Separator:
         chunks: ChunkSettings | None = None,
         postprocess: str | Postprocess | None = None,
         latency: float | None = None,
+        shifts: int = 1,
     ) -> None:
+        check_shifts(shifts)
         if config is not None and config != engine.config:
             raise ValueError("config differs from the engine's config")
         if chunks is not None and latency is not None:
@@ -92,7 +96,8 @@ class Separator:
                 "this model separates one"
             )
         self.postprocess = postprocess
-        self.chunk_separator = ChunkSeparator(engine, postprocess)
+        self.shifts = shifts
+        self.chunk_separator = ChunkSeparator(engine, postprocess, shifts=shifts)
 
     @classmethod
     def from_pretrained(
@@ -103,6 +108,7 @@ class Separator:
         chunks: ChunkSettings | None = None,
         postprocess: str | Postprocess | None = None,
         latency: float | None = None,
+        shifts: int = 1,
     ) -> Separator:
         """Load a `.keras` file, a training run directory, a SavedModel, `.tflite` or `.onnx` export, or
         (None) the shipped model. engine: "auto" (each file on its own engine; the shipped model on LiteRT,
@@ -112,8 +118,9 @@ class Separator:
             raise UserError("latency sets the chunking; give chunks or latency, not both")
         if latency is not None:
             check_latency(latency)  # before loading
+        check_shifts(shifts)
         model_engine, config, provenance = load_engine(path, engine)
-        return cls(model_engine, config, provenance, chunks, postprocess, latency)
+        return cls(model_engine, config, provenance, chunks, postprocess, latency, shifts)
 
     @classmethod
     def from_keras_model(

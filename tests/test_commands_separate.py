@@ -566,3 +566,17 @@ def test_stream_into_a_named_pipe(tmp_path: Path, tiny_model_path: Path, capsys)
         "note: streaming vocals as f32le, 44100 Hz, 2 channels"
     )
     assert np.frombuffer(got[0], "<f4").reshape(-1, 2).shape == x.shape and fifo.exists()
+
+
+def test_shifts_option(tmp_path, tiny_model_path, capsys) -> None:
+    song = tmp_path / "song.wav"
+    sf.write(song, synth_mixture(1.5), RATE)
+    base = ["-o", tmp_path / "out", "--model", tiny_model_path, "-i", "vocals", "-q", *FAST]
+    assert run([song, *base], capsys) == (0, [])
+    once = read(tmp_path / "out" / "song" / "vocals.wav")
+    assert run([song, *base, "--shifts", "2", "--force"], capsys) == (0, [])
+    twice = read(tmp_path / "out" / "song" / "vocals.wav")
+    # the random tiny model barely depends on where its pooling grid falls: close, as 16-bit files
+    np.testing.assert_allclose(twice, once, atol=2e-4)
+    code, lines = run([song, *base, "--shifts", "0", "--force"], capsys)
+    assert code == 2 and lines == ["error: --shifts must be a whole number from 1 to 16, got 0"]

@@ -176,3 +176,56 @@ def test_threads_do_not_change_the_stems(tiny_config, mode: str) -> None:
     got = pooled.separate_chunk(x, conditions, outputs=[3, 1, 0])
     assert pooled._pool is not None and one._pool is None
     np.testing.assert_array_equal(got, want)
+
+
+class GridEngine(MaskEngine):
+    """Masks that depend on each frame's position in the U-Net's stride, like a pooling grid does."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.rolls: list[np.ndarray] = []
+
+    def masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+        self.rolls.append(magnitude)
+        phase = np.arange(magnitude.shape[2]) % self.config.model.time_multiple
+        grid = (phase / self.config.model.time_multiple).astype(np.float32)[None, None, :, None]
+        mask = np.tanh(magnitude) * np.float32(0.5) + grid * np.float32(0.5)
+        return np.broadcast_to(mask, (conditions.shape[0], *mask.shape)).astype(np.float32)
+
+
+def test_shifts_average_the_masks_of_rolled_frames(tiny_config) -> None:
+    x = synth_mixture(0.6)[None]
+    conditions = np.eye(4, dtype=np.float32)
+    stride = tiny_config.model.time_multiple
+    # A frame-local network gives the same masks however the frames are rolled.
+    smooth = ChunkSeparator(SmoothEngine(tiny_config), Postprocess("ratio"))
+    np.testing.assert_allclose(
+        ChunkSeparator(SmoothEngine(tiny_config), Postprocess("ratio"), shifts=3).separate_chunk(
+            x, conditions
+        ),
+        smooth.separate_chunk(x, conditions),
+        atol=1e-6,
+    )
+    # A grid-dependent one runs once per shift, each on the frames rolled by a fraction of the stride;
+    # the masks are rolled back and averaged.
+    grid = GridEngine(tiny_config)
+    shifted = ChunkSeparator(grid, Postprocess("none"), shifts=2)
+    shifted._masks(np.ones((1, 8, 3 * stride, 2), np.float32), conditions)
+    plain, rolled = grid.rolls
+    np.testing.assert_array_equal(rolled, np.roll(plain, stride // 2, axis=2))
+    magnitude = np.random.default_rng(1).random((1, 8, 2 * stride, 2), dtype=np.float32)
+    got = shifted._masks(magnitude, conditions)
+    one = GridEngine(tiny_config).masks
+    want = (
+        one(magnitude, conditions)
+        + np.roll(one(np.roll(magnitude, stride // 2, axis=2), conditions), -(stride // 2), axis=3)
+    ) / 2
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("shifts", [0, 17, 1.5, True])
+def test_shifts_are_checked(tiny_config, shifts) -> None:
+    from cunet.errors import UserError
+
+    with pytest.raises(UserError, match="shifts must be a whole number from 1 to 16"):
+        ChunkSeparator(SmoothEngine(tiny_config), shifts=shifts)

@@ -212,3 +212,26 @@ def test_instruments_come_from_the_model(five_instrument_model_path):
         sep.check_instruments(["piano"])
     out = sep.separate(synth_mixture(0.6), 44100, ["guitar"])
     assert out["guitar"].shape == (26460, 2) and np.isfinite(out["guitar"]).all()
+
+
+def test_shifts_are_an_option_checked_before_loading(tiny_model_path, tiny_config, tmp_path):
+    from cunet.errors import UserError
+
+    class Counting(OnesEngine):
+        calls = 0
+
+        def masks(self, magnitude, conditions):
+            self.calls += 1
+            return super().masks(magnitude, conditions)
+
+    x = synth_mixture(1.2)
+    plain, counted = Counting(tiny_config), Counting(tiny_config)
+    a = Separator(plain, chunks=ChunkSettings(1.0, 0.25)).separate(x, 44100, ["drums"])
+    shifted = Separator(counted, chunks=ChunkSettings(1.0, 0.25), shifts=4)
+    b = shifted.separate(x, 44100, ["drums"])
+    assert shifted.shifts == 4 and counted.calls == 4 * plain.calls > 0
+    np.testing.assert_allclose(b["drums"], a["drums"], atol=1e-6)  # masks of ones, however rolled
+    loaded = Separator.from_pretrained(tiny_model_path, shifts=3)
+    assert loaded.chunk_separator.shifts == 3
+    with pytest.raises(UserError, match="shifts"):  # a missing model is not even looked at
+        Separator.from_pretrained(tmp_path / "missing.keras", shifts=0)

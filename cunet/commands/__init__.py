@@ -10,6 +10,7 @@ OPTIONS = {
     "chunk_seconds": "--chunk-seconds",
     "overlap_seconds": "--overlap-seconds",
     "latency": "--latency",
+    "shifts": "--shifts",
     "start": "--start",
     "duration": "--duration",
     "bits": "--bits",

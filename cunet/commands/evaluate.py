@@ -166,6 +166,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=1.0,
         help="exponent of the ratio normalisation (default: 1)",
     )
+    p.add_argument(
+        "--shifts",
+        type=int,
+        default=1,
+        help="network passes per chunk, their masks averaged (see separate; default: 1)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
     return p
@@ -275,8 +281,11 @@ def run(args: argparse.Namespace) -> int:
             Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
         )
         with native_stderr_muted():
-            separator = Separator.from_pretrained(model, postprocess=postprocess)
+            separator = Separator.from_pretrained(
+                model, postprocess=postprocess, shifts=args.shifts
+            )
         extra["postprocess"] = separator.postprocess.mode
+        extra["shifts"] = args.shifts
         probe_devices()
     outputs = separator.instruments if separator is not None else None
     targets, estimate_from = resolve_targets(args.instruments, data_stems, outputs, mapping)
@@ -297,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             threads = max(1, available_cpus() // min(args.jobs, len(tracks)))
             factory = functools.partial(
-                model_separate_fn, model, settings.model_outputs, threads, postprocess
+                model_separate_fn, model, settings.model_outputs, threads, postprocess, args.shifts
             )
             separator = None
 

@@ -143,6 +143,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help=f"processing chunk length (default: {_DEFAULT.chunk_seconds:g})",
     )
     p.add_argument(
+        "--shifts",
+        type=int,
+        default=1,
+        help="network passes per chunk, their masks averaged (test-time augmentation; each pass "
+        "rolls the frames by a fraction of the U-Net's stride; costs the network's time that many "
+        "times; default: 1)",
+    )
+    p.add_argument(
         "--overlap-seconds",
         type=float,
         default=None,
@@ -367,7 +375,7 @@ def _load(args: argparse.Namespace) -> Any:
     # TensorFlow (if the model needs it) is imported inside, once the model file passed the cheap checks
     with native_stderr_muted():
         separator = Separator.from_pretrained(
-            args.model, chunks=chunks, postprocess=postprocess, latency=latency
+            args.model, chunks=chunks, postprocess=postprocess, latency=latency, shifts=args.shifts
         )
     probe_devices()
     return separator

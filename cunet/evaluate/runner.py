@@ -182,13 +182,14 @@ def model_separate_fn(
     instruments: Sequence[str],
     tf_threads: int | None = None,
     postprocess: Any = None,
+    shifts: int = 1,
 ) -> SeparateFn:
     """Factory for the package's model: load `cunet.separator.Separator` once, return its separate_fn.
 
     model: .keras file, run directory, SavedModel export, or None for the shipped model.
     instruments: the model outputs to separate (`EvaluationSettings.model_outputs`).
-    postprocess: as for `Separator` (None: the model's own).
-    Picklable as functools.partial(model_separate_fn, path, instruments, threads, postprocess).
+    postprocess, shifts: as for `Separator` (postprocess None: the model's own).
+    Picklable as functools.partial(model_separate_fn, path, instruments, threads, postprocess, shifts).
     """
     tf = import_tensorflow(muted=True)  # a worker process: no start-up lines on the user's terminal
     if tf_threads:
@@ -200,7 +201,7 @@ def model_separate_fn(
     from ..separator import Separator
 
     with native_stderr_muted():
-        separator = Separator.from_pretrained(model, postprocess=postprocess)
+        separator = Separator.from_pretrained(model, postprocess=postprocess, shifts=shifts)
     probe_devices()
     names = tuple(instruments)
 
