@@ -168,6 +168,7 @@ def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_conf
     assert read_history_csv(out / "history.csv") == [0, 1]
 
 
+@pytest.mark.slow  # log input is covered by test_training_trainer in the default run
 def test_joint_training_with_log_input_scaling(
     tmp_path, musdb_spec, cache_dir, tiny_config, monkeypatch
 ):
@@ -444,6 +445,7 @@ def test_resume_after_crash_at_epoch_boundary(
     assert best_after["value"] >= best_before["value"]  # the best value survived the restart
 
 
+@pytest.mark.slow  # resuming is covered by test_resume_after_crash_at_epoch_boundary in the default run
 def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_config):
     """`cunet train` killed with SIGKILL during an epoch; the same command resumes and finishes."""
     epochs = 4
@@ -501,6 +503,7 @@ def test_resume_after_sigkill_mid_epoch(tmp_path, musdb_root, cache_dir, tiny_co
 # --------------------------------------------------------------------------- tf.distribute
 
 
+@pytest.mark.slow  # two logical CPUs double a training run's time
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, musdb_root, cache_dir, tiny_config):
     cfg = small_config(
         tiny_config,

@@ -213,6 +213,7 @@ def assert_learns(cfg: Config, x, y, steps: int = 50) -> None:
         pytest.param(
             {**JOINT_RATIO, "magnitude_loss_weight": 0.0, "sdr_loss_weight": 1.0},
             id="joint-ratio-sdr-only",
+            marks=pytest.mark.slow,  # the SDR loss is covered by joint-ratio-sdr in the default run
         ),
         pytest.param(
             {"model": {"input_scaling": "log"}, "magnitude_loss_power": 0.5},
