@@ -24,6 +24,7 @@ EPILOG = (
     "channels interleaved channels (vocals L, vocals R, drums L, ...). Exit code 2 if any input failed."
 )
 _DEFAULT = ChunkSettings()
+SHIFTS_HELP = "network passes per chunk, their masks averaged (test-time augmentation; default: 1)"
 DEFAULT_LATENCY = 1.5
 # Kept here, not imported, so --help imports no numpy: cunet.postprocess.MODES, cunet.io.output.CLIP_MODES,
 # cunet.io.audio.BITS, cunet.io.pcm.INPUT_ENCODINGS, cunet.io.naming.DEFAULT_TEMPLATE (tests check they agree).
@@ -142,14 +143,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help=f"processing chunk length (default: {_DEFAULT.chunk_seconds:g})",
     )
-    p.add_argument(
-        "--shifts",
-        type=int,
-        default=1,
-        help="network passes per chunk, their masks averaged (test-time augmentation; each pass "
-        "rolls the frames by a fraction of the U-Net's stride; costs the network's time that many "
-        "times; default: 1)",
-    )
+    p.add_argument("--shifts", type=int, default=1, help=SHIFTS_HELP)
     p.add_argument(
         "--overlap-seconds",
         type=float,
