@@ -370,3 +370,24 @@ def test_edited_audio_is_decoded_again(tmp_path, tiny_config):
     assert calls == ["a/vocals"]
     expected = spectrum(synth_stems(0.2, 44100, 1)["vocals"], audio)[..., : audio.n_bins]
     np.testing.assert_allclose(cached[0].load("vocals"), expected, atol=1e-2)  # 16-bit files
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, tiny_config, monkeypatch):
+    import errno
+
+    from cunet.data import cache
+
+    write_track(tmp_path / "ds" / "a", {"vocals": synth_stems(0.2, 44100, 0)["vocals"]})
+    tracks = open_source(folder_spec(tmp_path / "ds"))["train"]
+
+    def full(fh, array):
+        fh.write(b"\x93NUMPY partial")  # some bytes made it to disk before space ran out
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache.np, "save", full)
+    with pytest.raises(DataError) as info:
+        build_cache(tracks, tmp_path / "cache", tiny_config.audio, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and "cannot cache track 'a'" in message
+    assert "No space left on device" in message and "another --cache-dir" in message
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []

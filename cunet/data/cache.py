@@ -15,6 +15,7 @@ from different tracks are remixed directly in the STFT domain.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -222,7 +223,20 @@ def build_cache(
     root = Path(cache_dir) / stft_key(audio)
     cached, residuals = [], []
     for track in tqdm(tracks, desc="caching tracks", disable=not progress, unit="track"):
-        entry, meta = _cache_track(track, root / track.source_id / track_key(track.name), audio)
+        folder = root / track.source_id / track_key(track.name)
+        try:
+            entry, meta = _cache_track(track, folder, audio)
+        except OSError as exc:  # disk full, quota, permissions: the partial file is already removed
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise DataError(
+                f"cannot cache track '{track.name}' in '{folder}': {exc.strerror or exc}"
+                + (
+                    " (the cache holds every stem's spectrogram, about 5 GB per hour of stereo "
+                    "audio per stem; free space or give another --cache-dir)"
+                    if full
+                    else ""
+                )
+            ) from None
         cached.append(entry)
         residuals.append(meta.get("mixture_residual_db"))
     for note in mixture_notes(tracks, residuals):
