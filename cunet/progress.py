@@ -17,10 +17,10 @@ class _NoProgress:
         pass
 
 
-def progress_bar(total: int, disable: bool, desc: str) -> Any:
-    """A bar counting `total` chunks (`update()` once per chunk, `close()` at the end)."""
+def progress_bar(total: int, disable: bool, desc: str, unit: str = "chunk") -> Any:
+    """A bar counting `total` units (`update()` once per unit, `close()` at the end)."""
     if disable:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
