@@ -13,7 +13,9 @@ delta against a reference method (the current shipped model), the training minut
 folder's track_scores.csv) and on how many tracks A is ahead: paired, so less noisy than the medians.
 
 rows.json: [{"name": ..., "lever": ..., "eval": "eval_dir", "method": "cunet", "run": "run_dir" (optional),
-             "command": "..."}]; the row whose name is --reference is the baseline of the deltas.
+             "training": "50 (29 ep., best 14)" (optional), "command": "..."}]; the training minutes come
+from the run directory's provenance while it exists, else from "training" (run directories outlive a
+session only sometimes).; the row whose name is --reference is the baseline of the deltas.
 """
 
 from __future__ import annotations
@@ -68,9 +70,10 @@ def paired_table(rows: list[dict], pairs: list[str]) -> list[str]:
     return out
 
 
-def training_minutes(run_dir: Path | None) -> str:
+def training_minutes(run_dir: Path | None, recorded: str = "–") -> str:
+    """'minutes (epochs ep., best N)' from a run's provenance.json, else the row's recorded text."""
     if run_dir is None or not (run_dir / "provenance.json").exists():
-        return "–"
+        return recorded
     metrics = json.loads((run_dir / "provenance.json").read_text()).get("metrics", {})
     minutes = metrics.get("train_minutes")
     epochs = metrics.get("epochs_done")
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         run = Path(r["run"]).expanduser() if r.get("run") else None
         out.append(
-            f"| {r['name']} | {r['lever']} | {cells} | {delta} | {training_minutes(run)} | "
+            f"| {r['name']} | {r['lever']} | {cells} | {delta} | {training_minutes(run, r.get('training', '–'))} | "
             f"`{r['command']}` |"
         )
     if args.paired:
