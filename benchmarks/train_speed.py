@@ -149,9 +149,17 @@ class _StepTimer:
 
 
 def training_throughput(
-    config: Any, sampler: Any, steps: int, warmup: int, repeats: int
+    config: Any,
+    sampler: Any,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    dtype_policy: str = "float32",
 ) -> list[float]:
-    """Patches per second of training steps (the config's objective) on one in-memory batch, per repeat."""
+    """Patches per second of training steps (the config's objective) on one in-memory batch, per repeat.
+
+    dtype_policy: the Keras dtype policy the model is built under ("mixed_bfloat16": bfloat16
+    compute, float32 weights)."""
     import keras
     import tensorflow as tf
 
@@ -164,6 +172,7 @@ def training_throughput(
     inputs, targets = split_inputs_targets(sampler.batch(0, batch // sampler.n_targets))
     ds = tf.data.Dataset.from_tensors((inputs, targets)).repeat()
     keras.utils.set_random_seed(config.train.seed)
+    keras.config.set_dtype_policy(dtype_policy)  # this process builds one model: a global is fine
     with select_strategy().scope():
         model = SeparationTrainer(build_model(config), config)
         model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
@@ -207,6 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="STFT cache (default: ~/.cache/cunet, a temporary folder with --synthetic)",
     )
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=("float32", "mixed_bfloat16"),
+        help="Keras dtype policy of the trained model (default float32)",
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed batches per repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches before timing")
     parser.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported")
@@ -235,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline_throughput(sampler, config, args.steps, args.warmup, first_index=r * 100_000)
             for r in range(args.repeats)
         ]
-        training = training_throughput(config, sampler, args.steps, args.warmup, args.repeats)
+        training = training_throughput(
+            config, sampler, args.steps, args.warmup, args.repeats, args.dtype_policy
+        )
 
     pipe, fit = statistics.median(pipeline), statistics.median(training)
     ratio = pipe / fit
@@ -243,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"config:   {config.name} ({args.config}); batch {config.train.batch_size} x "
         f"{config.audio.n_bins} bins x {config.model.n_frames} frames x {config.audio.n_channels} ch"
     )
-    print(f"data:     {source}")
+    print(f"data:     {source}; dtype policy {args.dtype_policy}")
     print(
         f"timing:   median of {args.repeats} repeats x {args.steps} batches, {os.cpu_count()} CPUs"
     )

@@ -92,6 +92,7 @@ class SeparationTrainer(keras.Model):
         training: bool = True,
     ) -> tf.Tensor:
         t = self.config.train
+        y_pred = tf.cast(y_pred, tf.float32)  # masks computed in bfloat16 under a mixed policy
         if self.joint and self.config.model.postprocess == "ratio":
             loss = self._objective(x, y, normalise_masks(y_pred, axis=1))
             if (
