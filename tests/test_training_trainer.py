@@ -149,6 +149,17 @@ def test_joint_ratio_loss_by_hand(tiny_config):
     assert float(plain.compute_loss(x, y, masks)) == pytest.approx(l1(x, y, masks), rel=1e-5)
 
 
+def test_bfloat16_masks_give_the_float32_loss(tiny_config):
+    """Under a mixed_bfloat16 policy the model's masks come in bfloat16; the loss is computed in float32."""
+    cfg = configure(tiny_config, **JOINT_RATIO, raw_mask_loss_weight=0.3)
+    x, y, masks = loss_inputs(4, seed=2)
+    masks_bf16 = tf.cast(masks, tf.bfloat16)
+    exact = l1(x, y, ratio_masks(masks, axis=1)) + 0.3 * l1(x, y, masks)
+    loss = trainer_for(cfg).compute_loss(x, y, masks_bf16)
+    assert loss.dtype == tf.float32
+    assert float(loss) == pytest.approx(exact, rel=1e-2)  # bfloat16 keeps 8 bits of mantissa
+
+
 def test_sdr_loss_limits(tiny_config):
     """Zero masks: SDR 0 dB, loss 0; masks that rebuild the target exactly: the SDR of a zero error."""
     cfg = configure(tiny_config, magnitude_loss_weight=0.0, sdr_loss_weight=1.0)
