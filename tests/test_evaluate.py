@@ -684,12 +684,12 @@ def test_cli_with_model_in_two_workers(tiny_model_path, tmp_path):
 
 
 def test_musdb_missing_names_the_extra(monkeypatch, tmp_path):
-    import cunet.data
+    import cunet.evaluate.tracks
     from cunet.errors import MissingExtra
 
     def no_musdb(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'musdb'", name="musdb")
 
-    monkeypatch.setattr(cunet.data, "open_musdb", no_musdb)
+    monkeypatch.setattr(cunet.evaluate.tracks, "open_musdb", no_musdb)
     with pytest.raises(MissingExtra, match=r'pip install "cunet\[train\]"'):
         open_musdb_tracks(tmp_path, "train")

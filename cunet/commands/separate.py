@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import INSTRUMENTS
 from ..errors import CunetError, UserError, one_line
+from ..io.naming import FilenameTemplate
 from ..settings import ChunkSettings
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 from . import OPTIONS, message
@@ -289,7 +290,6 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     from ..io.audio import Excerpt
     from ..io.inputs import expand_inputs
-    from ..io.naming import FilenameTemplate
 
     excerpt = Excerpt(args.start, args.duration).validate()
     raw = _raw(args)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import INSTRUMENTS
 from ..io.atomic import write_text_atomic
+from ..separator import Separator
 from ..tflog import import_tensorflow, native_stderr_muted, probe_devices
 from .oracle import BASELINES, ORACLE_STFT, oracle_estimates
 from .scoring import check_protocol, conform_to_protocol, score_track
@@ -198,8 +199,6 @@ def model_separate_fn(
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # TensorFlow already initialised in this process: keep its pools
             pass
-    from ..separator import Separator
-
     with native_stderr_muted():
         separator = Separator.from_pretrained(model, postprocess=postprocess, shifts=shifts)
     probe_devices()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import INSTRUMENTS
+from ..data.sources import open_musdb
 from ..errors import DataError, missing_extra
 
 
@@ -122,8 +123,6 @@ def open_musdb_tracks(
 
     Raises DataError when `root` is not a directory, a file cannot be read, or on bad arguments.
     """
-    from ..data import open_musdb
-
     if subsets not in ("train", "test"):
         raise DataError(f"subsets must be 'train' or 'test', got {subsets!r}")
     if split is not None and subsets != "train":

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..data import PatchSampler, build_cache, open_sources, train_dataset, validation_batches
+from ..data.pipeline import split_inputs_targets
 from ..data.sources import DataSpec
+from ..engines.loading import load_keras_model, resolve_model_path
 from ..errors import DataError, ModelError, literal
 from ..io.atomic import write_json_atomic
 from ..provenance import make_provenance
@@ -99,8 +102,6 @@ def train(
     import keras
     import tensorflow as tf
 
-    from ..data import PatchSampler, build_cache, open_sources, train_dataset, validation_batches
-    from ..data.pipeline import split_inputs_targets
     from ..nn.models import build_model
     from .callbacks import resume_epoch, run_callbacks, truncate_history
     from .finetune import copy_weights, parent_record
@@ -228,7 +229,6 @@ def _load_parent(
     init_from: str | os.PathLike, config: Config
 ) -> tuple[Any, Config, dict[str, Any], Path]:
     """(keras model, its Config, its provenance, its path) of the model to start from, checked against config."""
-    from ..engines.loading import load_keras_model, resolve_model_path
     from .finetune import check_compatible
 
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..io.atomic import pid_alive
+from ..separator import Separator
 from .app import DEFAULT_MAX_UPLOAD, create_app
 from .security import allowed_hosts_for, new_token
 
@@ -79,8 +80,6 @@ def serve(
 ) -> None:
     """Serve `cunet ui` until interrupted. Loads the model (None: the shipped one) before printing the address."""
     import uvicorn
-
-    from ..separator import Separator
 
     sock = bind(host, port)
     workdir: Path | None = None
