@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import DataError
+from ..io.resample import conform
 from ..progress import progress_bar
 from .sources import Track, track_key
 
@@ -64,15 +65,11 @@ def pitch_tempo(audio: np.ndarray, rate: int, variant: Variant) -> np.ndarray:
     stretch = variant.tempo * ratio
     if stretch != 1.0:
         y = librosa.effects.time_stretch(y, rate=stretch)
-    if variant.semitones:
-        y = librosa.resample(y, orig_sr=rate / ratio, target_sr=rate, res_type="soxr_hq")
-    rms_in, rms_out = (
-        float(np.sqrt(np.mean(np.square(audio)))),
-        float(np.sqrt(np.mean(np.square(y)))),
-    )
+    out = conform(y.T, rate / ratio, rate) if variant.semitones else y.T
+    rms_in, rms_out = (float(np.sqrt(np.mean(np.square(x)))) for x in (audio, out))
     if rms_out > 0:
-        y = y * (rms_in / rms_out)
-    return np.ascontiguousarray(y.T, dtype=np.float32)
+        out = out * np.float32(rms_in / rms_out)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def draw_variants(
@@ -94,23 +91,31 @@ def draw_variants(
     return variants
 
 
-def render_track(track: Track, variant: Variant, folder: Path) -> None:
-    """Write the track's stems, changed by `variant`, into `folder` (created whole or not at all)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+def render_copies(track: Track, copies: Sequence[tuple[Variant, Path]]) -> None:
+    """Write the track's stems changed by each variant into its folder. Each stem is decoded once for
+    all the copies and held alone in memory; each folder is created whole or not at all."""
+    tmps: list[Path] = []
     try:
+        for _, folder in copies:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent)))
         for stem, read in track.stems.items():
             audio, rate = read()
-            sf.write(tmp / f"{stem}.wav", pitch_tempo(audio, rate, variant), rate, "FLOAT")
-        for stem in track.silent:
-            (tmp / f"{stem}.silent").touch()
-        os.replace(tmp, folder)
+            for (variant, _), tmp in zip(copies, tmps, strict=True):
+                sf.write(tmp / f"{stem}.wav", pitch_tempo(audio, rate, variant), rate, "FLOAT")
+        for tmp in tmps:
+            for stem in track.silent:
+                (tmp / f"{stem}.silent").touch()
+        for (_, folder), tmp in zip(copies, tmps, strict=True):
+            os.replace(tmp, folder)
     except OSError as exc:
         raise DataError(
-            f"cannot write the augmented copy '{folder}': {exc.strerror or exc}"
+            f"cannot write the augmented copies of '{track.name}' in '{copies[0][1].parent}': "
+            f"{exc.strerror or exc}"
         ) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def render_augmented(
@@ -125,21 +130,22 @@ def render_augmented(
     """Render `n_variants` pitch/tempo copies of every track into the folder dataset `out/train`.
 
     Each track draws its own variants from (seed, track name). Copies already on disk are kept, so an
-    interrupted run resumes. Returns the track folders, in order.
+    interrupted run resumes. Returns the copies' folders, track by track.
     """
     if not tracks:
         raise DataError("no tracks to augment")
-    jobs = []
+    folders: list[Path] = []
+    bar = progress_bar(len(tracks), not progress, "augment", unit="track")
     for track in tracks:
         name_seed = int(hashlib.sha1(track.name.encode()).hexdigest()[:8], 16)
-        for variant in draw_variants(n_variants, [seed, name_seed], max_semitones, max_tempo):
-            jobs.append(
-                (track, variant, out / "train" / f"{track_key(track.name)}~{variant.label}")
-            )
-    bar = progress_bar(len(jobs), not progress, "augment", unit="copy")
-    for track, variant, folder in jobs:
-        if not folder.is_dir():
-            render_track(track, variant, folder)
+        copies = [
+            (variant, out / "train" / f"{track_key(track.name)}~{variant.label}")
+            for variant in draw_variants(n_variants, [seed, name_seed], max_semitones, max_tempo)
+        ]
+        folders += [folder for _, folder in copies]
+        todo = [(variant, folder) for variant, folder in copies if not folder.is_dir()]
+        if todo:
+            render_copies(track, todo)
         bar.update()
     bar.close()
-    return [folder for _, _, folder in jobs]
+    return folders

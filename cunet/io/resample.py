@@ -16,7 +16,7 @@ QUALITY = "HQ"
 
 
 def conform(
-    audio: np.ndarray, rate: int, to_rate: int, n_channels: int | None = None
+    audio: np.ndarray, rate: float, to_rate: int, n_channels: int | None = None
 ) -> np.ndarray:
     """float32 [n_samples', channels] at `to_rate` Hz from float [n_samples] or [n_samples, ch] at
     `rate` Hz: the one rate-and-channel conversion of whole signals (training data, evaluation).
