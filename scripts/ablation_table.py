@@ -15,7 +15,7 @@ folder's track_scores.csv) and on how many tracks A is ahead: paired, so less no
 rows.json: [{"name": ..., "lever": ..., "eval": "eval_dir", "method": "cunet", "run": "run_dir" (optional),
              "training": "50 (29 ep., best 14)" (optional), "command": "..."}]; the training minutes come
 from the run directory's provenance while it exists, else from "training" (run directories outlive a
-session only sometimes).; the row whose name is --reference is the baseline of the deltas.
+session only sometimes). The row whose name is --reference is the baseline of the deltas.
 """
 
 from __future__ import annotations
