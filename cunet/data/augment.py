@@ -55,8 +55,8 @@ def pitch_tempo(audio: np.ndarray, rate: int, variant: Variant) -> np.ndarray:
     audio: float32 [n_samples, n_channels] at `rate` Hz. Returns float32 [m, n_channels] with
     m = round(n_samples / tempo) (to within a sample or two). A pitch shift by s semitones is a stretch
     by p = 2^(-s/12) followed by resampling from rate / p to rate, so both changes share one phase
-    vocoder pass: stretch by tempo * p, then resample. The phase vocoder loses about 3.5 dB of level
-    (its frames overlap with incoherent phases), so the result is scaled back to the input's RMS.
+    vocoder pass: stretch by tempo * p, then resample. The phase vocoder loses a few dB of level (its
+    frames overlap with incoherent phases), so the result is scaled back to the input's RMS.
     """
     import librosa
 
