@@ -201,6 +201,12 @@ class ModelConfig:
         return self.kind == "conditioned"
 
     @property
+    def shares_encoder(self) -> bool:
+        """True when the encoder does not depend on the condition (FiLM only in the decoder), so one
+        encoder pass can serve every instrument's mask."""
+        return self.conditioned and self.film_placement == "decoder"
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         """The instruments the model separates: all of `instruments` if conditioned, else `target` only."""
         return self.instruments if self.conditioned else (self.target,)

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from cunet.config import load_config
-from cunet.nn.models import build_model, is_conditioned, mask_model
+from cunet.nn.models import (
+    build_model,
+    encoder_decoder,
+    is_conditioned,
+    mask_model,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = ["tiny", "default", "standard", "simple_dense", "complex_dense", "simple_cnn", "complex_cnn"]
@@ -150,6 +155,48 @@ def test_decoder_film_leaves_encoder_independent_of_condition(tiny_config):
         codes.append(keras.ops.convert_to_numpy(encoder(inputs, training=False)))
     for code in codes[1:]:
         np.testing.assert_array_equal(code, codes[0])
+
+
+@pytest.mark.parametrize("tdf", ["none", "encoder", "decoder", "both"])
+def test_encoder_once_then_decoder_per_condition_equals_the_model(tiny_config, tdf):
+    cfg = _variant(tiny_config, film_placement="decoder", tdf=tdf, decoder_dropout=0.5)
+    keras.utils.set_random_seed(5)
+    model = build_model(cfg)
+    control = model.get_layer("control")  # random FiLM parameters, so the conditions differ clearly
+    rng = np.random.default_rng(5)
+    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
+    assert cfg.model.shares_encoder
+    encoder, decoder = encoder_decoder(model, cfg)
+    inputs = _inputs(cfg, batch=4, n_frames=128)
+    skips = encoder(inputs["magnitude"][:1], training=False)
+    assert len(skips) == cfg.model.n_layers
+    feed = {
+        f"skip_{i}": np.repeat(keras.ops.convert_to_numpy(t), 4, axis=0)
+        for i, t in enumerate(skips)
+    }
+    magnitude = np.repeat(inputs["magnitude"][:1], 4, axis=0)
+    masks = decoder({**feed, "condition": inputs["condition"]}, training=False)
+    want = mask_model(model)(
+        {"magnitude": magnitude, "condition": inputs["condition"]}, training=False
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(masks), keras.ops.convert_to_numpy(want), atol=1e-6
+    )
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(masks)[0], keras.ops.convert_to_numpy(masks)[1]
+    )
+    # the split shares the model's weights: training the model moves them too
+    assert {id(w) for w in decoder.weights} <= {id(w) for w in model.weights}
+
+
+@pytest.mark.parametrize("placement", ["encoder", "both"])
+def test_encoder_decoder_refuses_a_condition_dependent_encoder(tiny_config, placement):
+    cfg = _variant(tiny_config, film_placement=placement)
+    assert not cfg.model.shares_encoder
+    with pytest.raises(ValueError, match="only in the decoder"):
+        encoder_decoder(build_model(cfg), cfg)
+    standard = load_config(CONFIGS / "standard.yaml")
+    assert not standard.model.shares_encoder
 
 
 def test_new_tdf_layer_starts_as_identity(tiny_config):

@@ -9,6 +9,9 @@ n_frames may be any multiple of 2**n_layers (64 for six blocks).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import keras
 
 from ..config import Config, ModelConfig
@@ -109,33 +112,38 @@ def build_model(config: Config) -> keras.Model:
         skips.append(x)
 
     # Decoder: mirror of the encoder, skip connections from the encoder outputs.
-    x = skips[-1]
+    layers: dict[str, keras.layers.Layer] = {}
+    offset_dec = offset
     for j, f in enumerate(dec_filters):
-        x = keras.layers.Conv2DTranspose(
+        layers[f"dec_conv_{j}"] = keras.layers.Conv2DTranspose(
             f,
             cfg.kernel_size,
             strides=2,
             padding="same",
             kernel_initializer=init,
             name=f"dec_conv_{j}",
-        )(x)
-        x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"dec_bn_{j}")(x)
+        )
+        layers[f"dec_bn_{j}"] = keras.layers.BatchNormalization(
+            momentum=cfg.batchnorm_momentum, name=f"dec_bn_{j}"
+        )
         if film_dec:
-            film = FiLM(cfg.film_type, offset, f, name=f"dec_film_{j}")
-            offset += film.n_params
-            x = film([x, gammas, betas])
-        x = keras.layers.ReLU(name=f"dec_act_{j}")(x)
+            film = FiLM(cfg.film_type, offset_dec, f, name=f"dec_film_{j}")
+            offset_dec += film.n_params
+            layers[f"dec_film_{j}"] = film
+        layers[f"dec_act_{j}"] = keras.layers.ReLU(name=f"dec_act_{j}")
         if tdf_dec:
-            x = TDF(
+            layers[f"dec_tdf_{j}"] = TDF(
                 dec_bins[j],
                 cfg.tdf_bottleneck,
                 momentum=cfg.batchnorm_momentum,
                 name=f"dec_tdf_{j}",
-            )(x)
+            )
         if j < 3 and cfg.decoder_dropout > 0:
-            x = keras.layers.Dropout(cfg.decoder_dropout, name=f"dec_dropout_{j}")(x)
-        x = keras.layers.Concatenate(axis=-1, name=f"dec_skip_{j}")([x, skips[-2 - j]])
-    mask = keras.layers.Conv2DTranspose(
+            layers[f"dec_dropout_{j}"] = keras.layers.Dropout(
+                cfg.decoder_dropout, name=f"dec_dropout_{j}"
+            )
+        layers[f"dec_skip_{j}"] = keras.layers.Concatenate(axis=-1, name=f"dec_skip_{j}")
+    layers["mask"] = keras.layers.Conv2DTranspose(
         n_channels,
         cfg.kernel_size,
         strides=2,
@@ -143,10 +151,67 @@ def build_model(config: Config) -> keras.Model:
         activation="sigmoid",
         kernel_initializer=init,
         name="mask",
-    )(x)
+    )
+    mask = _decode(layers, skips, gammas, betas)
     output = keras.layers.Multiply(name="masked_magnitude")([mask, magnitude])
     kind = "cunet" if cfg.conditioned else "unet"
     return keras.Model(inputs, output, name=f"{kind}_{config.name}")
+
+
+def _decode(
+    layers: Mapping[str, keras.layers.Layer], skips: list[Any], gammas: Any, betas: Any
+) -> Any:
+    """The decoder's wiring, shared by `build_model` and `encoder_decoder`: `layers` by name (the
+    blocks' optional FiLM, TDF and dropout layers are used where present), the encoder outputs
+    `skips` (first block first) and the control network's outputs; returns the mask."""
+    x = skips[-1]
+    for j in range(len(skips) - 1):
+        x = layers[f"dec_bn_{j}"](layers[f"dec_conv_{j}"](x))
+        if f"dec_film_{j}" in layers:
+            x = layers[f"dec_film_{j}"]([x, gammas, betas])
+        x = layers[f"dec_act_{j}"](x)
+        for name in (f"dec_tdf_{j}", f"dec_dropout_{j}"):
+            if name in layers:
+                x = layers[name](x)
+        x = layers[f"dec_skip_{j}"]([x, skips[-2 - j]])
+    return layers["mask"](x)
+
+
+def encoder_outputs(model: keras.Model) -> list[Any]:
+    """The tensors the decoder reads from the encoder of a model `build_model` made: each block's
+    output (after its TDF layer, if any), first block first."""
+    names = {layer.name for layer in model.layers}
+    n_blocks = sum(name.startswith("enc_conv_") for name in names)
+    return [
+        model.get_layer(f"enc_tdf_{i}" if f"enc_tdf_{i}" in names else f"enc_act_{i}").output
+        for i in range(n_blocks)
+    ]
+
+
+def encoder_decoder(model: keras.Model, config: Config) -> tuple[keras.Model, keras.Model]:
+    """(encoder, decoder) sharing `model`'s layers and weights, for a model whose encoder does not
+    depend on the condition (`config.model.shares_encoder`); ValueError otherwise.
+
+    encoder: "magnitude" [batch, n_bins, n_frames, n_channels] -> the list of block outputs (block i:
+        [batch, ceil(n_bins / 2**(i+1)), n_frames / 2**(i+1), filters[i]]);
+    decoder: {"skip_0", ..., "skip_{n-1}": the encoder's outputs, "condition" [batch, n_instruments]}
+        -> the sigmoid mask [batch, n_bins, n_frames, n_channels].
+    decoder(encoder(m) + c) equals `mask_model(model)` on (m, c).
+    """
+    if not config.model.shares_encoder:
+        raise ValueError("the encoder depends on the condition unless FiLM is only in the decoder")
+    magnitude = next(t for t in model.inputs if t.name == "magnitude")
+    skips = encoder_outputs(model)
+    encoder = keras.Model(magnitude, skips, name=f"{model.name}_encoder")
+    inputs = {
+        f"skip_{i}": keras.Input(tuple(t.shape[1:]), name=f"skip_{i}") for i, t in enumerate(skips)
+    }
+    condition = keras.Input((len(config.model.instruments),), name="condition")
+    gammas, betas = model.get_layer("control")(condition)
+    layers = {layer.name: layer for layer in model.layers}
+    mask = _decode(layers, list(inputs.values()), gammas, betas)
+    decoder = keras.Model({**inputs, "condition": condition}, mask, name=f"{model.name}_decoder")
+    return encoder, decoder
 
 
 def mask_model(model: keras.Model) -> keras.Model:
