@@ -103,6 +103,35 @@ def test_keras_engine_masks_equal_the_mask_model(tiny_separator) -> None:
     assert not np.allclose(masks[0], masks[1])
 
 
+def test_keras_engine_encodes_once_for_a_decoder_film_model(tiny_config) -> None:
+    import dataclasses
+
+    import keras
+
+    from cunet.nn.models import build_model, mask_model
+
+    cfg = dataclasses.replace(
+        tiny_config, model=dataclasses.replace(tiny_config.model, film_placement="decoder")
+    )
+    keras.utils.set_random_seed(7)
+    model = build_model(cfg)
+    control = model.get_layer("control")  # random FiLM parameters, so the conditions differ clearly
+    rng = np.random.default_rng(7)
+    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
+    engine = KerasEngine(model, cfg)
+    assert (
+        engine.encodes_once and not KerasEngine(build_model(tiny_config), tiny_config).encodes_once
+    )
+    a = cfg.audio
+    mag = rng.uniform(0, 1, (2, a.n_bins, 128, a.n_channels)).astype(np.float32)
+    cond = np.eye(4, dtype=np.float32)[[2, 0, 3]]
+    masks = engine.masks(mag, cond)
+    batch_mag, batch_cond = batch_conditions(mag, cond)
+    want = mask_model(model)({"magnitude": batch_mag, "condition": batch_cond}, training=False)
+    np.testing.assert_allclose(masks.reshape(want.shape), want.numpy(), atol=1e-6)
+    assert not np.allclose(masks[0], masks[1])
+
+
 class SmoothEngine(MaskEngine):
     """Masks that depend on the magnitude, the condition and the position (so every step matters)."""
 

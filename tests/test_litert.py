@@ -16,6 +16,8 @@ from conftest import rewrite_tflite, synth_mixture
 from cunet.dsp import n_frames_for
 from cunet.engines.litert import (
     CHUNK_SIGNATURE,
+    DECODE_SIGNATURE,
+    ENCODE_SIGNATURE,
     MASKS_SIGNATURE,
     LiteRTEngine,
     load_tflite,
@@ -41,7 +43,7 @@ def engines(tiny_tflite_path, tiny_model_path):
 
 def counting(engine: LiteRTEngine, monkeypatch) -> dict[str, int]:
     """Count the engine's runs per signature."""
-    counts = {CHUNK_SIGNATURE: 0, MASKS_SIGNATURE: 0}
+    counts = dict.fromkeys(engine._runners, 0)
     for name, runner in list(engine._runners.items()):
 
         def wrapped(_runner=runner, _name=name, **inputs):
@@ -67,6 +69,58 @@ def test_masks_match_the_keras_engine(engines, tiny_config, monkeypatch) -> None
         CHUNK_SIGNATURE: 6,
         MASKS_SIGNATURE: 12,
     }  # one run per (condition, group) pair
+
+
+@pytest.fixture(scope="module")
+def decoder_film_engines(tmp_path_factory, tiny_config):
+    """(LiteRT, Keras) engines of a random tiny C-U-Net with FiLM only in the decoder."""
+    import dataclasses
+
+    import keras
+
+    from cunet.engines.loading import load_engine
+    from cunet.export.formats import export_model_file
+    from cunet.nn.models import build_model
+    from cunet.provenance import make_provenance, save_model
+
+    config = dataclasses.replace(
+        tiny_config, model=dataclasses.replace(tiny_config.model, film_placement="decoder")
+    )
+    keras.utils.set_random_seed(2)
+    model = build_model(config)
+    control = model.get_layer("control")  # random FiLM parameters, so the conditions differ clearly
+    rng = np.random.default_rng(2)
+    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
+    folder = tmp_path_factory.mktemp("decoder_film")
+    path = save_model(model, folder / "model.keras", make_provenance(config.to_dict()))
+    tflite = export_model_file(
+        path, folder / "model.tflite", chunks=ChunkSettings(CHUNK, OVERLAP), fmt="tflite"
+    )
+    return load_engine(tflite)[0], load_engine(path)[0]
+
+
+def test_a_decoder_film_model_is_encoded_once_per_group(
+    decoder_film_engines, tiny_config, monkeypatch
+) -> None:
+    litert, keras_engine = decoder_film_engines
+    assert litert.encodes_once and keras_engine.encodes_once
+    counts = counting(litert, monkeypatch)
+    a, m = tiny_config.audio, tiny_config.model
+    rng = np.random.default_rng(4)
+    cond = np.eye(4, dtype=np.float32)
+    for frames in (litert.chunk_frames, 3 * m.time_multiple):
+        mag = (rng.uniform(0, 1, (2, a.n_bins, frames, a.n_channels)) ** 3 * 4).astype(np.float32)
+        got, want = litert.masks(mag, cond), keras_engine.masks(mag, cond)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert not np.allclose(got[0], got[1])
+    assert counts == {
+        CHUNK_SIGNATURE: 0,
+        MASKS_SIGNATURE: 0,
+        ENCODE_SIGNATURE: 4,
+        DECODE_SIGNATURE: 16,
+    }
+    signatures = litert.record["export"]["signatures"]
+    assert {ENCODE_SIGNATURE, DECODE_SIGNATURE} <= set(signatures)
 
 
 def _exact_chunk_seconds(sep: Separator) -> float:

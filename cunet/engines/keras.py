@@ -13,17 +13,24 @@ from .base import MaskEngine, batch_conditions
 
 
 class KerasEngine(MaskEngine):
-    """Masks from a cunet Keras model's "mask" layer, run as one tf.function (shapes relaxed)."""
+    """Masks from a cunet Keras model's "mask" layer, run as one tf.function (shapes relaxed).
+
+    For a model whose encoder does not depend on the condition (FiLM only in the decoder) the encoder
+    runs once per group and the decoder once per (condition, group) pair.
+    """
 
     def __init__(self, model: Any, config: Config) -> None:
-        from ..nn.models import mask_model  # Keras: loaded only when a Keras engine is built
+        # Keras: loaded only when a Keras engine is built
+        from ..nn.models import encoder_decoder, mask_model
 
         tf = import_tensorflow()
         self.model = model
         self.config = config
         a, m = config.audio, config.model
-        masker = mask_model(model)
         conditioned = m.conditioned
+        self.encodes_once = m.shares_encoder
+        masker = mask_model(model)
+        encoder, decoder = encoder_decoder(model, config) if self.encodes_once else (None, None)
 
         @tf.function(
             input_signature=[
@@ -35,11 +42,17 @@ class KerasEngine(MaskEngine):
         )  # no Python control flow to convert
         def run(magnitude: Any, conditions: Any) -> Any:
             n_cond, n_groups = tf.shape(conditions)[0], tf.shape(magnitude)[0]
-            mag = tf.tile(magnitude, [n_cond, 1, 1, 1])
-            inputs = {"magnitude": mag}
-            if conditioned:
+            # condition-major: row c * n_groups + g is condition c of group g
+            if encoder is not None and decoder is not None:
+                skips = encoder(magnitude, training=False)
+                inputs = {f"skip_{i}": tf.tile(t, [n_cond, 1, 1, 1]) for i, t in enumerate(skips)}
                 inputs["condition"] = tf.repeat(conditions, n_groups, axis=0)
-            mask = masker(inputs, training=False)
+                mask = decoder(inputs, training=False)
+            else:
+                inputs = {"magnitude": tf.tile(magnitude, [n_cond, 1, 1, 1])}
+                if conditioned:
+                    inputs["condition"] = tf.repeat(conditions, n_groups, axis=0)
+                mask = masker(inputs, training=False)
             return tf.reshape(mask, tf.concat([[n_cond, n_groups], tf.shape(mask)[1:]], axis=0))
 
         self._run = run

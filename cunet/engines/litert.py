@@ -12,12 +12,20 @@ shape, float32 in and out whatever the quantization:
     chunk   the same with fixed shapes [1, n_bins, chunk_frames, n_channels] and [1, n_instruments],
             chunk_frames those of the export's chunk length, for runtimes that want static shapes.
 
-(a plain U-Net has no condition input.) Its provenance record is embedded as the flatbuffer metadata
-entry "cunet.json" (the same record as a `.keras` file's, plus an "export" section: STFT, chunk and
-overlap, instruments, post-processing, quantization, the source weights' SHA-256, a SHA-256 of
-the file's own buffers and one of the record itself, both checked on load so modified weights or a
-modified record are refused). Every failure to read one
-is a one-line `ModelError`.
+(a plain U-Net has no condition input.) A model whose encoder does not depend on the condition (FiLM only
+in the decoder, `model.shares_encoder`) also has, except in int8-full exports:
+
+    encode  magnitude [batch, n_bins, n_frames, n_channels] -> skip_0 ... skip_{n_layers-1}, the
+            encoder's block outputs;
+    decode  skip_0 ... skip_{n_layers-1}, condition [batch, n_instruments] -> mask,
+
+so the engine runs the encoder once per chunk and the decoder once per instrument.
+
+Its provenance record is embedded as the flatbuffer metadata entry "cunet.json" (the same record as
+a `.keras` file's, plus an "export" section: STFT, chunk and overlap, instruments, post-processing,
+quantization, the source weights' SHA-256, a SHA-256 of the file's own buffers and one of the record
+itself, both checked on load so modified weights or a modified record are refused). Every failure to
+read one is a one-line `ModelError`.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from .base import MaskEngine, cpu_count
 TFLITE_FORMAT = "cunet-tflite/1"
 MASKS_SIGNATURE = "masks"
 CHUNK_SIGNATURE = "chunk"
+ENCODE_SIGNATURE = "encode"
+DECODE_SIGNATURE = "decode"
 METADATA_NAME = PROVENANCE_ENTRY  # the flatbuffer metadata entry holding the record
 MAX_TFLITE_BYTES = 1 << 31  # flatbuffers cannot address more
 IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
@@ -157,7 +167,8 @@ class LiteRTEngine(MaskEngine):
 
     Each (condition, group) pair runs on its own (batch 1: the least memory, and as fast per pair
     as larger batches, see benchmarks/README.md); chunks of the export's length use the fixed-shape
-    `chunk` signature, others the `masks` signature resized to their frame count.
+    `chunk` signature, others the `masks` signature resized to their frame count. When the file has
+    `encode` and `decode` signatures, each group is encoded once and decoded per condition instead.
     """
 
     def __init__(
@@ -214,26 +225,59 @@ class LiteRTEngine(MaskEngine):
                     "written by `cunet export --format tflite`"
                 )
             self._runners[name] = runner
+        self.encodes_once = m.shares_encoder and ENCODE_SIGNATURE in signatures
+        if self.encodes_once:
+            self._check_shared_encoder(signatures, source)
         self._started: set[str] = set()
+
+    def _check_shared_encoder(self, signatures: dict[str, Any], source: str) -> None:
+        """Take the `encode` and `decode` runners, checking their names and dtypes (ModelError)."""
+        skips = [f"skip_{i}" for i in range(self.config.model.n_layers)]
+        wanted = {
+            ENCODE_SIGNATURE: (["magnitude"], skips),
+            DECODE_SIGNATURE: ([*skips, "condition"], ["mask"]),
+        }
+        for name, (inputs, outputs) in wanted.items():
+            found = signatures.get(name, {})
+            ok = sorted(found.get("inputs", [])) == sorted(inputs) and sorted(
+                found.get("outputs", [])
+            ) == sorted(outputs)
+            if ok:
+                runner = self.interpreter.get_signature_runner(name)
+                ok = all(d["dtype"] == np.float32 for d in runner.get_input_details().values())
+            if not ok:
+                raise ModelError(
+                    f"{source}: its '{name}' signature ({found}) does not take {inputs} and give "
+                    f"{outputs} in float32; it was modified or not written by `cunet export --format tflite`"
+                )
+            self._runners[name] = runner
+
+    def _run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        runner = self._runners[name]
+        if name in self._started:
+            return runner(**inputs)
+        with (
+            native_stderr_muted()
+        ):  # LiteRT announces its XNNPACK delegate on a signature's first run
+            outputs = runner(**inputs)
+        self._started.add(name)
+        return outputs
 
     def masks(self, magnitude: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         n_cond, n_groups = conditions.shape[0], magnitude.shape[0]
         name = CHUNK_SIGNATURE if magnitude.shape[2] == self.chunk_frames else MASKS_SIGNATURE
-        runner = self._runners[name]
         out = np.empty((n_cond, *magnitude.shape), np.float32)
         for g in range(n_groups):
-            inputs = {"magnitude": np.ascontiguousarray(magnitude[g : g + 1], np.float32)}
+            group = np.ascontiguousarray(magnitude[g : g + 1], np.float32)
+            if self.encodes_once:
+                inputs = self._run(ENCODE_SIGNATURE, {"magnitude": group})
+                name = DECODE_SIGNATURE
+            else:
+                inputs = {"magnitude": group}
             for c in range(n_cond):
                 if self._conditioned:
                     inputs["condition"] = np.ascontiguousarray(conditions[c : c + 1], np.float32)
-                if name in self._started:
-                    out[c, g] = runner(**inputs)["mask"][0]
-                    continue
-                with (
-                    native_stderr_muted()
-                ):  # LiteRT announces its XNNPACK delegate on a signature's first run
-                    out[c, g] = runner(**inputs)["mask"][0]
-                self._started.add(name)
+                out[c, g] = self._run(name, inputs)["mask"][0]
         return out
 
 

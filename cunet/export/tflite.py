@@ -34,6 +34,8 @@ from ..data.cache import conform_rate_and_channels
 from ..data.sources import open_source, parse_data_spec
 from ..engines.litert import (
     CHUNK_SIGNATURE,
+    DECODE_SIGNATURE,
+    ENCODE_SIGNATURE,
     MASKS_SIGNATURE,
     METADATA_NAME,
     TFLITE_FORMAT,
@@ -42,10 +44,12 @@ from ..engines.litert import (
 )
 from ..errors import DataError, ExportError, literal
 from ..io.atomic import write_bytes_atomic
+from ..nn.models import encoder_decoder
 from ..postprocess import Postprocess
 from ..settings import ChunkSettings
 from ..tflog import native_stderr_muted
 from .shared import export_record, inference_network
+from .subpixel import with_subpixel_deconvolutions
 
 QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "int8", "int8-full")
 CALIBRATION_CHUNKS = 8  # default number of chunks (each with every condition) for int8-full
@@ -81,6 +85,38 @@ def mask_functions(network: Any, config: Config, chunk_frames: int) -> dict[str,
     return {
         MASKS_SIGNATURE: make(MASKS_SIGNATURE, None, None),
         CHUNK_SIGNATURE: make(CHUNK_SIGNATURE, 1, chunk_frames),
+    }
+
+
+def shared_encoder_functions(model: Any, config: Config) -> dict[str, Any]:
+    """{signature name: concrete function} for the `encode` and `decode` signatures of a model whose
+    encoder does not depend on the condition (see `cunet.engines.litert`); batch and frames free."""
+    a, m = config.audio, config.model
+    encoder, decoder = encoder_decoder(model, config)
+    decoder = with_subpixel_deconvolutions(decoder)
+    magnitude = tf.TensorSpec([None, a.n_bins, None, a.n_channels], tf.float32, name="magnitude")
+    skips = {
+        f"skip_{i}": tf.TensorSpec(
+            [None, t.shape[1], None, t.shape[3]], tf.float32, name=f"skip_{i}"
+        )
+        for i, t in enumerate(encoder.outputs)
+    }
+    condition = tf.TensorSpec([None, len(m.instruments)], tf.float32, name="condition")
+
+    def encode(magnitude: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {f"skip_{i}": t for i, t in enumerate(encoder(magnitude, training=False))}
+
+    def decode(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {"mask": decoder(inputs, training=False)}
+
+    encode.__name__, decode.__name__ = ENCODE_SIGNATURE, DECODE_SIGNATURE
+    return {
+        ENCODE_SIGNATURE: tf.function(
+            encode, input_signature=[magnitude], autograph=False
+        ).get_concrete_function(),
+        DECODE_SIGNATURE: tf.function(
+            decode, input_signature=[{**skips, "condition": condition}], autograph=False
+        ).get_concrete_function(),
     }
 
 
@@ -235,11 +271,13 @@ def export_tflite(
     record, settings = export_record(
         config, provenance, chunks or ChunkSettings(), source, postprocess
     )
+    # int8-full calibrates every signature on mixtures, which the decoder does not take
+    encode_once = config.model.shares_encoder and quantize != "int8-full"
     export = record["export"]
     export.update(
         format=TFLITE_FORMAT,
         quantize=quantize,
-        signatures=signature_doc(config, export["chunk_frames"]),
+        signatures=signature_doc(config, export["chunk_frames"], encode_once),
     )
     calibration_set: list[np.ndarray] = []
     if quantize == "int8-full":
@@ -253,6 +291,8 @@ def export_tflite(
         }
     network = inference_network(model)
     functions = mask_functions(network, config, export["chunk_frames"])
+    if encode_once:
+        functions.update(shared_encoder_functions(model, config))
     data = embed_record(convert(functions, settings, quantize, calibration_set), record)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -261,13 +301,20 @@ def export_tflite(
         raise ExportError(f"cannot write '{out}': {exc.strerror or exc}") from None
 
 
-def signature_doc(config: Config, chunk_frames: int) -> dict[str, str]:
-    """Human-readable shapes of the signatures, recorded in the export section."""
+def signature_doc(config: Config, chunk_frames: int, encode_once: bool = False) -> dict[str, str]:
+    """Human-readable shapes of the signatures, recorded in the export section; `encode_once`: with
+    the `encode` and `decode` signatures."""
     a, m = config.audio, config.model
     cond = f", condition [B, {len(m.instruments)}]" if m.conditioned else ""
-    return {
+    doc = {
         MASKS_SIGNATURE: f"magnitude [B, {a.n_bins}, F, {a.n_channels}]{cond} -> mask (F a multiple of "
         f"{m.time_multiple})",
         CHUNK_SIGNATURE: f"magnitude [1, {a.n_bins}, {chunk_frames}, {a.n_channels}]"
         f"{cond.replace('[B', '[1')} -> mask",
     }
+    if encode_once:
+        doc[ENCODE_SIGNATURE] = (
+            f"magnitude [B, {a.n_bins}, F, {a.n_channels}] -> skip_0 ... skip_{m.n_layers - 1}"
+        )
+        doc[DECODE_SIGNATURE] = f"skip_0 ... skip_{m.n_layers - 1}{cond} -> mask"
+    return doc
