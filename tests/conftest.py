@@ -80,6 +80,26 @@ def five_instrument_model_path(tmp_path_factory, tiny_config) -> Path:
     )
 
 
+def decoder_film_model(config, seed: int):
+    """(random C-U-Net, its config): `config` with FiLM only in the decoder, and control-network weights
+    drawn large enough that the four conditions give clearly different masks."""
+    import dataclasses
+
+    import keras
+
+    from cunet.nn.models import build_model
+
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, film_placement="decoder")
+    )
+    keras.utils.set_random_seed(seed)
+    model = build_model(config)
+    control = model.get_layer("control")
+    rng = np.random.default_rng(seed)
+    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
+    return model, config
+
+
 class OnesEngine(MaskEngine):
     """Masks of ones: the separation path around this engine must give back its input."""
 

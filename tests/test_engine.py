@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import OnesEngine, synth_mixture
+from conftest import OnesEngine, decoder_film_model, synth_mixture
 
 from cunet import dsp
 from cunet.chunk_separator import ChunkSeparator
@@ -104,20 +104,10 @@ def test_keras_engine_masks_equal_the_mask_model(tiny_separator) -> None:
 
 
 def test_keras_engine_encodes_once_for_a_decoder_film_model(tiny_config) -> None:
-    import dataclasses
-
-    import keras
-
     from cunet.nn.models import build_model, mask_model
 
-    cfg = dataclasses.replace(
-        tiny_config, model=dataclasses.replace(tiny_config.model, film_placement="decoder")
-    )
-    keras.utils.set_random_seed(7)
-    model = build_model(cfg)
-    control = model.get_layer("control")  # random FiLM parameters, so the conditions differ clearly
+    model, cfg = decoder_film_model(tiny_config, seed=7)
     rng = np.random.default_rng(7)
-    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
     engine = KerasEngine(model, cfg)
     assert (
         engine.encodes_once and not KerasEngine(build_model(tiny_config), tiny_config).encodes_once

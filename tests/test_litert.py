@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rewrite_tflite, synth_mixture
+from conftest import decoder_film_model, rewrite_tflite, synth_mixture
 
 from cunet.dsp import n_frames_for
 from cunet.engines.litert import (
@@ -74,23 +74,11 @@ def test_masks_match_the_keras_engine(engines, tiny_config, monkeypatch) -> None
 @pytest.fixture(scope="module")
 def decoder_film_engines(tmp_path_factory, tiny_config):
     """(LiteRT, Keras) engines of a random tiny C-U-Net with FiLM only in the decoder."""
-    import dataclasses
-
-    import keras
-
     from cunet.engines.loading import load_engine
     from cunet.export.formats import export_model_file
-    from cunet.nn.models import build_model
     from cunet.provenance import make_provenance, save_model
 
-    config = dataclasses.replace(
-        tiny_config, model=dataclasses.replace(tiny_config.model, film_placement="decoder")
-    )
-    keras.utils.set_random_seed(2)
-    model = build_model(config)
-    control = model.get_layer("control")  # random FiLM parameters, so the conditions differ clearly
-    rng = np.random.default_rng(2)
-    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
+    model, config = decoder_film_model(tiny_config, seed=2)
     folder = tmp_path_factory.mktemp("decoder_film")
     path = save_model(model, folder / "model.keras", make_provenance(config.to_dict()))
     tflite = export_model_file(

@@ -5,6 +5,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import decoder_film_model
 
 from cunet.config import load_config
 from cunet.nn.models import (
@@ -159,12 +160,7 @@ def test_decoder_film_leaves_encoder_independent_of_condition(tiny_config):
 
 @pytest.mark.parametrize("tdf", ["none", "encoder", "decoder", "both"])
 def test_encoder_once_then_decoder_per_condition_equals_the_model(tiny_config, tdf):
-    cfg = _variant(tiny_config, film_placement="decoder", tdf=tdf, decoder_dropout=0.5)
-    keras.utils.set_random_seed(5)
-    model = build_model(cfg)
-    control = model.get_layer("control")  # random FiLM parameters, so the conditions differ clearly
-    rng = np.random.default_rng(5)
-    control.set_weights([rng.normal(0, 0.5, w.shape) for w in control.get_weights()])
+    model, cfg = decoder_film_model(_variant(tiny_config, tdf=tdf, decoder_dropout=0.5), seed=5)
     assert cfg.model.shares_encoder
     encoder, decoder = encoder_decoder(model, cfg)
     inputs = _inputs(cfg, batch=4, n_frames=128)
