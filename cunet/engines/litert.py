@@ -195,21 +195,39 @@ class LiteRTEngine(MaskEngine):
         a, m = config.audio, config.model
         self._conditioned = m.conditioned
         self.chunk_frames = int(record["export"]["chunk_frames"])
-        expected = {
-            MASKS_SIGNATURE: ([-1, a.n_bins, -1, a.n_channels], [-1, len(m.instruments)]),
+        n_inst = len(m.instruments)
+        condition = {"condition": [-1, n_inst]} if self._conditioned else {}
+        # {signature: ({input: shape signature}, outputs)}; -1 marks a free dimension
+        expected: dict[str, tuple[dict[str, list[int]], list[str]]] = {
+            MASKS_SIGNATURE: (
+                {"magnitude": [-1, a.n_bins, -1, a.n_channels], **condition},
+                ["mask"],
+            ),
             CHUNK_SIGNATURE: (
-                [1, a.n_bins, self.chunk_frames, a.n_channels],
-                [1, len(m.instruments)],
+                {
+                    "magnitude": [1, a.n_bins, self.chunk_frames, a.n_channels],
+                    **({"condition": [1, n_inst]} if self._conditioned else {}),
+                },
+                ["mask"],
             ),
         }
-        self._runners: dict[str, Any] = {}
-        for name, (mag_shape, cond_shape) in expected.items():
-            wanted = {
-                "magnitude": mag_shape,
-                **({"condition": cond_shape} if self._conditioned else {}),
+        self.encodes_once = m.shares_encoder and ENCODE_SIGNATURE in signatures
+        if self.encodes_once:
+            skips = {  # block i: ceil(n_bins / 2**(i+1)) bins, filters[i] channels
+                f"skip_{i}": [-1, -(-a.n_bins // 2 ** (i + 1)), -1, f]
+                for i, f in enumerate(m.filters)
             }
+            expected[ENCODE_SIGNATURE] = (
+                {"magnitude": [-1, a.n_bins, -1, a.n_channels]},
+                list(skips),
+            )
+            expected[DECODE_SIGNATURE] = ({**skips, **condition}, ["mask"])
+        self._runners: dict[str, Any] = {}
+        for name, (wanted, outputs) in expected.items():
             inputs = signatures.get(name, {}).get("inputs", [])
-            ok = sorted(inputs) == sorted(wanted) and signatures[name].get("outputs") == ["mask"]
+            ok = sorted(inputs) == sorted(wanted) and sorted(
+                signatures[name].get("outputs", [])
+            ) == sorted(outputs)
             runner = self.interpreter.get_signature_runner(name) if ok else None
             found: Any = signatures.get(name)
             if runner is not None:
@@ -225,32 +243,7 @@ class LiteRTEngine(MaskEngine):
                     "written by `cunet export --format tflite`"
                 )
             self._runners[name] = runner
-        self.encodes_once = m.shares_encoder and ENCODE_SIGNATURE in signatures
-        if self.encodes_once:
-            self._check_shared_encoder(signatures, source)
         self._started: set[str] = set()
-
-    def _check_shared_encoder(self, signatures: dict[str, Any], source: str) -> None:
-        """Take the `encode` and `decode` runners, checking their names and dtypes (ModelError)."""
-        skips = [f"skip_{i}" for i in range(self.config.model.n_layers)]
-        wanted = {
-            ENCODE_SIGNATURE: (["magnitude"], skips),
-            DECODE_SIGNATURE: ([*skips, "condition"], ["mask"]),
-        }
-        for name, (inputs, outputs) in wanted.items():
-            found = signatures.get(name, {})
-            ok = sorted(found.get("inputs", [])) == sorted(inputs) and sorted(
-                found.get("outputs", [])
-            ) == sorted(outputs)
-            if ok:
-                runner = self.interpreter.get_signature_runner(name)
-                ok = all(d["dtype"] == np.float32 for d in runner.get_input_details().values())
-            if not ok:
-                raise ModelError(
-                    f"{source}: its '{name}' signature ({found}) does not take {inputs} and give "
-                    f"{outputs} in float32; it was modified or not written by `cunet export --format tflite`"
-                )
-            self._runners[name] = runner
 
     def _run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         runner = self._runners[name]

@@ -177,17 +177,6 @@ def _decode(
     return layers["mask"](x)
 
 
-def encoder_outputs(model: keras.Model) -> list[Any]:
-    """The tensors the decoder reads from the encoder of a model `build_model` made: each block's
-    output (after its TDF layer, if any), first block first."""
-    names = {layer.name for layer in model.layers}
-    n_blocks = sum(name.startswith("enc_conv_") for name in names)
-    return [
-        model.get_layer(f"enc_tdf_{i}" if f"enc_tdf_{i}" in names else f"enc_act_{i}").output
-        for i in range(n_blocks)
-    ]
-
-
 def encoder_decoder(model: keras.Model, config: Config) -> tuple[keras.Model, keras.Model]:
     """(encoder, decoder) sharing `model`'s layers and weights, for a model whose encoder does not
     depend on the condition (`config.model.shares_encoder`); ValueError otherwise.
@@ -201,7 +190,11 @@ def encoder_decoder(model: keras.Model, config: Config) -> tuple[keras.Model, ke
     if not config.model.shares_encoder:
         raise ValueError("the encoder depends on the condition unless FiLM is only in the decoder")
     magnitude = next(t for t in model.inputs if t.name == "magnitude")
-    skips = encoder_outputs(model)
+    names = {layer.name for layer in model.layers}
+    skips = [  # each block's output, after its TDF layer if it has one
+        model.get_layer(f"enc_tdf_{i}" if f"enc_tdf_{i}" in names else f"enc_act_{i}").output
+        for i in range(config.model.n_layers)
+    ]
     encoder = keras.Model(magnitude, skips, name=f"{model.name}_encoder")
     inputs = {
         f"skip_{i}": keras.Input(tuple(t.shape[1:]), name=f"skip_{i}") for i, t in enumerate(skips)
