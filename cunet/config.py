@@ -17,6 +17,7 @@ from .safeyaml import build_dataclass, read_yaml, to_plain
 
 INSTRUMENTS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 INPUT_SCALINGS: tuple[str, ...] = ("none", "log")
+FILM_TYPES: tuple[str, ...] = ("simple", "complex", "gpocm")
 # Which U-Net blocks a FiLM or TDF layer sits in.
 PLACEMENTS: tuple[str, ...] = ("encoder", "decoder", "both")
 TDF_PLACEMENTS: tuple[str, ...] = ("none", *PLACEMENTS)
@@ -83,7 +84,9 @@ class ModelConfig:
         "standard" (plain U-Net for `target` only).
     n_frames: patch length in STFT frames used for training; inference takes
         any multiple of 2**n_layers.
-    film_type: "simple" (one gamma/beta per block) or "complex" (per channel).
+    film_type: "simple" (FiLM, one gamma/beta per block), "complex" (FiLM, per channel) or "gpocm"
+        (LaSAFT's gated point-wise convolutional modulation: `x * sigmoid(x @ W + b)`, with W a
+        channel-mixing matrix per block that the condition sets).
     control_type: "dense" or "cnn".
     control_units: hidden sizes of the control network (neurons or filters).
     input_scaling: "none" (linear magnitude in) or "log" (log1p, then a learned per-bin
@@ -135,9 +138,9 @@ class ModelConfig:
         _check(0 < self.first_filters <= 512, "model.first_filters", "must be in [1, 512]")
         _check(0 < self.kernel_size <= 31, "model.kernel_size", "must be in [1, 31]")
         _check(
-            self.film_type in ("simple", "complex"),
+            self.film_type in FILM_TYPES,
             "model.film_type",
-            "must be 'simple' or 'complex'",
+            f"must be one of {', '.join(FILM_TYPES)}",
         )
         _check(
             self.control_type in ("dense", "cnn"), "model.control_type", "must be 'dense' or 'cnn'"

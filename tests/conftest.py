@@ -80,9 +80,10 @@ def five_instrument_model_path(tmp_path_factory, tiny_config) -> Path:
     )
 
 
-def decoder_film_model(config, seed: int):
-    """(random C-U-Net, its config): `config` with FiLM only in the decoder, and control-network weights
-    drawn large enough that the four conditions give clearly different masks."""
+def decoder_film_model(config, seed: int, film_type: str | None = None):
+    """(random C-U-Net, its config): `config` with FiLM (of `film_type`, default the config's) only in
+    the decoder, and control-network weights drawn large enough that the four conditions give clearly
+    different masks."""
     import dataclasses
 
     import keras
@@ -90,7 +91,12 @@ def decoder_film_model(config, seed: int):
     from cunet.nn.models import build_model
 
     config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, film_placement="decoder")
+        config,
+        model=dataclasses.replace(
+            config.model,
+            film_placement="decoder",
+            film_type=film_type or config.model.film_type,
+        ),
     )
     keras.utils.set_random_seed(seed)
     model = build_model(config)

@@ -6,7 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from cunet.nn.layers import CNNControl, DenseControl, FiLM, InputScaling, film_param_count
+from cunet.nn.layers import (
+    CNNControl,
+    DenseControl,
+    FiLM,
+    GPoCM,
+    InputScaling,
+    film_param_count,
+    film_widths,
+)
 
 
 def test_film_simple_matches_hand_computation():
@@ -37,9 +45,32 @@ def test_film_rejects_unknown_type():
         FiLM("medium", 0, 4)
 
 
+def test_gpocm_matches_hand_computation():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 3, 5)).astype("float32")  # [batch, bins, frames, channels]
+    gammas = rng.standard_normal((2, 1 + 25 + 2)).astype("float32")
+    betas = rng.standard_normal((2, 2 + 5)).astype("float32")
+    layer = GPoCM(gamma_offset=1, beta_offset=2, n_filters=5)
+    out = keras.ops.convert_to_numpy(layer([x, gammas, betas]))
+    expected = np.empty_like(x)
+    for b in range(2):
+        w = gammas[b, 1:26].reshape(5, 5)  # [input channel, output channel]
+        gate = 1 / (1 + np.exp(-(x[b] @ w + betas[b, 2:7])))
+        expected[b] = x[b] * gate
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    clone = GPoCM.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone([x, gammas, betas])), out)
+
+
 def test_param_counts():
-    assert film_param_count("simple", (16, 32, 64, 128, 256, 512)) == 6
-    assert film_param_count("complex", (16, 32, 64, 128, 256, 512)) == 1008
+    filters = (16, 32, 64, 128, 256, 512)
+    assert film_param_count("simple", filters) == (6, 6)
+    assert film_param_count("complex", filters) == (1008, 1008)
+    assert film_param_count("gpocm", filters) == (sum(f * f for f in filters), 1008)
+    assert film_widths("gpocm", 8) == (64, 8)
+    with pytest.raises(ValueError, match="film_type"):
+        film_widths("medium", 8)
 
 
 @pytest.mark.parametrize(
@@ -49,12 +80,16 @@ def test_param_counts():
         DenseControl((16, 256, 1024), n_params=1008),
         CNNControl((16, 32, 64), n_params=6, n_instruments=4),
         CNNControl((32, 64, 256), n_params=1008, n_instruments=4),
+        DenseControl((16, 64), n_params=80, n_betas=12),  # GPoCM: n*n gammas, n betas
+        CNNControl((16, 32), n_params=80, n_instruments=4, n_betas=12),
     ],
 )
 def test_control_shapes_and_config_round_trip(layer):
     cond = np.eye(4, dtype="float32")
     gammas, betas = layer(cond, training=False)
-    assert tuple(gammas.shape) == (4, layer.n_params) == tuple(betas.shape)
+    assert tuple(gammas.shape) == (4, layer.n_params)
+    assert tuple(betas.shape) == (4, layer.n_betas)
+    assert layer.compute_output_shape((4, 4)) == ((4, layer.n_params), (4, layer.n_betas))
     clone = type(layer).from_config(layer.get_config())
     clone(cond)
     clone.set_weights(layer.get_weights())

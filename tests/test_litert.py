@@ -71,14 +71,14 @@ def test_masks_match_the_keras_engine(engines, tiny_config, monkeypatch) -> None
     }  # one run per (condition, group) pair
 
 
-@pytest.fixture(scope="module")
-def decoder_film_engines(tmp_path_factory, tiny_config):
-    """(LiteRT, Keras) engines of a random tiny C-U-Net with FiLM only in the decoder."""
+@pytest.fixture(scope="module", params=["complex", "gpocm"])
+def decoder_film_engines(request, tmp_path_factory, tiny_config):
+    """(LiteRT, Keras) engines of a random tiny C-U-Net with FiLM (or GPoCM) only in the decoder."""
     from cunet.engines.loading import load_engine
     from cunet.export.formats import export_model_file
     from cunet.provenance import make_provenance, save_model
 
-    model, config = decoder_film_model(tiny_config, seed=2)
+    model, config = decoder_film_model(tiny_config, seed=2, film_type=request.param)
     folder = tmp_path_factory.mktemp("decoder_film")
     path = save_model(model, folder / "model.keras", make_provenance(config.to_dict()))
     tflite = export_model_file(

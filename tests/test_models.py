@@ -11,6 +11,7 @@ from cunet.config import load_config
 from cunet.nn.models import (
     build_model,
     encoder_decoder,
+    film_layout,
     is_conditioned,
     mask_model,
 )
@@ -142,6 +143,40 @@ def test_placements_build_condition_and_round_trip(tmp_path, tiny_config, film_p
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), out)
+
+
+@pytest.mark.parametrize("film_placement", ["encoder", "decoder", "both"])
+def test_gpocm_builds_conditions_and_round_trips(tmp_path, tiny_config, film_placement):
+    cfg = _variant(tiny_config, film_type="gpocm", film_placement=film_placement)
+    keras.utils.set_random_seed(6)
+    model = build_model(cfg)
+    layout = film_layout(cfg)
+    control = model.get_layer("control")
+    assert control.n_params == sum(g for _, g, _ in layout)
+    assert control.n_betas == sum(b for _, _, b in layout)
+    for name, n_gammas, n_betas in layout:
+        layer = model.get_layer(name)
+        assert type(layer).__name__ == "GPoCM"
+        assert (n_gammas, n_betas) == (layer.n_filters**2, layer.n_filters)
+    control.set_weights(  # large enough that the conditions differ clearly
+        [np.random.default_rng(6).normal(0, 0.5, w.shape) for w in control.get_weights()]
+    )
+    inputs = _inputs(cfg, batch=4)
+    out = keras.ops.convert_to_numpy(model(inputs, training=False))
+    assert not np.allclose(out[0], out[1], atol=1e-6)
+    path = tmp_path / "gpocm.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), out)
+    if cfg.model.shares_encoder:  # GPoCM only in the decoder: encode once, decode per condition
+        encoder, decoder = encoder_decoder(model, cfg)
+        skips = encoder(inputs["magnitude"], training=False)
+        feed = {f"skip_{i}": keras.ops.convert_to_numpy(t) for i, t in enumerate(skips)}
+        masks = decoder({**feed, "condition": inputs["condition"]}, training=False)
+        want = mask_model(model)(inputs, training=False)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(masks), keras.ops.convert_to_numpy(want), atol=1e-6
+        )
 
 
 def test_decoder_film_leaves_encoder_independent_of_condition(tiny_config):

@@ -195,3 +195,14 @@ def test_growth_that_drops_a_block_is_refused(tiny_config):
         )
     with pytest.raises(DataError, match="first_filters"):
         check_compatible(tiny_config, with_model(tiny_config, first_filters=4))
+
+
+def test_growth_into_new_gpocm_blocks_is_refused(tiny_config):
+    from cunet.training.finetune import check_compatible
+
+    gpocm = with_model(tiny_config, film_type="gpocm")
+    assert check_compatible(gpocm, with_model(gpocm, tdf="decoder")) == []
+    with pytest.raises(DataError, match="GPoCM"):
+        check_compatible(gpocm, with_model(gpocm, film_placement="both"))
+    with pytest.raises(DataError, match="film_type"):
+        check_compatible(tiny_config, gpocm)

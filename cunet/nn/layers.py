@@ -1,4 +1,4 @@
-"""Serializable Keras layers of the C-U-Net: FiLM and the control networks.
+"""Serializable Keras layers of the C-U-Net: FiLM, GPoCM, TDF, input scaling and the control networks.
 
 Shapes follow Keras' channels-last layout: feature maps are
 [batch, n_bins, n_frames, n_filters]; conditions are [batch, n_instruments].
@@ -11,6 +11,8 @@ from typing import Any
 
 import keras
 from keras import ops
+
+from ..config import FILM_TYPES
 
 PACKAGE = "cunet"
 
@@ -59,9 +61,61 @@ class FiLM(keras.layers.Layer):
         }
 
 
-def film_param_count(film_type: str, filters: Sequence[int]) -> int:
-    """Total gammas (= betas) for FiLM layers on blocks of these widths (1 or n_filters each)."""
-    return len(filters) if film_type == "simple" else int(sum(filters))
+def film_widths(film_type: str, n_filters: int) -> tuple[int, int]:
+    """(gammas, betas) that the modulation of one block of `n_filters` channels reads from the control
+    network: simple 1 and 1, complex n and n, gpocm n*n (a channel-mixing matrix) and n."""
+    if film_type == "simple":
+        return 1, 1
+    if film_type == "complex":
+        return n_filters, n_filters
+    if film_type == "gpocm":
+        return n_filters * n_filters, n_filters
+    raise ValueError(f"film_type must be one of {list(FILM_TYPES)}, got {film_type!r}")
+
+
+def film_param_count(film_type: str, filters: Sequence[int]) -> tuple[int, int]:
+    """Total (gammas, betas) for modulation layers on blocks of these widths."""
+    widths = [film_widths(film_type, f) for f in filters]
+    return sum(g for g, _ in widths), sum(b for _, b in widths)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GPoCM(keras.layers.Layer):
+    """Gated point-wise convolutional modulation (Choi et al., "LaSAFT", ICASSP 2021):
+    `x * sigmoid(x @ W + b)`, a 1x1 convolution whose weights the condition sets, used as a gate.
+
+    Inputs: [x, gammas, betas] with x [batch, n_bins, n_frames, n_filters]; W [n_filters, n_filters]
+    (input channel first, row-major) is gammas[:, gamma_offset : gamma_offset + n_filters**2] and
+    b [n_filters] is betas[:, beta_offset : beta_offset + n_filters]. Output: x's shape. Unlike FiLM,
+    every channel's gate sees every channel of the same time-frequency point.
+    """
+
+    def __init__(self, gamma_offset: int, beta_offset: int, n_filters: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gamma_offset = int(gamma_offset)
+        self.beta_offset = int(beta_offset)
+        self.n_filters = int(n_filters)
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        x, gammas, betas = inputs
+        n = self.n_filters
+        w = ops.reshape(gammas[:, self.gamma_offset : self.gamma_offset + n * n], (-1, n, n))
+        b = ops.reshape(betas[:, self.beta_offset : self.beta_offset + n], (-1, 1, n))
+        shape = ops.shape(x)
+        points = ops.reshape(x, (shape[0], -1, n))  # [batch, bins * frames, n]: one batched matmul
+        gate = ops.sigmoid(ops.matmul(points, w) + b)
+        return ops.reshape(points * gate, shape)
+
+    def compute_output_shape(self, input_shape: Sequence[Any]) -> Any:
+        return input_shape[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "gamma_offset": self.gamma_offset,
+            "beta_offset": self.beta_offset,
+            "n_filters": self.n_filters,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -134,7 +188,8 @@ class TDF(keras.layers.Layer):
 
 
 class ControlNetwork(keras.layers.Layer):
-    """Base of the control networks: condition [batch, n_instruments] -> (gammas, betas), each [batch, n_params].
+    """Base of the control networks: condition [batch, n_instruments] -> (gammas [batch, n_params],
+    betas [batch, n_betas]); n_betas defaults to n_params (FiLM reads as many of each).
 
     Hidden layers are ReLU; every hidden layer after the first has dropout and batch normalisation,
     as in the paper. The gamma and beta output layers are linear. Subclasses set their own attributes,
@@ -142,11 +197,17 @@ class ControlNetwork(keras.layers.Layer):
     """
 
     def __init__(
-        self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any
+        self,
+        units: Sequence[int],
+        n_params: int,
+        dropout: float = 0.5,
+        n_betas: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.units = tuple(int(u) for u in units)
         self.n_params = int(n_params)
+        self.n_betas = self.n_params if n_betas is None else int(n_betas)
         self.dropout = float(dropout)
 
     def _make_layers(self) -> None:
@@ -161,7 +222,7 @@ class ControlNetwork(keras.layers.Layer):
                 ]
             self.hidden.append(block)
         self.gamma_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="gammas")
-        self.beta_layer = keras.layers.Dense(self.n_params, kernel_initializer=init, name="betas")
+        self.beta_layer = keras.layers.Dense(self.n_betas, kernel_initializer=init, name="betas")
 
     def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
         raise NotImplementedError
@@ -200,13 +261,14 @@ class ControlNetwork(keras.layers.Layer):
         return self.gamma_layer(x), self.beta_layer(x)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, Any]:
-        return (input_shape[0], self.n_params), (input_shape[0], self.n_params)
+        return (input_shape[0], self.n_params), (input_shape[0], self.n_betas)
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "units": list(self.units),
             "n_params": self.n_params,
+            "n_betas": self.n_betas,
             "dropout": self.dropout,
         }
 
@@ -216,9 +278,14 @@ class DenseControl(ControlNetwork):
     """Dense control network (see `ControlNetwork`): hidden Dense layers of `units` neurons."""
 
     def __init__(
-        self, units: Sequence[int], n_params: int, dropout: float = 0.5, **kwargs: Any
+        self,
+        units: Sequence[int],
+        n_params: int,
+        dropout: float = 0.5,
+        n_betas: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(units, n_params, dropout, **kwargs)
+        super().__init__(units, n_params, dropout, n_betas, **kwargs)
         self._make_layers()
 
     def _hidden_layer(self, index: int, units: int, init: Any) -> keras.layers.Layer:
@@ -242,9 +309,10 @@ class CNNControl(ControlNetwork):
         n_params: int,
         n_instruments: int,
         dropout: float = 0.5,
+        n_betas: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(units, n_params, dropout, **kwargs)
+        super().__init__(units, n_params, dropout, n_betas, **kwargs)
         self.n_instruments = int(n_instruments)
         self._make_layers()
         self.flatten = keras.layers.Flatten(name="flatten")

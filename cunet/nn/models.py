@@ -15,19 +15,24 @@ from typing import Any
 import keras
 
 from ..config import Config, ModelConfig
-from .layers import TDF, CNNControl, DenseControl, FiLM, InputScaling
+from .layers import TDF, CNNControl, DenseControl, FiLM, GPoCM, InputScaling, film_widths
 
 
-def _control(model_cfg: ModelConfig, n_params: int) -> keras.layers.Layer:
+def _control(model_cfg: ModelConfig, n_params: int, n_betas: int) -> keras.layers.Layer:
     if model_cfg.control_type == "dense":
         return DenseControl(
-            model_cfg.control_units, n_params, dropout=model_cfg.control_dropout, name="control"
+            model_cfg.control_units,
+            n_params,
+            dropout=model_cfg.control_dropout,
+            n_betas=n_betas,
+            name="control",
         )
     return CNNControl(
         model_cfg.control_units,
         n_params,
         len(model_cfg.instruments),
         dropout=model_cfg.control_dropout,
+        n_betas=n_betas,
         name="control",
     )
 
@@ -41,28 +46,42 @@ def _bins_per_block(n_bins: int, n_layers: int) -> list[int]:
     return out
 
 
-def film_layout(config: Config) -> list[tuple[str, int]]:
-    """The FiLM layers of the model `config` describes, in the order of their slices of the control
-    network's outputs: (layer name, gammas it reads); encoder blocks first, then decoder blocks."""
+def film_layout(config: Config) -> list[tuple[str, int, int]]:
+    """The modulation (FiLM or GPoCM) layers of the model `config` describes, in the order of their
+    slices of the control network's outputs: (layer name, gammas it reads, betas it reads); encoder
+    blocks first, then decoder blocks."""
     cfg = config.model
     if not cfg.conditioned:
         return []
-    per_block = (lambda f: 1) if cfg.film_type == "simple" else (lambda f: f)
-    layout = []
+    blocks = []
     if cfg.film_placement in ("encoder", "both"):
-        layout += [(f"enc_film_{i}", per_block(f)) for i, f in enumerate(cfg.filters)]
+        blocks += [(f"enc_film_{i}", f) for i, f in enumerate(cfg.filters)]
     if cfg.film_placement in ("decoder", "both"):
-        layout += [
-            (f"dec_film_{j}", per_block(f)) for j, f in enumerate(reversed(cfg.filters[:-1]))
-        ]
-    return layout
+        blocks += [(f"dec_film_{j}", f) for j, f in enumerate(reversed(cfg.filters[:-1]))]
+    return [(name, *film_widths(cfg.film_type, f)) for name, f in blocks]
+
+
+def _modulation(
+    film_type: str, name: str, offsets: list[int], n_filters: int
+) -> keras.layers.Layer:
+    """The FiLM or GPoCM layer of one block, reading its parameters from `offsets` ([gammas, betas],
+    advanced past them)."""
+    n_gammas, n_betas = film_widths(film_type, n_filters)
+    if film_type == "gpocm":
+        layer: keras.layers.Layer = GPoCM(offsets[0], offsets[1], n_filters, name=name)
+    else:  # equal offsets: FiLM reads as many gammas as betas
+        layer = FiLM(film_type, offsets[0], n_filters, name=name)
+    offsets[0] += n_gammas
+    offsets[1] += n_betas
+    return layer
 
 
 def build_model(config: Config) -> keras.Model:
     """Build the (conditioned or standard) U-Net described by `config`.
 
-    FiLM sits after the batch normalisation of the blocks `model.film_placement` names (encoder
-    blocks first in the control network's outputs, then decoder blocks); a residual TDF layer
+    FiLM (or GPoCM, `model.film_type: gpocm`) sits after the batch normalisation of the blocks
+    `model.film_placement` names (encoder blocks first in the control network's outputs, then decoder
+    blocks); a residual TDF layer
     follows the activation of the blocks `model.tdf` names.
     """
     cfg = config.model
@@ -81,15 +100,16 @@ def build_model(config: Config) -> keras.Model:
     if cfg.conditioned:
         condition = keras.Input((len(cfg.instruments),), name="condition")
         inputs["condition"] = condition
-        n_params = sum(width for _, width in film_layout(config))
-        gammas, betas = _control(cfg, n_params)(condition)
+        layout = film_layout(config)
+        n_params, n_betas = sum(g for _, g, _ in layout), sum(b for _, _, b in layout)
+        gammas, betas = _control(cfg, n_params, n_betas)(condition)
 
     init = "he_uniform"
     x = magnitude
     if cfg.input_scaling == "log":
         x = InputScaling(config.audio.n_bins, name="input_scaling")(x)
     skips = []
-    offset = 0
+    offsets = [0, 0]  # next gamma and beta of the control network's outputs
     for i, f in enumerate(filters):
         x = keras.layers.Conv2D(
             f,
@@ -101,9 +121,7 @@ def build_model(config: Config) -> keras.Model:
         )(x)
         x = keras.layers.BatchNormalization(momentum=cfg.batchnorm_momentum, name=f"enc_bn_{i}")(x)
         if film_enc:
-            film = FiLM(cfg.film_type, offset, f, name=f"enc_film_{i}")
-            offset += film.n_params
-            x = film([x, gammas, betas])
+            x = _modulation(cfg.film_type, f"enc_film_{i}", offsets, f)([x, gammas, betas])
         x = keras.layers.LeakyReLU(0.2, name=f"enc_act_{i}")(x)
         if tdf_enc:
             x = TDF(
@@ -113,7 +131,6 @@ def build_model(config: Config) -> keras.Model:
 
     # Decoder: mirror of the encoder, skip connections from the encoder outputs.
     layers: dict[str, keras.layers.Layer] = {}
-    offset_dec = offset
     for j, f in enumerate(dec_filters):
         layers[f"dec_conv_{j}"] = keras.layers.Conv2DTranspose(
             f,
@@ -127,9 +144,7 @@ def build_model(config: Config) -> keras.Model:
             momentum=cfg.batchnorm_momentum, name=f"dec_bn_{j}"
         )
         if film_dec:
-            film = FiLM(cfg.film_type, offset_dec, f, name=f"dec_film_{j}")
-            offset_dec += film.n_params
-            layers[f"dec_film_{j}"] = film
+            layers[f"dec_film_{j}"] = _modulation(cfg.film_type, f"dec_film_{j}", offsets, f)
         layers[f"dec_act_{j}"] = keras.layers.ReLU(name=f"dec_act_{j}")
         if tdf_dec:
             layers[f"dec_tdf_{j}"] = TDF(

@@ -68,6 +68,11 @@ def _check_growth(parent: Config, child: Config) -> None:
             f"cannot start from the parent model: its FiLM sits in the {p.film_placement}, which "
             f"model.film_placement {c.film_placement!r} does not keep"
         )
+    if c.film_type == "gpocm" and _blocks(c.film_placement) != _blocks(p.film_placement):
+        raise DataError(  # a gate sigmoid(x @ W + b) is never exactly 1, so it cannot start as the identity
+            "cannot start from the parent model: new GPoCM blocks cannot start as the identity; "
+            "keep model.film_placement as the parent's"
+        )
     if p.tdf != "none" and (p.tdf != c.tdf or p.tdf_bottleneck != c.tdf_bottleneck):
         raise DataError(
             f"cannot start from the parent model: its TDF layers (model.tdf {p.tdf!r}, bottleneck "
@@ -101,10 +106,11 @@ def check_compatible(parent: Config, child: Config) -> list[str]:
     return added
 
 
-def _film_columns(config: Config) -> dict[str, slice]:
-    """Each FiLM layer's columns in the control network's gamma and beta outputs."""
+def _film_columns(config: Config, output: str) -> dict[str, slice]:
+    """Each modulation layer's columns in the control network's `output` ("gammas" or "betas")."""
     columns, offset = {}, 0
-    for name, width in film_layout(config):
+    for name, n_gammas, n_betas in film_layout(config):
+        width = n_gammas if output == "gammas" else n_betas
         columns[name] = slice(offset, offset + width)
         offset += width
     return columns
@@ -115,15 +121,16 @@ def _grow_film_output(
     target_shape: tuple[int, ...],
     parent_config: Config,
     child_config: Config,
-    identity: float,
+    output: str,
 ) -> np.ndarray:
     """A gamma or beta output weight (kernel [units, n_params] or bias [n_params]) of the parent laid out
-    for the child's FiLM layers; the child's new layers get a zero kernel and `identity` as bias."""
+    for the child's FiLM layers; the child's new layers get a zero kernel and the identity's bias
+    (gamma 1, beta 0)."""
     grown = np.zeros(target_shape, value.dtype)
     if value.ndim == 1:
-        grown[:] = identity
-    parent_columns = _film_columns(parent_config)
-    for name, columns in _film_columns(child_config).items():
+        grown[:] = 1.0 if output == "gammas" else 0.0
+    parent_columns = _film_columns(parent_config, output)
+    for name, columns in _film_columns(child_config, output).items():
         if name in parent_columns:
             grown[..., columns] = value[..., parent_columns[name]]
     return grown
@@ -151,7 +158,7 @@ def copy_weights(
                 tuple(target.shape),
                 parent_config,
                 child_config,
-                identity=1.0 if name == "gammas" else 0.0,
+                output=name,
             )
         elif (
             tuple(target.shape) != value.shape
