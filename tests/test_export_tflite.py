@@ -131,6 +131,7 @@ def test_postprocess_is_recorded_as_the_default(
         (["--format", "tflite", "-o", "model.tfl"], "give -o NAME.tflite"),
         (["--format", "onnx", "-o", "model.tflite"], "give -o NAME.onnx"),
         (["-o", "exported", "--quantize", "int8"], "--quantize is for --format tflite"),
+        (["-o", "m.onnx", "--format", "onnx", "--no-encode-once"], "is for --format tflite"),
         (
             ["--format", "tflite", "-o", "m.tflite", "--quantize", "int8-full"],
             "needs --calibration-data",

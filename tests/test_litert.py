@@ -111,6 +111,34 @@ def test_a_decoder_film_model_is_encoded_once_per_group(
     assert {ENCODE_SIGNATURE, DECODE_SIGNATURE} <= set(signatures)
 
 
+def test_an_export_without_encode_once_runs_the_whole_network(tmp_path, tiny_config) -> None:
+    from cunet.engines.loading import load_engine
+    from cunet.export.formats import export_model_file
+    from cunet.provenance import make_provenance, save_model
+
+    model, config = decoder_film_model(tiny_config, seed=3)
+    path = save_model(model, tmp_path / "model.keras", make_provenance(config.to_dict()))
+    tflite = export_model_file(
+        path,
+        tmp_path / "model.tflite",
+        chunks=ChunkSettings(CHUNK, OVERLAP),
+        fmt="tflite",
+        encode_once=False,
+    )
+    litert, keras_engine = load_engine(tflite)[0], load_engine(path)[0]
+    assert not litert.encodes_once
+    assert set(litert.record["export"]["signatures"]) == {CHUNK_SIGNATURE, MASKS_SIGNATURE}
+    mag = np.random.default_rng(5).uniform(
+        0, 1, (1, config.audio.n_bins, litert.chunk_frames, config.audio.n_channels)
+    )
+    cond = np.eye(4, dtype=np.float32)
+    np.testing.assert_allclose(
+        litert.masks(mag.astype(np.float32), cond),
+        keras_engine.masks(mag.astype(np.float32), cond),
+        atol=1e-5,
+    )
+
+
 def _exact_chunk_seconds(sep: Separator) -> float:
     return (sep.chunk - 2 * sep.overlap) / sep.sample_rate  # one chunk of exactly `chunk` samples
 

@@ -95,6 +95,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="how the instruments' masks are combined: in the SavedModel's waveform signatures, and as "
         "the default recorded in a tflite/onnx file (default: the model's own)",
     )
+    p.add_argument(
+        "--no-encode-once",
+        dest="encode_once",
+        action="store_false",
+        help="tflite, for a model with FiLM only in the decoder: leave out the encode/decode signatures "
+        "that run the encoder once per chunk for all instruments (slower, less peak memory)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=run)
@@ -108,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"a {args.format} export is one file; give -o NAME.{args.format}")
     if args.quantize != "none" and args.format != "tflite":
         raise UserError("--quantize is for --format tflite")
+    if not args.encode_once and args.format != "tflite":
+        raise UserError("--no-encode-once is for --format tflite")
     if args.quantize == "int8-full" and not args.calibration_data:
         raise UserError("--quantize int8-full needs --calibration-data SPEC (e.g. a MUSDB18 root)")
     if not 1 <= args.calibration_chunks <= 1000:
@@ -128,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         calibration=args.calibration_data,
         calibration_chunks=args.calibration_chunks,
+        encode_once=args.encode_once,
     )
     if not args.quiet:
         what = (

@@ -31,11 +31,13 @@ def export_model_file(
     calibration: str | None = None,
     calibration_chunks: int = CALIBRATION_CHUNKS,
     source: str | None = None,
+    encode_once: bool = True,
 ) -> Path:
     """Export a `.keras` file, a training run directory or (None) the shipped model.
 
     fmt: "saved_model" (a directory `out_dir`), "tflite" or "onnx" (a file `out_dir` with that suffix).
-    quantize, calibration, calibration_chunks: the `.tflite` export's (`cunet.export.tflite.export_tflite`).
+    quantize, calibration, calibration_chunks, encode_once: the `.tflite` export's
+    (`cunet.export.tflite.export_tflite`).
     source: recorded as the model's origin (default: the resolved path).
     Raises ModelError for a bad model, ConfigError for bad chunk settings, ExportError for the output.
     """
@@ -70,6 +72,7 @@ def export_model_file(
             quantize=quantize,
             calibration=calibration,
             calibration_chunks_n=calibration_chunks,
+            encode_once=encode_once,
         )
     if fmt == "onnx":
         return export_onnx(

@@ -243,13 +243,16 @@ def export_tflite(
     quantize: str = "none",
     calibration: str | None = None,
     calibration_chunks_n: int = CALIBRATION_CHUNKS,
+    encode_once: bool = True,
 ) -> Path:
     """Write `model` as a cunet `.tflite` file at `out_path` (atomically).
 
     chunks: the chunking (default: `ChunkSettings()`) recorded for callers; the fixed `chunk` signature
     has that chunk's frames. postprocess: recorded as the model's default (None: its own).
     quantize: one of QUANTIZE_MODES; "int8-full" needs `calibration`, a data spec (e.g. a MUSDB18 root).
-    source: where the model came from, recorded. Returns the path written.
+    source: where the model came from, recorded. encode_once: for a model with FiLM only in the decoder,
+    add the `encode` and `decode` signatures (faster: the encoder runs once per chunk; more memory: the
+    two signatures' buffers are not shared). Returns the path written.
     """
     out = Path(out_path)
     if out.suffix.lower() != ".tflite":
@@ -272,7 +275,7 @@ def export_tflite(
         config, provenance, chunks or ChunkSettings(), source, postprocess
     )
     # int8-full calibrates every signature on mixtures, which the decoder does not take
-    encode_once = config.model.shares_encoder and quantize != "int8-full"
+    encode_once = encode_once and config.model.shares_encoder and quantize != "int8-full"
     export = record["export"]
     export.update(
         format=TFLITE_FORMAT,
