@@ -5,10 +5,10 @@
     python scripts/make_tflite.py --check    # exit 1 if it is missing or differs from what would be written
 
 This script is the one source of the shipped `.tflite`: float32 weights (quantized variants lose
-accuracy, see README "Engines and formats"), no `encode`/`decode` signatures (ENCODE_ONCE), the default chunking (12 s chunks, 1 s overlap, as
-`separate`), the `.keras` file's provenance record with an export section (its weights' SHA-256
-included). The output is deterministic: the same `.keras` file and TensorFlow version give the same
-bytes, so `--check` can compare them.
+accuracy, see README "Engines and formats"), no `encode`/`decode` signatures (ENCODE_ONCE), the
+default chunking (12 s chunks, 1 s overlap, as `separate`), the `.keras` file's provenance record
+with an export section (its weights' SHA-256 included). The output is deterministic: the same
+`.keras` file and TensorFlow version give the same bytes, so `--check` can compare them.
 """
 
 from __future__ import annotations
