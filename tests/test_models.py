@@ -145,7 +145,8 @@ def test_placements_build_condition_and_round_trip(tmp_path, tiny_config, film_p
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs, training=False)), out)
 
 
-@pytest.mark.parametrize("film_placement", ["encoder", "decoder", "both"])
+# "both" puts GPoCM in the encoder blocks too
+@pytest.mark.parametrize("film_placement", ["decoder", "both"])
 def test_gpocm_builds_conditions_and_round_trips(tmp_path, tiny_config, film_placement):
     cfg = _variant(tiny_config, film_type="gpocm", film_placement=film_placement)
     keras.utils.set_random_seed(6)
