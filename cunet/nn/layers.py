@@ -39,7 +39,7 @@ class FiLM(keras.layers.Layer):
 
     @property
     def n_params(self) -> int:
-        return 1 if self.film_type == "simple" else self.n_filters
+        return film_widths(self.film_type, self.n_filters)[0]
 
     def call(self, inputs: Sequence[Any]) -> Any:
         x, gammas, betas = inputs
