@@ -137,7 +137,8 @@ class ChunkSeparator:
             self._each(invert, len(keep))
             return stems
         # none / ratio: each output's mask is made a block of frames at a time, inside the inverse STFT
-        blocks = list(self.postprocess.mask_blocks(masks, keep))
+        # the masks are this call's own (an engine's fresh output), so a ratio power may overwrite them
+        blocks = list(self.postprocess.mask_blocks(masks, keep, overwrite=masks.flags.writeable))
 
         def invert_masked(i: int) -> None:
             def mask(frames: slice, block: MaskBlock = blocks[i]) -> np.ndarray:

@@ -94,6 +94,8 @@ class ModelConfig:
     postprocess: how the masks of all instruments are combined at inference by default:
         "none" (each mask on its own) or "ratio" (masks normalised to sum to one over the
         instruments, so the estimates add up to the mixture). Joint training uses the same.
+    ratio_power: exponent the masks are raised to before the ratio step at inference (masks^p / sum
+        of masks^p); below 1 softens the masks, above 1 sharpens them. Training always uses 1.
     batchnorm_momentum: momentum of the U-Net's batch-normalisation statistics (0.99 averages
         over ~100 steps instead of ~10: steadier inference results from one epoch to the next).
     film_placement: the blocks FiLM modulates: "encoder" (the paper's C-U-Net), "decoder" (the
@@ -117,6 +119,7 @@ class ModelConfig:
     instruments: tuple[str, ...] = INSTRUMENTS
     input_scaling: str = "none"
     postprocess: str = "none"
+    ratio_power: float = 1.0
     batchnorm_momentum: float = 0.9
     film_placement: str = "encoder"
     tdf: str = "none"
@@ -174,6 +177,11 @@ class ModelConfig:
             self.postprocess in POSTPROCESS_MODES,
             "model.postprocess",
             f"must be one of {list(POSTPROCESS_MODES)}",
+        )
+        _check(
+            math.isfinite(self.ratio_power) and 0 < self.ratio_power <= 4,
+            "model.ratio_power",
+            "must be in (0, 4]",
         )
         _check(
             self.film_placement in PLACEMENTS,

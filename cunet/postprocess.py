@@ -83,10 +83,14 @@ class Postprocess:
         for block in self.mask_blocks(masks, keep):
             yield block(...)
 
-    def mask_blocks(self, masks: np.ndarray, keep: Sequence[int]) -> Iterator[MaskBlock]:
+    def mask_blocks(
+        self, masks: np.ndarray, keep: Sequence[int], overwrite: bool = False
+    ) -> Iterator[MaskBlock]:
         """As `each_mask`, lazily: for each condition in `keep`, a function of an index into masks[c]
         (e.g. a block of frames) returning that part of its mask, so that no normalised mask is built
-        whole. "ratio" divides by the sum over conditions, computed once here (as its reciprocal)."""
+        whole. "ratio" divides by the sum over conditions, computed once here (as its reciprocal).
+        overwrite: the caller gives up `masks` (float32, writable), so a ratio power is applied in
+        place rather than to a copy of every mask."""
         if self.mode == "wiener":
             raise ValueError(
                 "Wiener estimates are not masks; call the Postprocess with the mixture"
@@ -97,7 +101,8 @@ class Postprocess:
             return
         powered = np.asarray(masks, np.float32)
         if self.power != 1.0:
-            powered = powered ** np.float32(self.power)
+            in_place = overwrite and powered is masks and masks.flags.writeable
+            powered = np.power(powered, np.float32(self.power), out=powered if in_place else None)
         scale = powered.sum(axis=0)
         scale += np.float32(MASK_EPS * powered.shape[0])
         np.reciprocal(scale, out=scale)
@@ -119,3 +124,13 @@ class Postprocess:
         elif self.mode == "wiener":
             return wiener_estimates(masks, mixture, self.iterations)
         return masks * mixture[None]
+
+
+def requested_postprocess(mode: str | None, power: float | None) -> str | Postprocess | None:
+    """What a caller asked for on the command line: None (the model's own choice), a mode by name (the
+    model's own ratio power) or, when a power is given, ratio post-processing with that power."""
+    if power is None:
+        return mode
+    if (mode or "ratio") != "ratio":
+        raise UserError(f"--ratio-power applies to ratio post-processing, not '{mode}'")
+    return Postprocess("ratio", power).validate()

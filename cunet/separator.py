@@ -56,7 +56,8 @@ class Separator:
     longest chunking whose latency bound (`latency_seconds`) is at most this many seconds
     (`chunking.chunks_for_latency`). postprocess: how the instruments' masks are combined ("none",
     "ratio", "wiener", or a `cunet.postprocess.Postprocess`; None: the model's own
-    `model.postprocess`, chosen when it was trained). "ratio" and "wiener" compute every
+    `model.postprocess`, chosen when it was trained; a mode given by name takes the model's
+    `model.ratio_power`). "ratio" and "wiener" compute every
     instrument's mask even when fewer are asked for. shifts: network passes per chunk whose masks are
     averaged, the frames rolled by fractions of the U-Net's stride each time (1 to
     `chunk_separator.MAX_SHIFTS`; test-time augmentation that costs the network's time `shifts` times).
@@ -89,7 +90,9 @@ class Separator:
         )
         self.chunk, self.overlap = self.chunks.samples(self.audio, self.config.model.time_multiple)
         if not isinstance(postprocess, Postprocess):
-            postprocess = Postprocess(postprocess or self.config.model.postprocess)
+            postprocess = Postprocess(
+                postprocess or self.config.model.postprocess, self.config.model.ratio_power
+            )
         if postprocess.validate().joint and not self.config.model.conditioned:
             raise UserError(
                 f"post-processing '{postprocess.mode}' combines the masks of several instruments; "

@@ -2,7 +2,7 @@
 """Package a trained checkpoint as the model shipped inside cunet.
 
     python scripts/ship_model.py --run /path/to/run [--metrics results/valid/aggregate.json] \
-        [--out cunet/pretrained/default.keras]
+        [--ratio-power P] [--out cunet/pretrained/default.keras]
 
 Rebuilds the model from the checkpoint's embedded config (dropping the
 optimizer state), and stores weights plus provenance: the training record,
@@ -12,6 +12,7 @@ museval metrics if given, and the commit/package versions at packaging time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--metrics", default=None, help="JSON file with evaluation results to embed"
     )
+    parser.add_argument(
+        "--ratio-power",
+        type=float,
+        default=None,
+        help="the model's default ratio power at inference (model.ratio_power; default: the run's)",
+    )
     parser.add_argument("--out", default=str(ROOT / "cunet" / "pretrained" / "default.keras"))
     args = parser.parse_args(argv)
 
@@ -38,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
     source = resolve_model_path(args.run)
     trained, config, training = load_keras_model(source)
+    if args.ratio_power is not None:
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, ratio_power=args.ratio_power)
+        )
+        config.model.validate()
     model = build_model(config)
     model.set_weights(trained.get_weights())
     evaluation = json.loads(Path(args.metrics).read_text()) if args.metrics else {}

@@ -60,6 +60,7 @@ def test_help_names_the_shipped_instruments_and_new_options(capsys) -> None:
 
 def test_help_choices_agree_with_the_modules() -> None:
     """--help keeps copies (no numpy import); they must match the modules that own them."""
+    from cunet.commands import POSTPROCESS_CHOICES
     from cunet.commands import separate as command
     from cunet.io.naming import DEFAULT_TEMPLATE
     from cunet.io.output import CLIP_MODES
@@ -71,7 +72,7 @@ def test_help_choices_agree_with_the_modules() -> None:
         command.BITS_CHOICES,
         command.CLIP_CHOICES,
         command.RAW_CHOICES,
-        command.POSTPROCESS_CHOICES,
+        POSTPROCESS_CHOICES,
         command.DEFAULT_FILENAME,
     ) == (BITS, CLIP_MODES, INPUT_ENCODINGS, MODES, DEFAULT_TEMPLATE)
 
@@ -580,3 +581,20 @@ def test_shifts_option(tmp_path, tiny_model_path, capsys) -> None:
     np.testing.assert_allclose(twice, once, atol=2e-4)
     code, lines = run([song, *base, "--shifts", "0", "--force"], capsys)
     assert code == 2 and lines == ["error: --shifts must be a whole number from 1 to 16, got 0"]
+
+
+def test_ratio_power_implies_ratio_and_refuses_other_modes(
+    tmp_path, tiny_model_path, capsys
+) -> None:
+    song = tmp_path / "song.wav"
+    sf.write(song, synth_mixture(1.5), RATE)
+    base = ["-o", tmp_path / "out", "--model", tiny_model_path, "-q", *FAST]
+    assert run([song, *base, "--ratio-power", "0.75"], capsys) == (0, [])
+    stems = [
+        read(tmp_path / "out" / "song" / f"{i}.wav") for i in ("vocals", "drums", "bass", "other")
+    ]
+    np.testing.assert_allclose(sum(stems), read(song), atol=5e-4)  # ratio: the stems add up
+    code, lines = run([song, *base, "--ratio-power", "0.75", "--postprocess", "wiener"], capsys)
+    assert code == 2 and lines == [
+        "error: --ratio-power applies to ratio post-processing, not 'wiener'"
+    ]

@@ -132,3 +132,10 @@ def test_sizes_that_shape_buffers_are_bounded(section: str, key: str, value: obj
     (n_layers 10**9 would otherwise take 2**n_layers before any other check)."""
     with pytest.raises(ConfigError, match=f"{section}.{key}"):
         config_from_dict({section: {key: value}})
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, 5.0, float("nan"), float("inf")])
+def test_ratio_power_is_checked(value: float) -> None:
+    with pytest.raises(ConfigError, match="model.ratio_power"):
+        config_from_dict({"model": {"ratio_power": value}})
+    assert config_from_dict({"model": {"ratio_power": 0.75}}).model.ratio_power == 0.75

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from cunet.errors import UserError
-from cunet.postprocess import MODES, Postprocess, ratio_masks, wiener_estimates
+from cunet.postprocess import (
+    MODES,
+    Postprocess,
+    ratio_masks,
+    requested_postprocess,
+    wiener_estimates,
+)
 
 
 def random_case(seed: int = 0, n_inst: int = 4):
@@ -78,3 +84,33 @@ def test_each_mask_gives_the_masks_one_at_a_time(mode: str, power: float) -> Non
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
     with pytest.raises(ValueError, match="not masks"):
         list(Postprocess("wiener").each_mask(masks, [0]))
+
+
+def test_mask_blocks_power_in_place_only_when_the_caller_gives_the_masks_up() -> None:
+    masks = np.random.default_rng(4).uniform(0, 1, (4, 1, 3, 6, 2)).astype(np.float32)
+    want = ratio_masks(masks, axis=0, power=0.75)
+    post = Postprocess("ratio", 0.75)
+    kept = masks.copy()
+    got = [block(...) for block in post.mask_blocks(kept, [0, 2])]
+    np.testing.assert_array_equal(kept, masks)  # not given up: left as it was
+    read_only = masks.copy()
+    read_only.flags.writeable = False
+    given = masks.copy()
+    for owned in (given, read_only):
+        blocks = [block(...) for block in post.mask_blocks(owned, [0, 2], overwrite=True)]
+        for g, b, c in zip(got, blocks, [0, 2], strict=True):
+            np.testing.assert_allclose(b, want[c], rtol=1e-6)
+            np.testing.assert_array_equal(g, b)
+    np.testing.assert_allclose(given, masks**0.75, rtol=1e-6)  # given up: powered in place
+    np.testing.assert_array_equal(read_only, masks)  # read-only arrays are never written
+
+
+def test_requested_postprocess_leaves_the_power_to_the_model_unless_given():
+    assert requested_postprocess(None, None) is None  # the model's mode and power
+    assert requested_postprocess("ratio", None) == "ratio"  # by name: the model's power
+    assert requested_postprocess(None, 0.5) == Postprocess("ratio", 0.5)  # a power means ratio
+    assert requested_postprocess("ratio", 2.0) == Postprocess("ratio", 2.0)
+    with pytest.raises(UserError, match="applies to ratio post-processing, not 'wiener'"):
+        requested_postprocess("wiener", 0.5)
+    with pytest.raises(UserError, match="ratio power"):
+        requested_postprocess(None, 0.0)

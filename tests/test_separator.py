@@ -145,6 +145,33 @@ def test_joint_postprocess_needs_a_conditioned_model(tmp_path, tiny_config):
         Separator.from_pretrained(path, postprocess="loudest")
 
 
+def test_ratio_power_comes_from_the_model_unless_given(tmp_path, tiny_config):
+    import dataclasses
+
+    from cunet.nn.models import build_model
+    from cunet.postprocess import Postprocess
+    from cunet.provenance import make_provenance, save_model
+
+    config = dataclasses.replace(
+        tiny_config,
+        model=dataclasses.replace(tiny_config.model, postprocess="ratio", ratio_power=0.5),
+    )
+    path = save_model(
+        build_model(config), tmp_path / "soft.keras", make_provenance(config.to_dict())
+    )
+    chunks = ChunkSettings(1.0, 0.25)
+    own = Separator.from_pretrained(path, chunks=chunks)
+    assert own.postprocess == Postprocess("ratio", 0.5)
+    assert (
+        Separator.from_pretrained(path, chunks=chunks, postprocess="ratio").postprocess.power == 0.5
+    )
+    assert own.chunk_separator.postprocess == Postprocess("ratio", 0.5)  # what the chunks get
+    linear = Separator.from_pretrained(path, chunks=chunks, postprocess=Postprocess("ratio", 1.0))
+    assert linear.postprocess.power == 1.0
+    x = synth_mixture(1.5, seed=3)
+    np.testing.assert_allclose(sum(own.separate(x, 44100).values()), x, atol=1e-4)  # adds up
+
+
 # -- streaming, latency, instruments of other models, files with templates and excerpts ----------------------
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ..errors import CunetError
+
+# cunet.postprocess.MODES, kept here so that --help imports no numpy (tests check they agree).
+POSTPROCESS_CHOICES = ("none", "ratio", "wiener")
 
 # The options that set the library's named settings: errors show these instead of the API's names
 # (`CunetError.render`), e.g. "--start 5 s is past the end" where the API says "start 5 s ...".
@@ -37,3 +42,17 @@ OPTIONS = {
 def message(exc: BaseException | str) -> str:
     """The text of an error as the command line shows it (options, not API names)."""
     return exc.render(OPTIONS) if isinstance(exc, CunetError) else str(exc)
+
+
+def add_postprocess_options(parser: argparse.ArgumentParser, postprocess_help: str) -> None:
+    """--postprocess and --ratio-power, as `separate` and `evaluate` both take them (None: the model's own)."""
+    parser.add_argument(
+        "--postprocess", default=None, choices=POSTPROCESS_CHOICES, help=postprocess_help
+    )
+    parser.add_argument(
+        "--ratio-power",
+        type=float,
+        default=None,
+        help="exponent the masks are raised to before the ratio normalisation; implies "
+        "--postprocess ratio (default: the model's own, model.ratio_power)",
+    )

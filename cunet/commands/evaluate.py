@@ -10,6 +10,7 @@ from typing import Any
 from ..config import config_from_dict
 from ..errors import CunetError, DataError, UserError
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
+from . import add_postprocess_options
 
 # Mirror cunet.evaluate.BASELINES / PROTOCOLS / datasets.EVAL_SPLITS (kept here so `--help` imports no numpy).
 BASELINE_CHOICES = ("mixture", "IRM1", "IRM2", "IBM")
@@ -154,17 +155,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar=("N_FFT", "HOP"),
         help="STFT of the oracle masks in samples (default: 4096 1024; paper protocol: 1024 256)",
     )
-    p.add_argument(
-        "--postprocess",
-        default=None,
-        choices=("none", "ratio", "wiener"),
-        help="how the model's instrument masks are combined (default: the model's own; see separate)",
-    )
-    p.add_argument(
-        "--ratio-power",
-        type=float,
-        default=1.0,
-        help="exponent of the ratio normalisation (default: 1)",
+    add_postprocess_options(
+        p, "how the model's instrument masks are combined (default: the model's own; see separate)"
     )
     p.add_argument(
         "--shifts",
@@ -269,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     model = None if args.model == "default" else args.model  # as `cunet train --init-from default`
     if not args.no_model:
         from ..engines.loading import resolve_model_path
-        from ..postprocess import Postprocess
+        from ..postprocess import requested_postprocess
         from ..separator import Separator
 
         extra["model"] = str(resolve_model_path(model))
@@ -277,14 +269,14 @@ def run(args: argparse.Namespace) -> int:
         if recorded is not None:  # bad names fail here, before TensorFlow loads
             resolve_targets(args.instruments, data_stems, recorded, mapping)
         # Loaded here once even with --jobs > 1: a bad model fails fast, before any worker starts.
-        postprocess = (
-            Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
-        )
+        postprocess = requested_postprocess(args.postprocess, args.ratio_power)
         with native_stderr_muted():
             separator = Separator.from_pretrained(
                 model, postprocess=postprocess, shifts=args.shifts
             )
         extra["postprocess"] = separator.postprocess.mode
+        if separator.postprocess.mode == "ratio":
+            extra["ratio_power"] = separator.postprocess.power
         extra["shifts"] = args.shifts
         probe_devices()
     outputs = separator.instruments if separator is not None else None

@@ -14,7 +14,7 @@ from ..errors import CunetError, UserError, one_line
 from ..io.naming import FilenameTemplate
 from ..settings import ChunkSettings
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
-from . import OPTIONS, message
+from . import OPTIONS, add_postprocess_options, message
 
 EPILOG = (
     "Outputs go to OUTDIR/<input name>/<instrument>.<format> (see --filename); with --residual also "
@@ -27,9 +27,8 @@ EPILOG = (
 _DEFAULT = ChunkSettings()
 SHIFTS_HELP = "network passes per chunk, their masks averaged (test-time augmentation; default: 1)"
 DEFAULT_LATENCY = 1.5
-# Kept here, not imported, so --help imports no numpy: cunet.postprocess.MODES, cunet.io.output.CLIP_MODES,
+# Kept here, not imported, so --help imports no numpy: cunet.io.output.CLIP_MODES,
 # cunet.io.audio.BITS, cunet.io.pcm.INPUT_ENCODINGS, cunet.io.naming.DEFAULT_TEMPLATE (tests check they agree).
-POSTPROCESS_CHOICES = ("none", "ratio", "wiener")
 CLIP_CHOICES = ("rescale", "clamp", "none")
 BITS_CHOICES = ("16", "24", "32f")
 RAW_CHOICES = ("f32le", "s16le", "s24le")
@@ -151,19 +150,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help=f"cross-fade between chunks (default: {_DEFAULT.overlap_seconds:g})",
     )
-    p.add_argument(
-        "--postprocess",
-        default=None,
-        choices=POSTPROCESS_CHOICES,
-        help="how the instruments' masks are combined: none (each on its own), ratio (normalised to "
+    add_postprocess_options(
+        p,
+        "how the instruments' masks are combined: none (each on its own), ratio (normalised to "
         "sum to one, so the stems add up to the mixture) or wiener (multichannel Wiener filter); "
         "default: the model's own choice. ratio and wiener compute every instrument's mask",
-    )
-    p.add_argument(
-        "--ratio-power",
-        type=float,
-        default=1.0,
-        help="exponent of the ratio normalisation (default: 1)",
     )
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no notes (errors only)"
@@ -355,12 +346,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> Any:
     quiet_tensorflow()
-    from ..postprocess import Postprocess
+    from ..postprocess import requested_postprocess
     from ..separator import Separator
 
-    postprocess = (
-        Postprocess(args.postprocess, args.ratio_power).validate() if args.postprocess else None
-    )
+    postprocess = requested_postprocess(args.postprocess, args.ratio_power)
     chunking_given = args.chunk_seconds is not None or args.overlap_seconds is not None
     latency = args.latency
     if latency is None and args.stream and not chunking_given:

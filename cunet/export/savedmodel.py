@@ -176,7 +176,7 @@ def export_saved_model(
         raise ExportError("empty output directory; give one, e.g. models/cunet/1")
     out = Path(out_dir)
     if not isinstance(postprocess, Postprocess):
-        postprocess = Postprocess(postprocess or config.model.postprocess)
+        postprocess = Postprocess(postprocess or config.model.postprocess, config.model.ratio_power)
     if postprocess.validate().mode == "wiener":
         raise ExportError(
             "the SavedModel export supports post-processing 'none' and 'ratio', not 'wiener'"
@@ -199,7 +199,10 @@ def export_saved_model(
     record = dict(provenance or {})
     # The export's config says how it combines masks, so a Separator over the export does the same.
     record["config"] = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, postprocess=postprocess.mode)
+        config,
+        model=dataclasses.replace(
+            config.model, postprocess=postprocess.mode, ratio_power=postprocess.power
+        ),
     ).to_dict()
     record["export"] = {
         "format": EXPORT_FORMAT,

@@ -33,7 +33,7 @@ def export_record(
     caller needs: audio and STFT settings, chunking (samples and frames), instruments, post-processing,
     the source weights' checksum and the converter's versions. No time stamp, so exports are repeatable."""
     if not isinstance(postprocess, Postprocess):
-        postprocess = Postprocess(postprocess or config.model.postprocess)
+        postprocess = Postprocess(postprocess or config.model.postprocess, config.model.ratio_power)
     if postprocess.validate().joint and not config.model.conditioned:
         raise ExportError(f"post-processing '{postprocess.mode}' needs a conditioned model")
     if postprocess.mode not in ("none", "ratio"):
@@ -44,7 +44,8 @@ def export_record(
     a, m = config.audio, config.model
     chunk, overlap = chunks.samples(a, m.time_multiple)
     settings = dataclasses.replace(
-        config, model=dataclasses.replace(m, postprocess=postprocess.mode)
+        config,
+        model=dataclasses.replace(m, postprocess=postprocess.mode, ratio_power=postprocess.power),
     )
     record = dict(provenance or {})
     record["config"] = settings.to_dict()
