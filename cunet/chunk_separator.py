@@ -138,7 +138,11 @@ class ChunkSeparator:
             return stems
         # none / ratio: each output's mask is made a block of frames at a time, inside the inverse STFT
         # the masks are this call's own (an engine's fresh output), so a ratio power may overwrite them
-        blocks = list(self.postprocess.mask_blocks(masks, keep, overwrite=masks.flags.writeable))
+        blocks = list(
+            self.postprocess.mask_blocks(
+                masks, keep, overwrite=masks.flags.writeable, each=self._each
+            )
+        )
 
         def invert_masked(i: int) -> None:
             def mask(frames: slice, block: MaskBlock = blocks[i]) -> np.ndarray:

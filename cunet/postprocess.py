@@ -23,6 +23,12 @@ from .errors import UserError
 MASK_EPS = 1e-6  # keeps normalised masks finite where every mask is zero
 MODES: tuple[str, ...] = ("none", "ratio", "wiener")
 MaskBlock = Callable[[Any], np.ndarray]  # index into one condition's masks -> that part of its mask
+Each = Callable[[Callable[[int], None], int], object]  # (work, n) -> runs work(0), ..., work(n - 1)
+
+
+def _one_after_another(work: Callable[[int], None], n: int) -> None:
+    for i in range(n):
+        work(i)
 
 
 def ratio_masks(masks: np.ndarray, axis: int = 0, power: float = 1.0) -> np.ndarray:
@@ -84,13 +90,19 @@ class Postprocess:
             yield block(...)
 
     def mask_blocks(
-        self, masks: np.ndarray, keep: Sequence[int], overwrite: bool = False
+        self,
+        masks: np.ndarray,
+        keep: Sequence[int],
+        overwrite: bool = False,
+        each: Each | None = None,
     ) -> Iterator[MaskBlock]:
         """As `each_mask`, lazily: for each condition in `keep`, a function of an index into masks[c]
         (e.g. a block of frames) returning that part of its mask, so that no normalised mask is built
         whole. "ratio" divides by the sum over conditions, computed once here (as its reciprocal).
         overwrite: the caller gives up `masks` (float32, writable), so a ratio power is applied in
-        place rather than to a copy of every mask."""
+        place rather than to a copy of every mask.
+        each: runs work(0), ..., work(n - 1), e.g. on a thread pool (numpy's power releases the GIL), for
+        the power of each condition's masks; default: one after another."""
         if self.mode == "wiener":
             raise ValueError(
                 "Wiener estimates are not masks; call the Postprocess with the mixture"
@@ -102,7 +114,13 @@ class Postprocess:
         powered = np.asarray(masks, np.float32)
         if self.power != 1.0:
             in_place = overwrite and powered is masks and masks.flags.writeable
-            powered = np.power(powered, np.float32(self.power), out=powered if in_place else None)
+            source, power = powered, np.float32(self.power)
+            powered = source if in_place else np.empty(source.shape, np.float32)
+
+            def raise_one(c: int) -> None:
+                np.power(source[c], power, out=powered[c])
+
+            (each or _one_after_another)(raise_one, source.shape[0])
         scale = powered.sum(axis=0)
         scale += np.float32(MASK_EPS * powered.shape[0])
         np.reciprocal(scale, out=scale)

@@ -103,6 +103,16 @@ def test_mask_blocks_power_in_place_only_when_the_caller_gives_the_masks_up() ->
             np.testing.assert_array_equal(g, b)
     np.testing.assert_allclose(given, masks**0.75, rtol=1e-6)  # given up: powered in place
     np.testing.assert_array_equal(read_only, masks)  # read-only arrays are never written
+    calls = []
+
+    def each(work, n):  # a stand-in for a thread pool's map
+        calls.append(n)
+        return [work(i) for i in reversed(range(n))]
+
+    pooled = [block(...) for block in post.mask_blocks(masks.copy(), [0, 2], each=each)]
+    assert calls == [4]
+    for g, b in zip(got, pooled, strict=True):
+        np.testing.assert_array_equal(g, b)
 
 
 def test_requested_postprocess_leaves_the_power_to_the_model_unless_given():
