@@ -11,6 +11,7 @@ A conditioned model gives one mask per instrument, each computed on its own. Mod
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import Config, ModelConfig
 from .errors import UserError
 
 MASK_EPS = 1e-6  # keeps normalised masks finite where every mask is zero
@@ -152,3 +154,20 @@ def requested_postprocess(mode: str | None, power: float | None) -> str | Postpr
     if (mode or "ratio") != "ratio":
         raise UserError(f"--ratio-power applies to ratio post-processing, not '{mode}'")
     return Postprocess("ratio", power).validate()
+
+
+def model_postprocess(requested: str | Postprocess | None, model: ModelConfig) -> Postprocess:
+    """The post-processing a model runs with, validated: `requested` itself, a mode by name with the
+    model's `ratio_power`, or (None) the model's own `postprocess` and `ratio_power`."""
+    if isinstance(requested, Postprocess):
+        return requested.validate()
+    return Postprocess(requested or model.postprocess, model.ratio_power).validate()
+
+
+def with_postprocess(config: Config, postprocess: Postprocess) -> Config:
+    """`config` with `postprocess` as its model's default (mode and ratio power), as an export records
+    it, so that a Separator over the export combines masks the same way."""
+    model = dataclasses.replace(
+        config.model, postprocess=postprocess.mode, ratio_power=postprocess.power
+    )
+    return dataclasses.replace(config, model=model)

@@ -38,7 +38,7 @@ from .engines.keras import KerasEngine
 from .engines.loading import load_engine
 from .errors import AudioError, UserError
 from .io.resample import exact_length, resample_outputs, resample_stream
-from .postprocess import Postprocess
+from .postprocess import Postprocess, model_postprocess
 from .progress import progress_bar
 from .settings import ChunkSettings
 
@@ -89,11 +89,8 @@ class Separator:
             else chunks or ChunkSettings()
         )
         self.chunk, self.overlap = self.chunks.samples(self.audio, self.config.model.time_multiple)
-        if not isinstance(postprocess, Postprocess):
-            postprocess = Postprocess(
-                postprocess or self.config.model.postprocess, self.config.model.ratio_power
-            )
-        if postprocess.validate().joint and not self.config.model.conditioned:
+        postprocess = model_postprocess(postprocess, self.config.model)
+        if postprocess.joint and not self.config.model.conditioned:
             raise UserError(
                 f"post-processing '{postprocess.mode}' combines the masks of several instruments; "
                 "this model separates one"

@@ -26,7 +26,6 @@ the asset `assets/cunet.json`, which `cunet.engines.loading.load_exported` reads
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ import tensorflow as tf
 
 from ..config import Config
 from ..errors import ExportError, literal
-from ..postprocess import Postprocess
+from ..postprocess import Postprocess, model_postprocess, with_postprocess
 from ..provenance import PROVENANCE_ENTRY
 from ..settings import ChunkSettings
 from .graph import separate_waveform
@@ -175,9 +174,8 @@ def export_saved_model(
     if not str(out_dir):
         raise ExportError("empty output directory; give one, e.g. models/cunet/1")
     out = Path(out_dir)
-    if not isinstance(postprocess, Postprocess):
-        postprocess = Postprocess(postprocess or config.model.postprocess, config.model.ratio_power)
-    if postprocess.validate().mode == "wiener":
+    postprocess = model_postprocess(postprocess, config.model)
+    if postprocess.mode == "wiener":
         raise ExportError(
             "the SavedModel export supports post-processing 'none' and 'ratio', not 'wiener'"
         )
@@ -198,12 +196,7 @@ def export_saved_model(
             )
     record = dict(provenance or {})
     # The export's config says how it combines masks, so a Separator over the export does the same.
-    record["config"] = dataclasses.replace(
-        config,
-        model=dataclasses.replace(
-            config.model, postprocess=postprocess.mode, ratio_power=postprocess.power
-        ),
-    ).to_dict()
+    record["config"] = with_postprocess(config, postprocess).to_dict()
     record["export"] = {
         "format": EXPORT_FORMAT,
         "source": source,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +9,7 @@ from .. import dsp
 from ..config import Config
 from ..errors import ExportError
 from ..nn.models import mask_model
-from ..postprocess import Postprocess
+from ..postprocess import Postprocess, model_postprocess, with_postprocess
 from ..provenance import package_versions
 from ..settings import ChunkSettings
 from .subpixel import with_subpixel_deconvolutions
@@ -32,9 +31,8 @@ def export_record(
     with the chosen post-processing as the model's default, and an "export" section saying what a
     caller needs: audio and STFT settings, chunking (samples and frames), instruments, post-processing,
     the source weights' checksum and the converter's versions. No time stamp, so exports are repeatable."""
-    if not isinstance(postprocess, Postprocess):
-        postprocess = Postprocess(postprocess or config.model.postprocess, config.model.ratio_power)
-    if postprocess.validate().joint and not config.model.conditioned:
+    postprocess = model_postprocess(postprocess, config.model)
+    if postprocess.joint and not config.model.conditioned:
         raise ExportError(f"post-processing '{postprocess.mode}' needs a conditioned model")
     if postprocess.mode not in ("none", "ratio"):
         raise ExportError(
@@ -43,10 +41,7 @@ def export_record(
         )
     a, m = config.audio, config.model
     chunk, overlap = chunks.samples(a, m.time_multiple)
-    settings = dataclasses.replace(
-        config,
-        model=dataclasses.replace(m, postprocess=postprocess.mode, ratio_power=postprocess.power),
-    )
+    settings = with_postprocess(config, postprocess)
     record = dict(provenance or {})
     record["config"] = settings.to_dict()
     record["export"] = {
