@@ -41,6 +41,7 @@ TRAINING_PACKAGES = (
     "cunet",
     "tensorflow",
     "keras",
+    "jax",
     "numpy",
     "librosa",
     "musdb",
@@ -50,16 +51,18 @@ TRAINING_PACKAGES = (
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The commit checked out at `path` (default: this package's folder), or None."""
+    """The commit checked out at `path` (default: this package's folder); outside a git checkout (a
+    copy of the tree, a source archive) the environment's CUNET_GIT_COMMIT, else None."""
     where = Path(path) if path else Path(__file__).resolve().parent
+    fallback = os.environ.get("CUNET_GIT_COMMIT") or None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
     if out.returncode != 0:
-        return None
+        return fallback
     commit = out.stdout.strip()
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],

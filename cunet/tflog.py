@@ -36,6 +36,12 @@ def native_stderr_muted() -> Iterator[None]:
         os.close(saved)
 
 
+def tensorflow_backend() -> bool:
+    """Whether Keras will run on TensorFlow: the default, unless KERAS_BACKEND names another
+    (training also runs on JAX or torch, where TensorFlow need not be installed)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+
+
 def import_tensorflow(muted: bool = False) -> Any:
     """The tensorflow module, imported with its logging quietened; `muted`: also with fd 2 muted
     during the import (for commands whose stderr must hold only `error:` lines)."""
@@ -51,6 +57,7 @@ def import_tensorflow(muted: bool = False) -> Any:
 
 def probe_devices() -> None:
     """Let TensorFlow find its devices now, muted: it logs (e.g. "failed call to cuInit") the first time."""
-    if "tensorflow" in sys.modules:
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
         with native_stderr_muted():
-            sys.modules["tensorflow"].config.list_physical_devices()
+            tf.config.list_physical_devices()

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--semitones", type=int, default=2, help="largest pitch shift (default 2)")
     parser.add_argument("--tempo", type=float, default=0.12, help="largest tempo change (0.12)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="tracks rendered at once, one process each (default 1)"
+    )
     return parser
 
 
@@ -37,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tracks = open_source(parse_data_spec(args.data))["train"]
         folders = render_augmented(
-            tracks, args.out.expanduser(), args.variants, args.seed, args.semitones, args.tempo
+            tracks,
+            args.out.expanduser(),
+            args.variants,
+            args.seed,
+            args.semitones,
+            args.tempo,
+            jobs=args.jobs,
         )
     except CunetError as exc:
         print(f"error: {exc}", file=sys.stderr)

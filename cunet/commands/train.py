@@ -7,7 +7,7 @@ import dataclasses
 
 from ..config import load_config
 from ..errors import DataError, UserError
-from ..tflog import import_tensorflow, probe_devices
+from ..tflog import import_tensorflow, probe_devices, tensorflow_backend
 
 DATA_HELP = (
     "a data source, repeatable: a MUSDB18 root, a folder dataset (train/<track>/<stem>.wav, "
@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     specs = [parse_data_spec(s, is_wav=args.is_wav) for s in [*args.musdb_root, *args.data]]
     if not specs:
         raise UserError("no training data: give --data PATH (or --musdb-root DIR)")
-    import_tensorflow(muted=True)  # start-up lines muted; training's own progress is not
+    if tensorflow_backend():
+        import_tensorflow(muted=True)  # start-up lines muted; training's own progress is not
+    elif args.logical_cpus > 1 or args.devices:
+        raise UserError("--devices and --logical-cpus need the TensorFlow backend (KERAS_BACKEND)")
     from ..training.loop import split_cpu, train
 
     if args.logical_cpus > 1:

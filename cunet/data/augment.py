@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,16 +127,18 @@ def render_augmented(
     max_semitones: int = 2,
     max_tempo: float = 0.12,
     progress: bool = True,
+    jobs: int = 1,
 ) -> list[Path]:
     """Render `n_variants` pitch/tempo copies of every track into the folder dataset `out/train`.
 
     Each track draws its own variants from (seed, track name). Copies already on disk are kept, so an
-    interrupted run resumes. Returns the copies' folders, track by track.
+    interrupted run resumes. jobs: tracks rendered at once, each in its own process (the phase vocoder
+    holds the GIL). Returns the copies' folders, track by track.
     """
     if not tracks:
         raise DataError("no tracks to augment")
     folders: list[Path] = []
-    bar = progress_bar(len(tracks), not progress, "augment", unit="track")
+    work: list[tuple[Track, list[tuple[Variant, Path]]]] = []
     for track in tracks:
         name_seed = int(hashlib.sha1(track.name.encode()).hexdigest()[:8], 16)
         copies = [
@@ -145,7 +148,16 @@ def render_augmented(
         folders += [folder for _, folder in copies]
         todo = [(variant, folder) for variant, folder in copies if not folder.is_dir()]
         if todo:
+            work.append((track, todo))
+    bar = progress_bar(len(tracks), not progress, "augment", unit="track")
+    bar.update(len(tracks) - len(work))
+    if jobs > 1 and len(work) > 1:
+        with ProcessPoolExecutor(min(jobs, len(work))) as pool:
+            for _ in pool.map(render_copies, *zip(*work, strict=True)):
+                bar.update()
+    else:
+        for track, todo in work:
             render_copies(track, todo)
-        bar.update()
+            bar.update()
     bar.close()
     return folders

@@ -21,12 +21,14 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import AudioConfig
+from ..dsp import stft
 from ..errors import DataError
 from ..io.atomic import atomic_path, write_json_atomic
 from ..io.resample import conform
@@ -106,11 +108,7 @@ def stored_bins(rate: int, audio: AudioConfig) -> int:
 
 def _stft(waveform: np.ndarray, audio: AudioConfig) -> np.ndarray:
     """float32 [n_channels, n_samples] -> complex64 [n_channels, n_frames, n_fft // 2 + 1]."""
-    import tensorflow as tf
-
-    from ..nn.spectral import stft
-
-    return stft(tf.constant(waveform, tf.float32), audio.n_fft, audio.hop_length).numpy()
+    return stft(np.asarray(waveform, np.float32), audio.n_fft, audio.hop_length)
 
 
 def _read_meta(path: Path) -> dict | None:
@@ -211,21 +209,27 @@ def mixture_notes(tracks: Sequence[Track], residuals_db: Sequence[float | None])
 
 
 def build_cache(
-    tracks: Sequence[Track], cache_dir: str | os.PathLike, audio: AudioConfig, progress: bool = True
+    tracks: Sequence[Track],
+    cache_dir: str | os.PathLike,
+    audio: AudioConfig,
+    progress: bool = True,
+    workers: int = 1,
 ) -> list[CachedTrack]:
     """Cache every track's stems (decoding each track once, ever); returns the cached tracks in order.
 
+    workers: tracks decoded at once, by threads (decoding, resampling and the STFT release the GIL);
+    each holds one track's spectrograms, so memory grows with it.
     Prints one note on stderr per source whose tracks carry their own mixture file and it differs
     from the sum of their stems (checked when the track is decoded, remembered in its meta.json).
     """
     from tqdm import tqdm
 
     root = Path(cache_dir) / stft_key(audio)
-    cached, residuals = [], []
-    for track in tqdm(tracks, desc="caching tracks", disable=not progress, unit="track"):
+
+    def one(track: Track) -> tuple[CachedTrack, dict]:
         folder = root / track.source_id / track_key(track.name)
         try:
-            entry, meta = _cache_track(track, folder, audio)
+            return _cache_track(track, folder, audio)
         except OSError as exc:  # disk full, quota, permissions: the partial file is already removed
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             raise DataError(
@@ -237,8 +241,14 @@ def build_cache(
                     else ""
                 )
             ) from None
-        cached.append(entry)
-        residuals.append(meta.get("mixture_residual_db"))
-    for note in mixture_notes(tracks, residuals):
+
+    bar = tqdm(total=len(tracks), desc="caching tracks", disable=not progress, unit="track")
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        entries = []
+        for entry in pool.map(one, tracks):
+            entries.append(entry)
+            bar.update()
+    bar.close()
+    for note in mixture_notes(tracks, [meta.get("mixture_residual_db") for _, meta in entries]):
         print(note, file=sys.stderr, flush=True)
-    return cached
+    return [entry for entry, _ in entries]

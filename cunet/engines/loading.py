@@ -30,7 +30,7 @@ from ..provenance import (
     read_record_entry,
     weights_digest,
 )
-from ..tflog import import_tensorflow
+from ..tflog import import_tensorflow, tensorflow_backend
 from .base import MaskEngine
 from .keras import KerasEngine, SavedModelEngine
 from .litert import load_tflite
@@ -178,7 +178,8 @@ def load_keras_model(path: str | os.PathLike) -> tuple[Any, Config, dict[str, An
             f"model file '{path}' has been modified: its weights do not match their recorded checksum"
         )
     config = _config_of(provenance, f"model file '{path}'")
-    import_tensorflow()
+    if tensorflow_backend():
+        import_tensorflow()
     import keras
 
     from ..nn import layers  # noqa: F401  (registers the custom layers)

@@ -111,6 +111,12 @@ def run_callbacks(
     """`first` (callbacks that add metrics to the logs), then the schedule, logs, checkpoints, backup."""
     t = config.train
     monitor, mode = monitor_of(config)
+    # Keras writes TensorBoard logs through tf.summary: other backends get the CSV log alone.
+    tensorboard = (
+        [keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False, profile_batch=0)]
+        if keras.backend.backend() == "tensorflow"
+        else []
+    )
     return [
         *first,
         keras.callbacks.ReduceLROnPlateau(
@@ -124,7 +130,7 @@ def run_callbacks(
             monitor, patience=t.early_stopping_patience, mode=mode, verbose=verbose
         ),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False, profile_batch=0),
+        *tensorboard,
         Checkpoints(out_dir, provenance, monitor, mode, max_minutes),
         Backup(
             str(out_dir / "backup"),

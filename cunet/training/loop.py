@@ -1,4 +1,5 @@
-"""Training with Keras `fit` under a tf.distribute strategy.
+"""Training with Keras `fit`: under a tf.distribute strategy with the TensorFlow backend (the default),
+on one device with JAX or torch (KERAS_BACKEND), fed by `cunet.training.batches.PatchBatches` there.
 
 Run directory layout (`out_dir`):
     last.keras, best.keras   the network, provenance embedded (every epoch / best selection metric)
@@ -9,6 +10,7 @@ Run directory layout (`out_dir`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -100,9 +102,9 @@ def train(
     Raises DataError when the data or the parent model cannot be used.
     """
     import keras
-    import tensorflow as tf
 
     from ..nn.models import build_model
+    from .batches import PatchBatches
     from .callbacks import resume_epoch, run_callbacks, truncate_history
     from .finetune import copy_weights, parent_record
     from .trainer import SeparationTrainer
@@ -130,7 +132,11 @@ def train(
         )
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cached = build_cache(
-        [*splits["train"], *splits["valid"]], cache_dir, cfg.audio, progress=verbose > 0
+        [*splits["train"], *splits["valid"]],
+        cache_dir,
+        cfg.audio,
+        progress=verbose > 0,
+        workers=min(8, os.cpu_count() or 1),
     )
     cached_train, cached_valid = cached[: len(splits["train"])], cached[len(splits["train"]) :]
 
@@ -166,13 +172,28 @@ def train(
     truncate_history(out_dir / "history.csv", first_epoch)
 
     keras.utils.set_random_seed(t.seed)
-    strategy = select_strategy(devices)
-    ds = train_dataset(sampler, mixtures_per_batch, first_index=first_epoch * t.steps_per_epoch)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = ds.with_options(options)
+    first_index = first_epoch * t.steps_per_epoch
+    ds: Any
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-    with strategy.scope():
+        strategy = select_strategy(devices)
+        scope: Any = strategy.scope()
+        strategy_name, n_replicas = type(strategy).__name__, int(strategy.num_replicas_in_sync)
+        ds = train_dataset(sampler, mixtures_per_batch, first_index=first_index)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        ds = ds.with_options(options)
+    else:
+        if devices:
+            raise DataError("--devices needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
+        scope, strategy_name, n_replicas = contextlib.nullcontext(), "none", 1
+        workers = max(1, (os.cpu_count() or 1) - 1)
+        ds = PatchBatches(sampler, mixtures_per_batch, t.steps_per_epoch, first_index, workers)
+
+    with scope:
         network = build_model(cfg)
         if parent is not None:
             copy_weights(parent[0], network, parent[1], cfg)
@@ -192,8 +213,9 @@ def train(
         metrics={},
         status="running",
         n_parameters=int(network.count_params()),
-        strategy=type(strategy).__name__,
-        n_replicas=int(strategy.num_replicas_in_sync),
+        backend=keras.backend.backend(),
+        strategy=strategy_name,
+        n_replicas=n_replicas,
     )
     if parent is not None:
         provenance["parent"] = parent_record(parent[3], parent[2])

@@ -18,40 +18,62 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 from ..config import Config
+from ..dsp import inverse_window
 from ..nn.models import mask_model
 from ..postprocess import MASK_EPS
 
 SDR_EPS = 1e-3  # energy floor (waveform units squared) for SDR on near-silent patches
 
 
-def normalise_masks(masks: tf.Tensor, axis: int) -> tf.Tensor:
-    """Ratio normalisation: masks / sum over the instrument axis; TF twin of postprocess.ratio_masks."""
+def normalise_masks(masks: Any, axis: int) -> Any:
+    """Ratio normalisation: masks / sum over the instrument axis; Keras twin of postprocess.ratio_masks."""
     return (masks + MASK_EPS) / (
-        tf.reduce_sum(masks, axis=axis, keepdims=True)
-        + MASK_EPS * tf.cast(tf.shape(masks)[axis], masks.dtype)
+        ops.sum(masks, axis=axis, keepdims=True) + MASK_EPS * float(masks.shape[axis])
     )
 
 
-def patch_waveform(real: tf.Tensor, imag: tf.Tensor, n_fft: int, hop_length: int) -> tf.Tensor:
+def patch_waveform(real: Any, imag: Any, n_fft: int, hop_length: int) -> Any:
     """Model-layout complex patches [..., n_bins, F, ch] -> waveform [..., ch, n] without the edges.
 
     Bins above n_bins are zero; the (n_fft - hop) samples at each end, which fewer frames
     cover, are dropped so the estimate and the target are compared where both are exact.
+    The inverse is `cunet.dsp.istft`'s (tf.signal's window weighting and overlap-add) in
+    `keras.ops`, so every backend trains with it.
     """
-    spec = tf.complex(real, imag)
-    rank = len(spec.shape)
-    perm = list(range(rank - 3)) + [rank - 1, rank - 2, rank - 3]
-    spec = tf.transpose(spec, perm)  # [..., ch, F, n_bins]
-    missing = n_fft // 2 + 1 - spec.shape[-1]
+    rank = len(real.shape)
+    perm = [*range(rank - 3), rank - 1, rank - 2, rank - 3]
+    real, imag = ops.transpose(real, perm), ops.transpose(imag, perm)  # [..., ch, F, n_bins]
+    missing = n_fft // 2 + 1 - real.shape[-1]
     if missing > 0:
-        spec = tf.pad(spec, [[0, 0]] * (rank - 1) + [[0, missing]])
-    window = tf.signal.inverse_stft_window_fn(hop_length, forward_window_fn=tf.signal.hann_window)
-    wave = tf.signal.inverse_stft(spec, n_fft, hop_length, fft_length=n_fft, window_fn=window)
+        pad = [(0, 0)] * (rank - 1) + [(0, missing)]
+        real, imag = ops.pad(real, pad), ops.pad(imag, pad)
+    frames = ops.irfft((real, imag), fft_length=n_fft) * inverse_window(n_fft, hop_length)
+    # Overlap-add: each frame is r hop-long pieces; piece j of frame f lands at hop slot f + j.
+    r = -(-n_fft // hop_length)
+    n_frames = frames.shape[-2]
+    lead = list(frames.shape[:-2])
+    if r * hop_length > n_fft:
+        frames = ops.pad(frames, [(0, 0)] * (rank - 1) + [(0, r * hop_length - n_fft)])
+    pieces = ops.reshape(frames, (-1, n_frames, r, hop_length))
+    slots = 0.0
+    for j in range(r):
+        slots = slots + ops.pad(pieces[:, :, j], [(0, 0), (j, r - 1 - j), (0, 0)])
+    wave = ops.reshape(slots, (-1, *lead[1:], (n_frames + r - 1) * hop_length))
     edge = n_fft - hop_length
-    return wave[..., edge : tf.shape(wave)[-1] - edge]
+    return wave[..., edge : (n_frames - 1) * hop_length + n_fft - edge]
+
+
+def replicas_in_sync() -> int:
+    """Replicas whose gradients Keras sums: tf.distribute's under TensorFlow, else 1."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf  # only the TensorFlow backend distributes, through tf.distribute
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
 class SeparationTrainer(keras.Model):
@@ -66,7 +88,7 @@ class SeparationTrainer(keras.Model):
         self.joint = config.train.joint
         self.n_instruments = len(config.model.instruments)
 
-    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
         """The network's own masks [B, K, n_bins, F, ch] (K = n_instruments when joint, else 1)."""
         magnitude = inputs["magnitude"]
         if not self.joint:
@@ -75,13 +97,13 @@ class SeparationTrainer(keras.Model):
                 feed["condition"] = inputs["condition"]
             return self.masker(feed, training=training)[:, None]
         n = self.n_instruments
-        batch = tf.shape(magnitude)[0]
-        conditions = tf.tile(tf.eye(n, dtype=magnitude.dtype), [batch, 1])
+        batch = ops.shape(magnitude)[0]
+        conditions = ops.tile(ops.eye(n, dtype=magnitude.dtype), [batch, 1])
         masks = self.masker(
-            {"magnitude": tf.repeat(magnitude, n, axis=0), "condition": conditions},
+            {"magnitude": ops.repeat(magnitude, n, axis=0), "condition": conditions},
             training=training,
         )
-        return tf.reshape(masks, tf.concat([[batch, n], tf.shape(masks)[1:]], 0))
+        return ops.reshape(masks, (-1, n, *masks.shape[1:]))
 
     def compute_loss(
         self,
@@ -90,9 +112,9 @@ class SeparationTrainer(keras.Model):
         y_pred: Any = None,
         sample_weight: Any = None,
         training: bool = True,
-    ) -> tf.Tensor:
+    ) -> Any:
         t = self.config.train
-        y_pred = tf.cast(y_pred, tf.float32)  # masks computed in bfloat16 under a mixed policy
+        y_pred = ops.cast(y_pred, "float32")  # masks computed in bfloat16 under a mixed policy
         if self.joint and self.config.model.postprocess == "ratio":
             loss = self._objective(x, y, normalise_masks(y_pred, axis=1))
             if (
@@ -102,22 +124,22 @@ class SeparationTrainer(keras.Model):
         else:
             loss = self._objective(x, y, y_pred)
         # Keras sums the replicas' gradients under tf.distribute: scale like its own losses do.
-        return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+        return loss / float(replicas_in_sync())
 
-    def _objective(self, x: Any, y: Any, masks: tf.Tensor) -> tf.Tensor:
+    def _objective(self, x: Any, y: Any, masks: Any) -> Any:
         """Weighted L1 on magnitudes and/or negative SDR on waveforms, averaged over known targets."""
         t = self.config.train
         weight = y["weight"]  # [B, K]
-        count = tf.maximum(tf.reduce_sum(weight), 1.0)
-        loss = tf.constant(0.0)
+        count = ops.maximum(ops.sum(weight), 1.0)
+        loss = ops.zeros((), "float32")
         if t.magnitude_loss_weight > 0:
             estimate = masks * x["magnitude"][:, None]
             target = y["target"]
             if t.magnitude_loss_power != 1.0:
-                estimate = tf.pow(estimate + 1e-8, t.magnitude_loss_power)
-                target = tf.pow(target + 1e-8, t.magnitude_loss_power)
-            per_patch = tf.reduce_mean(tf.abs(estimate - target), axis=[2, 3, 4])
-            loss += t.magnitude_loss_weight * tf.reduce_sum(per_patch * weight) / count
+                estimate = ops.power(estimate + 1e-8, t.magnitude_loss_power)
+                target = ops.power(target + 1e-8, t.magnitude_loss_power)
+            per_patch = ops.mean(ops.abs(estimate - target), axis=(2, 3, 4))
+            loss += t.magnitude_loss_weight * ops.sum(per_patch * weight) / count
         if t.sdr_loss_weight > 0:
             a = self.config.audio
             est = patch_waveform(
@@ -127,8 +149,8 @@ class SeparationTrainer(keras.Model):
                 a.hop_length,
             )
             ref = patch_waveform(y["target_real"], y["target_imag"], a.n_fft, a.hop_length)
-            signal = tf.reduce_sum(tf.square(ref), axis=[2, 3])
-            error = tf.reduce_sum(tf.square(ref - est), axis=[2, 3])
-            sdr = 10.0 * tf.math.log((signal + SDR_EPS) / (error + SDR_EPS)) / tf.math.log(10.0)
-            loss += t.sdr_loss_weight * -tf.reduce_sum(sdr * weight) / count
+            signal = ops.sum(ops.square(ref), axis=(2, 3))
+            error = ops.sum(ops.square(ref - est), axis=(2, 3))
+            sdr = 10.0 * ops.log((signal + SDR_EPS) / (error + SDR_EPS)) / float(np.log(10.0))
+            loss += t.sdr_loss_weight * -ops.sum(sdr * weight) / count
         return loss
