@@ -273,14 +273,16 @@ def source_kind(spec: DataSpec) -> str:
 def _looks_like_musdb_wav(root: Path) -> bool:
     """MUSDB18 in the wav layout (train/<track>/mixture.wav, with musdb's validation songs among the
     tracks), so its fixed validation split is kept even when `wav` was not given."""
-    import musdb
-    import yaml
-
     folder = root / "train"
     if not folder.is_dir():
         return False
-    setup = yaml.safe_load((Path(musdb.__file__).parent / "configs" / "mus.yaml").read_text())
     names = {d.name for d in folder.iterdir() if (d / "mixture.wav").is_file()}
+    if not names:  # no mixture files: a folder dataset, whether or not musdb is installed
+        return False
+    import musdb
+    import yaml
+
+    setup = yaml.safe_load((Path(musdb.__file__).parent / "configs" / "mus.yaml").read_text())
     return bool(names & set(setup.get("validation_tracks", ())))
 
 
