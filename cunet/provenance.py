@@ -51,18 +51,21 @@ TRAINING_PACKAGES = (
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The commit checked out at `path` (default: this package's folder); outside a git checkout (a
-    copy of the tree, a source archive) the environment's CUNET_GIT_COMMIT, else None."""
+    """The environment's CUNET_GIT_COMMIT when set (a copy of the tree or a source archive, whose own
+    git metadata, if any, may be stale), else the commit checked out at `path` (default: this package's
+    folder), or None."""
+    declared = os.environ.get("CUNET_GIT_COMMIT")
+    if declared:
+        return declared
     where = Path(path) if path else Path(__file__).resolve().parent
-    fallback = os.environ.get("CUNET_GIT_COMMIT") or None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
-        return fallback
+        return None
     if out.returncode != 0:
-        return fallback
+        return None
     commit = out.stdout.strip()
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],

@@ -300,3 +300,19 @@ def rewrite_tflite(
         largest.data = np.frombuffer(values.tobytes(), np.uint8)
     dst.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
     return dst
+
+
+def config_sampler(tracks, cfg, seed: int = 0, **kwargs):
+    """A PatchSampler over cached `tracks` laid out as `cfg` says (patch frames, bins, channels)."""
+    from cunet.data import PatchSampler
+
+    return PatchSampler(
+        tracks,
+        cfg.model.n_frames,
+        cfg.train,
+        cfg.model.instruments,
+        cfg.audio.n_bins,
+        cfg.audio.n_channels,
+        seed=seed,
+        **kwargs,
+    )

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import config_sampler
 
 from cunet.data import PatchSampler, split_inputs_targets, train_dataset
 
 
 def sampler_for(cached, cfg, **kwargs) -> PatchSampler:
-    return PatchSampler(
-        cached["train"],
-        cfg.model.n_frames,
-        cfg.train,
-        cfg.model.instruments,
-        cfg.audio.n_bins,
-        cfg.audio.n_channels,
-        seed=3,
-        **kwargs,
-    )
+    return config_sampler(cached["train"], cfg, seed=3, **kwargs)
 
 
 def test_split_inputs_targets():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import config_sampler
 
 from cunet.data import CachedTrack, PatchSampler, track_key, validation_batches
 from cunet.errors import DataError
@@ -481,15 +482,7 @@ def test_batches_are_reproducible(root, tiny_config):
 def test_sampler_on_cached_audio(musdb_cache, tiny_config):
     _, cached = musdb_cache
     cfg = tiny_config
-    sampler = PatchSampler(
-        cached["train"],
-        cfg.model.n_frames,
-        cfg.train,
-        cfg.model.instruments,
-        cfg.audio.n_bins,
-        cfg.audio.n_channels,
-        seed=7,
-    )
+    sampler = config_sampler(cached["train"], cfg, seed=7)
     batch = sampler.batch(0, 3)
     assert batch["magnitude"].shape == (3, cfg.audio.n_bins, cfg.model.n_frames, 2)
     assert batch["target"].shape == (3, 1, cfg.audio.n_bins, cfg.model.n_frames, 2)

@@ -5,6 +5,7 @@ import zipfile
 
 from cunet.provenance import (
     PROVENANCE_ENTRY,
+    git_commit,
     make_provenance,
     package_versions,
     read_provenance,
@@ -68,3 +69,11 @@ def test_tampered_weights_are_rejected(tmp_path, tiny_model_path):
         load_keras_model(tampered)
     model, config, provenance = load_keras_model(tiny_model_path)
     assert provenance["weights_sha256"]
+
+
+def test_git_commit_declared_in_the_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUNET_GIT_COMMIT", raising=False)
+    assert git_commit(tmp_path) is None  # not a git checkout, nothing declared
+    monkeypatch.setenv("CUNET_GIT_COMMIT", "96c8d5ba2bec")
+    assert git_commit(tmp_path) == "96c8d5ba2bec"
+    assert git_commit() == "96c8d5ba2bec"  # also over a checkout's own (possibly stale) metadata

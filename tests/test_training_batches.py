@@ -4,25 +4,16 @@ epoch after epoch."""
 from __future__ import annotations
 
 import numpy as np
+from conftest import config_sampler
 
-from cunet.data import PatchSampler, train_dataset
+from cunet.data import train_dataset
 from cunet.training.batches import PatchBatches
 
 
 def test_patch_batches_match_the_tf_data_stream_across_epochs(musdb_cache, tiny_config):
     _, cached = musdb_cache
     cfg = tiny_config
-    sampler = PatchSampler(
-        cached["train"],
-        cfg.model.n_frames,
-        cfg.train,
-        cfg.model.instruments,
-        cfg.audio.n_bins,
-        cfg.audio.n_channels,
-        seed=5,
-        joint=True,
-        with_complex=True,
-    )
+    sampler = config_sampler(cached["train"], cfg, seed=5, joint=True, with_complex=True)
     steps, first = 3, 7
     batches = PatchBatches(sampler, 2, steps, first_index=first, workers=2)
     assert len(batches) == steps

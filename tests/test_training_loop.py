@@ -531,3 +531,59 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, musdb_root, cache_dir, 
         np.isfinite(h["loss"]) and np.isfinite(h["val_sdr"])
         for h in provenance["metrics"]["history"]
     )
+
+
+# `cunet train` with TensorFlow, musdb and museval made unimportable, as on a GPU machine with JAX only.
+_WITHOUT_TF = (
+    "import importlib.abc, sys\n"
+    "class Block(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('tensorflow', 'musdb', 'museval'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from cunet.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_trains_on_jax_without_tensorflow_and_the_model_loads_on_tensorflow(tmp_path, tiny_config):
+    pytest.importorskip("jax")
+    from conftest import make_folder_dataset
+
+    from cunet.engines.loading import load_keras_model
+
+    data = make_folder_dataset(tmp_path / "stems", ["a", "b"], ["v"], seconds=1.5)
+    cfg = small_config(
+        tiny_config,
+        model={"film_placement": "decoder", "postprocess": "ratio"},
+        steps_per_epoch=2,
+        epochs=2,
+        joint=True,
+        sdr_loss_weight=0.05,
+        ema_momentum=0.9,
+    )
+    config_path = write_config(tmp_path / "tiny.yaml", cfg)
+    out = tmp_path / "run"
+    args = ["train", "--config", str(config_path), "--data", str(data), "--out", str(out)]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--verbose", "0"]
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TF, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["status"] == "complete"
+    assert provenance["backend"] == "jax" and provenance["strategy"] == "none"
+    assert provenance["packages"]["jax"]
+    assert read_history_csv(out / "history.csv") == [0, 1]
+    model, config, record = load_keras_model(out / "best.keras")  # this process runs TensorFlow
+    assert config.model.film_placement == "decoder" and record["backend"] == "jax"
+    magnitude = np.random.default_rng(0).random((4, 128, 64, 2), dtype=np.float32)
+    masks = model.predict(
+        {"magnitude": magnitude, "condition": np.eye(4, dtype=np.float32)}, verbose=0
+    )
+    assert np.isfinite(masks).all() and masks.shape[0] == 4

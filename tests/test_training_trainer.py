@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import config_sampler
 
 from cunet.config import Config
 from cunet.postprocess import ratio_masks
@@ -182,16 +183,12 @@ def test_sdr_loss_limits(tiny_config):
 
 
 def fixed_batch(musdb_cache, cfg: Config, n_mixtures: int):
-    from cunet.data import PatchSampler, split_inputs_targets
+    from cunet.data import split_inputs_targets
 
     _, cached = musdb_cache
-    sampler = PatchSampler(
+    sampler = config_sampler(
         cached["train"],
-        cfg.model.n_frames,
-        cfg.train,
-        cfg.model.instruments,
-        cfg.audio.n_bins,
-        cfg.audio.n_channels,
+        cfg,
         seed=0,
         joint=cfg.train.joint,
         with_complex=cfg.train.sdr_loss_weight > 0,

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import config_sampler
 from test_data_sampler import constant_track
 
 from cunet.training.validation import (
@@ -172,19 +173,9 @@ def test_validation_sdr_callback_adds_to_the_logs(tmp_path, tiny_config):
 
 
 def test_input_statistics(musdb_cache, tiny_config):
-    from cunet.data import PatchSampler
-
     _, cached = musdb_cache
     cfg = tiny_config
-    sampler = PatchSampler(
-        cached["train"],
-        cfg.model.n_frames,
-        cfg.train,
-        cfg.model.instruments,
-        cfg.audio.n_bins,
-        2,
-        seed=0,
-    )
+    sampler = config_sampler(cached["train"], cfg, seed=0)
     mean, std = input_statistics(sampler, n_batches=3, batch_size=2)
     assert mean.shape == std.shape == (cfg.audio.n_bins,) and (std > 0).all()
     values = np.concatenate([np.log1p(sampler.batch(10**9 + k, 2)["magnitude"]) for k in range(3)])
