@@ -4,6 +4,7 @@ outside the TF-only modules (so the environment is set before the import)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -37,9 +38,18 @@ def native_stderr_muted() -> Iterator[None]:
 
 
 def tensorflow_backend() -> bool:
-    """Whether Keras will run on TensorFlow: the default, unless KERAS_BACKEND names another
-    (training also runs on JAX or torch, where TensorFlow need not be installed)."""
-    return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    """Whether Keras will run on TensorFlow, decided as Keras decides it but without importing Keras:
+    KERAS_BACKEND, else the "backend" of `$KERAS_HOME/keras.json` (default `~/.keras`), else TensorFlow.
+    Training also runs on JAX or torch, where TensorFlow need not be installed."""
+    backend = os.environ.get("KERAS_BACKEND")
+    if not backend:
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        try:
+            with open(os.path.join(home, "keras.json"), encoding="utf-8") as fh:
+                backend = json.load(fh).get("backend")
+        except (OSError, ValueError, AttributeError):
+            backend = None
+    return (backend or "tensorflow") == "tensorflow"
 
 
 def import_tensorflow(muted: bool = False) -> Any:

@@ -32,3 +32,22 @@ def test_start_up_lines_are_muted() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["python error line"], proc.stderr
+
+
+def test_tensorflow_backend_is_decided_as_keras_decides(tmp_path, monkeypatch) -> None:
+    from cunet.tflog import tensorflow_backend
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert tensorflow_backend()  # no keras.json: Keras's default
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert not tensorflow_backend()
+    monkeypatch.setenv(
+        "KERAS_BACKEND", "tensorflow"
+    )  # the variable wins over the file, as in Keras
+    assert tensorflow_backend()
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert not tensorflow_backend()
+    monkeypatch.delenv("KERAS_BACKEND")
+    (tmp_path / "keras.json").write_text("not json")
+    assert tensorflow_backend()
