@@ -23,6 +23,7 @@ PLACEMENTS: tuple[str, ...] = ("encoder", "decoder", "both")
 TDF_PLACEMENTS: tuple[str, ...] = ("none", *PLACEMENTS)
 POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
+LR_SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 
 
 MAX_N_FFT = 16384  # STFT size limit (0.37 s at 44.1 kHz)
@@ -242,6 +243,9 @@ class TrainConfig:
         momentum; validation and checkpoints use the averaged weights.
     select_by: checkpoint selection and learning-rate schedule on "sdr" (mean over instruments of
         the median validation SDR over tracks, full tracks, 1 s segments) or "loss" (validation loss).
+    lr_schedule: "plateau" multiplies the rate by `reduce_lr_factor` after `reduce_lr_patience`
+        epochs without a better selection metric; "cosine" decays it from `learning_rate` to
+        `final_learning_rate` along half a cosine over `epochs` x `steps_per_epoch` steps.
     """
 
     batch_size: int = 16
@@ -267,12 +271,18 @@ class TrainConfig:
     freq_warp: float = 0.0
     ema_momentum: float = 0.0
     select_by: str = "sdr"
+    lr_schedule: str = "plateau"
+    final_learning_rate: float = 0.0
 
     def validate(self) -> None:
         _check(self.batch_size > 0, "train.batch_size", "must be positive")
         _check(self.steps_per_epoch > 0, "train.steps_per_epoch", "must be positive")
         _check(self.epochs > 0, "train.epochs", "must be positive")
-        _check(self.learning_rate > 0, "train.learning_rate", "must be positive")
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "train.learning_rate",
+            "must be positive",
+        )
         _check(
             self.early_stopping_patience > 0, "train.early_stopping_patience", "must be positive"
         )
@@ -310,6 +320,16 @@ class TrainConfig:
             self.select_by in SELECTION_METRICS,
             "train.select_by",
             f"must be one of {list(SELECTION_METRICS)}",
+        )
+        _check(
+            self.lr_schedule in LR_SCHEDULES,
+            "train.lr_schedule",
+            f"must be one of {list(LR_SCHEDULES)}",
+        )
+        _check(
+            0 <= self.final_learning_rate < self.learning_rate,
+            "train.final_learning_rate",
+            "must be in [0, train.learning_rate)",
         )
 
 

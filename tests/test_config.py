@@ -139,3 +139,21 @@ def test_ratio_power_is_checked(value: float) -> None:
     with pytest.raises(ConfigError, match="model.ratio_power"):
         config_from_dict({"model": {"ratio_power": value}})
     assert config_from_dict({"model": {"ratio_power": 0.75}}).model.ratio_power == 0.75
+
+
+@pytest.mark.parametrize(
+    "train,key",
+    [
+        ({"lr_schedule": "linear"}, "train.lr_schedule"),
+        ({"final_learning_rate": -1e-5}, "train.final_learning_rate"),
+        ({"learning_rate": 1e-4, "final_learning_rate": 1e-3}, "train.final_learning_rate"),
+        ({"final_learning_rate": float("nan")}, "train.final_learning_rate"),
+        ({"learning_rate": float("inf")}, "train.learning_rate"),
+    ],
+)
+def test_learning_rate_schedule_is_checked(train: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        config_from_dict({"train": train})
+    cosine = config_from_dict({"train": {"lr_schedule": "cosine", "final_learning_rate": 1e-5}})
+    assert (cosine.train.lr_schedule, cosine.train.final_learning_rate) == ("cosine", 1e-5)
+    assert config_from_dict({}).train.lr_schedule == "plateau"

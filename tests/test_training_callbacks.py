@@ -16,6 +16,8 @@ from cunet.training.callbacks import (
     BEST_FILE,
     Backup,
     Checkpoints,
+    LearningRateLog,
+    learning_rate,
     monitor_of,
     resume_epoch,
     run_callbacks,
@@ -100,9 +102,7 @@ def test_best_checkpoint_follows_the_selection_metric(
     )
     on_disk = json.loads((tmp_path / "provenance.json").read_text())["metrics"]
     assert on_disk["epochs_done"] == 4 and [h["epoch"] for h in on_disk["history"]] == [1, 2, 3, 4]
-    assert on_disk["history"][1]["val_sdr"] == 3.0 and on_disk["history"][0][
-        "learning_rate"
-    ] == pytest.approx(0.003)
+    assert on_disk["history"][1] == {"epoch": 2, **LOGS[1], "seconds": pytest.approx(0, abs=60)}
     assert not trainer.stop_training
 
     # A resumed run remembers the best value: a worse epoch does not replace best.keras, a better one does.
@@ -120,12 +120,29 @@ def test_best_checkpoint_follows_the_selection_metric(
 def test_time_limit_stops_after_the_epoch(tmp_path, tiny_config, network, capsys):
     provenance = make_provenance(tiny_config.to_dict(), data={}, metrics={})
     trainer = fake_trainer(network)
-    run_epochs(
-        Checkpoints(tmp_path, provenance, "val_sdr", "max", max_minutes=1e-6), trainer, LOGS[:1]
-    )
-    assert trainer.stop_training
+    checkpoints = Checkpoints(tmp_path, provenance, "val_sdr", "max", max_minutes=1e-6)
+    assert not checkpoints.time_limited
+    run_epochs(checkpoints, trainer, LOGS[:1])
+    assert trainer.stop_training and checkpoints.time_limited
     assert "time limit of 1e-06 min reached after epoch 1; stopping" in capsys.readouterr().out
     assert (tmp_path / "last.keras").exists()
+
+
+def test_learning_rate_log(network):
+    logs: dict = {"loss": 1.0}
+    log = LearningRateLog()
+    log.set_model(fake_trainer(network))
+    log.on_epoch_end(0, logs)  # in place: the loggers after it see the same dict
+    assert logs == {"loss": 1.0, "learning_rate": pytest.approx(0.003)}
+
+
+def test_learning_rate_plateau_and_cosine(tiny_config):
+    t = dataclasses.replace(tiny_config.train, steps_per_epoch=10, epochs=4, learning_rate=1e-3)
+    assert learning_rate(t) == 1e-3
+    cosine = dataclasses.replace(t, lr_schedule="cosine", final_learning_rate=1e-5)
+    schedule = learning_rate(cosine)
+    rates = [float(schedule(step)) for step in (0, 20, 40, 80)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-5 + (1e-3 - 1e-5) / 2, 1e-5, 1e-5], rtol=1e-5)
 
 
 def test_run_callbacks_order_and_monitors(tmp_path, tiny_config):
@@ -148,6 +165,14 @@ def test_run_callbacks_order_and_monitors(tmp_path, tiny_config):
         assert callbacks[0] is first and isinstance(callbacks[-1], Backup)
         assert callbacks[1].monitor == callbacks[2].monitor == callbacks[5].monitor == monitor
         assert callbacks[5].mode == mode and callbacks[2].mode == mode
+        assert not callbacks[-1].delete_checkpoint  # train() deletes it once the run is complete
+    cosine = dataclasses.replace(
+        tiny_config, train=dataclasses.replace(tiny_config.train, lr_schedule="cosine")
+    ).validate()
+    callbacks = run_callbacks(cosine, tmp_path, make_provenance(cosine.to_dict()), 0, 0, first=[])
+    # No plateau rule against a schedule: the rate is logged for the CSV and the checkpoints instead.
+    assert isinstance(callbacks[0], LearningRateLog)
+    assert not any(isinstance(c, keras.callbacks.ReduceLROnPlateau) for c in callbacks)
 
 
 # --------------------------------------------------------------------------- resume state

@@ -168,6 +168,40 @@ def test_train_end_to_end(tmp_path, musdb_root, musdb_spec, cache_dir, tiny_conf
     assert read_history_csv(out / "history.csv") == [0, 1]
 
 
+def test_time_limit_pauses_and_the_same_call_continues(
+    tmp_path, musdb_spec, cache_dir, tiny_config
+):
+    """A run stopped by the time limit keeps its backup, says it is paused, and the next call
+    finishes it: every epoch once, the cosine schedule continued from the optimizer's step count."""
+    from cunet.training.loop import train
+
+    steps, epochs = 3, 3
+    cfg = small_config(
+        tiny_config,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        lr_schedule="cosine",
+        learning_rate=1e-3,
+        final_learning_rate=1e-4,
+    )
+    out = tmp_path / "run"
+    paused = train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0, max_minutes=1e-6)
+    assert paused["status"] == "paused" and paused["metrics"]["epochs_done"] == 1
+    assert (out / "backup" / "training_metadata.json").exists()
+    assert json.loads((out / "provenance.json").read_text())["status"] == "paused"
+
+    train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0)
+    assert_every_epoch_once(out, epochs)
+    assert not (out / "backup").exists()
+    history = json.loads((out / "provenance.json").read_text())["metrics"]["history"]
+    total = epochs * steps
+    expected = [
+        1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + np.cos(np.pi * e * steps / total))
+        for e in range(1, epochs + 1)
+    ]
+    np.testing.assert_allclose([h["learning_rate"] for h in history], expected, rtol=1e-4)
+
+
 @pytest.mark.slow  # log input is covered by test_training_trainer in the default run
 def test_joint_training_with_log_input_scaling(
     tmp_path, musdb_spec, cache_dir, tiny_config, monkeypatch

@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--max-minutes",
         type=float,
         default=None,
-        help="stop after the epoch that reaches this time",
+        help="pause after the epoch that reaches this time (the same command continues the run)",
     )
     p.add_argument(
         "--devices",

@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from ..config import Config
+from ..config import Config, TrainConfig
 from ..io.atomic import write_json_atomic, write_text_atomic
 from ..provenance import save_model
 
@@ -23,9 +23,32 @@ def monitor_of(config: Config) -> tuple[str, str]:
     return ("val_sdr", "max") if config.train.select_by == "sdr" else ("val_loss", "min")
 
 
+def learning_rate(t: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning rate: a float that the plateau rule lowers, or a cosine schedule
+    over the run's steps (driven by the optimizer's step count, so a resumed run continues it)."""
+    if t.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            t.learning_rate,
+            decay_steps=t.epochs * t.steps_per_epoch,
+            alpha=t.final_learning_rate / t.learning_rate,
+        )
+    return t.learning_rate
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to the epoch logs (the plateau rule does so itself)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
+
+
 class Checkpoints(keras.callbacks.Callback):
     """Saves the trained network as last.keras every epoch and best.keras on a new best of the
-    monitored metric, provenance embedded; stops when the time limit would be passed next epoch."""
+    monitored metric, provenance embedded; stops when the time limit would be passed next epoch
+    (`time_limited` then says so: such a run is paused, not finished)."""
 
     def __init__(
         self, out_dir: Path, provenance: dict[str, Any], monitor: str, mode: str, max_minutes: float
@@ -39,6 +62,7 @@ class Checkpoints(keras.callbacks.Callback):
         saved = json.loads(best_file.read_text()) if best_file.exists() else {}
         self.best = saved.get("value", -math.inf if mode == "max" else math.inf)
         self.started = time.monotonic()
+        self.time_limited = False
         self.epoch_times: list[float] = []
         self._epoch_start = time.monotonic()
 
@@ -52,9 +76,6 @@ class Checkpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
-        logs.setdefault(
-            "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        )
         self.epoch_times.append(time.monotonic() - self._epoch_start)
         metrics = self.provenance["metrics"]
         metrics.setdefault("history", []).append(
@@ -87,6 +108,7 @@ class Checkpoints(keras.callbacks.Callback):
                     f"time limit of {self.max_minutes:g} min reached after epoch {epoch + 1}; stopping",
                     flush=True,
                 )
+                self.time_limited = True
                 self.model.stop_training = True
 
 
@@ -117,25 +139,33 @@ def run_callbacks(
         if keras.backend.backend() == "tensorflow"
         else []
     )
-    return [
-        *first,
-        keras.callbacks.ReduceLROnPlateau(
+    schedule: keras.callbacks.Callback = (
+        LearningRateLog()
+        if t.lr_schedule == "cosine"
+        else keras.callbacks.ReduceLROnPlateau(
             monitor,
             factor=t.reduce_lr_factor,
             patience=t.reduce_lr_patience,
             mode=mode,
             verbose=verbose,
-        ),
+        )
+    )
+    return [
+        *first,
+        schedule,
         keras.callbacks.EarlyStopping(
             monitor, patience=t.early_stopping_patience, mode=mode, verbose=verbose
         ),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         *tensorboard,
         Checkpoints(out_dir, provenance, monitor, mode, max_minutes),
+        # Kept when training ends: a run paused by the time limit resumes from it (train() deletes
+        # it once the run is complete).
         Backup(
             str(out_dir / "backup"),
             save_freq=max(1, t.steps_per_epoch // 4),
             double_checkpoint=True,
+            delete_checkpoint=False,
         ),
     ]
 

@@ -3,7 +3,8 @@ on one device with JAX or torch (KERAS_BACKEND), fed by `cunet.training.batches.
 
 Run directory layout (`out_dir`):
     last.keras, best.keras   the network, provenance embedded (every epoch / best selection metric)
-    backup/                  BackupAndRestore state: a killed run restarted with the same command resumes here
+    backup/                  BackupAndRestore state: a killed run, or one paused by the time limit,
+                             resumes here when the same command runs again
     history.csv, logs/       CSV and TensorBoard logs
     provenance.json          config, git commit, package versions, data, metrics
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,7 +107,13 @@ def train(
 
     from ..nn.models import build_model
     from .batches import PatchBatches
-    from .callbacks import resume_epoch, run_callbacks, truncate_history
+    from .callbacks import (
+        Checkpoints,
+        learning_rate,
+        resume_epoch,
+        run_callbacks,
+        truncate_history,
+    )
     from .finetune import copy_weights, parent_record
     from .trainer import SeparationTrainer
     from .validation import ValidationSDR, input_statistics
@@ -202,7 +210,7 @@ def train(
         trainer = SeparationTrainer(network, cfg)
         trainer.compile(
             optimizer=keras.optimizers.Adam(
-                t.learning_rate, use_ema=t.ema_momentum > 0, ema_momentum=t.ema_momentum or 0.99
+                learning_rate(t), use_ema=t.ema_momentum > 0, ema_momentum=t.ema_momentum or 0.99
             )
         )
         trainer({k: v[:1] for k, v in val_x.items()})  # built before fit, as BackupAndRestore needs
@@ -242,7 +250,17 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
     )
-    provenance["status"] = "complete"
+    if next(c for c in callbacks if isinstance(c, Checkpoints)).time_limited:
+        # Paused, not finished: the backup stays, and the same command continues the run.
+        provenance["status"] = "paused"
+        done = provenance["metrics"].get("epochs_done", 0)
+        print(
+            f"paused after epoch {done} of {t.epochs}: run the same command again to continue",
+            flush=True,
+        )
+    else:
+        provenance["status"] = "complete"
+        shutil.rmtree(out_dir / "backup", ignore_errors=True)
     write_json_atomic(prov_path, provenance)
     return provenance
 
