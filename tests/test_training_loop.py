@@ -190,7 +190,9 @@ def test_time_limit_pauses_and_the_same_call_continues(
     assert (out / "backup" / "training_metadata.json").exists()
     assert json.loads((out / "provenance.json").read_text())["status"] == "paused"
 
-    train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0)
+    # The same call again; the limit trips after every epoch, but a run with all its epochs is complete.
+    train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0, max_minutes=1e-6)
+    train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0, max_minutes=1e-6)
     assert_every_epoch_once(out, epochs)
     assert not (out / "backup").exists()
     history = json.loads((out / "provenance.json").read_text())["metrics"]["history"]
@@ -599,16 +601,20 @@ def test_trains_on_jax_without_tensorflow_and_the_model_loads_on_tensorflow(tmp_
     config_path = write_config(tmp_path / "tiny.yaml", cfg)
     out = tmp_path / "run"
     args = ["train", "--config", str(config_path), "--data", str(data), "--out", str(out)]
-    args += ["--cache-dir", str(tmp_path / "cache"), "--verbose", "0"]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--verbose", "0", "--max-minutes", "1e-6"]
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TF, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Paused by the time limit after the first epoch, then continued by the same command.
+    for status in ("paused", "complete"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _WITHOUT_TF, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads((out / "provenance.json").read_text())["status"] == status
+    assert "resuming from epoch 1" in proc.stdout
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["status"] == "complete"
     assert provenance["backend"] == "jax" and provenance["strategy"] == "none"

@@ -250,10 +250,14 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
     )
-    if next(c for c in callbacks if isinstance(c, Checkpoints)).time_limited:
+    done = provenance["metrics"].get("epochs_done", 0)
+    time_limited = any(isinstance(c, Checkpoints) and c.time_limited for c in callbacks)
+    early_stopped = any(
+        isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch > 0 for c in callbacks
+    )
+    if time_limited and not early_stopped and done < t.epochs:
         # Paused, not finished: the backup stays, and the same command continues the run.
         provenance["status"] = "paused"
-        done = provenance["metrics"].get("epochs_done", 0)
         print(
             f"paused after epoch {done} of {t.epochs}: run the same command again to continue",
             flush=True,
