@@ -190,6 +190,10 @@ def test_time_limit_pauses_and_the_same_call_continues(
     assert (out / "backup" / "training_metadata.json").exists()
     assert json.loads((out / "provenance.json").read_text())["status"] == "paused"
 
+    # Another model cannot continue this run's backup: refused before anything is touched.
+    other = small_config(cfg, model={"first_filters": cfg.model.first_filters * 2})
+    with pytest.raises(DataError, match="started with other model settings"):
+        train(other, [musdb_spec], out, cache_dir=cache_dir, verbose=0)
     # The same call again; the limit trips after every epoch, but a run with all its epochs is complete.
     train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0, max_minutes=1e-6)
     train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0, max_minutes=1e-6)

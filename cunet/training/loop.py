@@ -129,6 +129,14 @@ def train(
                 flush=True,
             )
             return previous
+        # A backup holds weights of the run's own model: resuming it under another one cannot work.
+        now = json.loads(json.dumps(config.to_dict()))
+        changed = [k for k in ("audio", "model") if previous.get("config", {}).get(k) != now[k]]
+        if changed and (out_dir / "backup").exists():
+            raise DataError(
+                f"the run in '{literal(out_dir)}' was started with other {' and '.join(changed)} "
+                "settings: continue it with its own config, or train into another --out"
+            )
 
     cfg = config
     parent = _load_parent(init_from, cfg) if init_from is not None else None
