@@ -130,6 +130,7 @@ def train(
             )
             return previous
         # A backup holds weights of the run's own model: resuming it under another one cannot work.
+        # The JSON round trip compares the config as provenance.json holds it (lists, not tuples).
         now = json.loads(json.dumps(config.to_dict()))
         changed = [k for k in ("audio", "model") if previous.get("config", {}).get(k) != now[k]]
         if changed and (out_dir / "backup").exists():
