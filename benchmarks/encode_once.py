@@ -3,7 +3,7 @@
 With `model.film_placement: decoder` the encoder does not depend on the instrument, so the four masks
 of a chunk share one encoder pass: E + 4 D instead of 4 (E + D). The script exports the model as
 `cunet export --format tflite` does (float32) and times `LiteRTEngine.masks` on one chunk (the default
-12 s) for all four instruments, both ways, interleaved: through the `encode` and `decode` signatures
+10 s) for all four instruments, both ways, interleaved: through the `encode` and `decode` signatures
 (what the engine does for such a model) and through the whole network per instrument (what it does for
 any other). Medians of --rounds x --runs calls after a warm-up. Weights do not change the timing, so
 a config (random weights) serves as well as a trained model.

@@ -1,8 +1,8 @@
-"""The LiteRT engine's inner loop: seconds per (condition, group) mask of one 12 s chunk, and peak memory,
+"""The LiteRT engine's inner loop: seconds per (condition, group) mask of one 10 s chunk, and peak memory,
 for batch sizes, thread counts and model files; the figures behind `LiteRTEngine`'s choices.
 
 Each configuration runs in a fresh process: the `masks` signature of a cunet `.tflite` on a random
-magnitude of --frames frames (1024: the default 12 s chunk at 44.1 kHz), --runs times after one warm-up;
+magnitude of --frames frames (832: the default 10 s chunk at 44.1 kHz), --runs times after one warm-up;
 reported: the median seconds per item (batch B counts as B items), the first run's seconds (the whole
 batch: it includes preparing XNNPACK for the input's shape), and the process's peak RSS above the
 interpreter's start. Configurations run interleaved, round after round, so a drifting background load
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads", default="1,2", help="comma list of thread counts (default: 1,2)"
     )
     parser.add_argument(
-        "--frames", type=int, default=1024, help="frames per item (default: 1024, a 12 s chunk)"
+        "--frames", type=int, default=832, help="frames per item (default: 832, a 10 s chunk)"
     )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per process (default: 5)")
     parser.add_argument(

@@ -9,6 +9,7 @@ during the run affects them alike; figures are medians over --repeats.
     python benchmarks/separate_speed.py                                  # 3 s and 3 min; LiteRT and Keras
     python benchmarks/separate_speed.py --lengths 600,3600 --repeats 1 --only-all     # memory on long songs
     python benchmarks/separate_speed.py --engine int8=model-int8.tflite --engine litert=cunet/pretrained/default.tflite
+    python benchmarks/separate_speed.py --engine a=A.tflite --engine a10=A.tflite --chunk a10=10   # chunk lengths
 
 Engines are NAME=MODEL pairs (--engine, repeatable); the model's file type picks what runs it
 (`.tflite`: LiteRT, `.keras`: TensorFlow). Default: `litert` (the shipped cunet/pretrained/default.tflite)
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,13 @@ def write_synthetic_song(
     return path
 
 
-def run_cli(model: Path, audio: Path, instrument: str, outdir: Path) -> dict[str, Any]:
-    """One `cunet separate` in a fresh process: wall seconds from spawn to exit, and the worker's figures."""
+def run_cli(
+    model: Path, audio: Path, instrument: str, outdir: Path, chunk_seconds: float | None = None
+) -> dict[str, Any]:
+    """One `cunet separate` in a fresh process: wall seconds from spawn to exit, and the worker's figures.
+
+    chunk_seconds: `separate --chunk-seconds` (None: its default)."""
+    chunking = [] if chunk_seconds is None else ["--chunk-seconds", f"{chunk_seconds:g}"]
     args = [
         "separate",
         str(audio),
@@ -120,6 +126,7 @@ def run_cli(model: Path, audio: Path, instrument: str, outdir: Path) -> dict[str
         str(model),
         "--force",
         "-q",
+        *chunking,
     ]
     env = {
         **os.environ,
@@ -155,6 +162,20 @@ def parse_engines(values: Sequence[str]) -> dict[str, Path]:
     return engines
 
 
+def parse_chunks(values: Sequence[str], engines: Mapping[str, Path]) -> dict[str, float]:
+    """{engine name: chunk seconds} from NAME=SECONDS values; SystemExit on a bad one."""
+    chunks: dict[str, float] = {}
+    for value in values:
+        name, sep, seconds = value.partition("=")
+        try:
+            chunks[name] = float(seconds)
+        except ValueError:
+            sep = ""
+        if not sep or name not in engines or not 0 < chunks.get(name, 0) < 1e4:
+            raise SystemExit(f"--chunk wants NAME=SECONDS for a named engine, got '{value}'")
+    return chunks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -168,6 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an engine to measure (repeatable; default: litert and keras, the shipped model)",
     )
     parser.add_argument(
+        "--chunk",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="separate an engine's song in chunks of SECONDS (repeatable; default: separate's own)",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=3, help="fresh processes per case; medians are reported"
     )
     parser.add_argument(
@@ -175,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     engines = parse_engines(args.engine)
+    chunks = parse_chunks(args.chunk, engines)
     lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
     cases = {k: v for k, v in CASES.items() if v == "all" or not args.only_all}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -182,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{n}={p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}" for n, p in engines.items()
     )
     print(f"engines: {', '.join(shown)}")
+    if chunks:
+        print(
+            "chunks: "
+            + ", ".join(f"{n} {s:g} s" for n, s in chunks.items())
+            + " (others: the default)"
+        )
     print(
         f"input: synthetic stereo 44.1 kHz 16-bit WAV; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
         f"medians of {args.repeats} fresh processes per case, engines interleaved",
@@ -200,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
                 for _ in range(args.repeats):
                     for name, model in engines.items():
-                        runs[name].append(run_cli(model, audio, instrument, tmp_dir / "out"))
+                        runs[name].append(
+                            run_cli(model, audio, instrument, tmp_dir / "out", chunks.get(name))
+                        )
                 for name, results in runs.items():
                     med = {
                         key: statistics.median(r[key] for r in results)

@@ -10,7 +10,7 @@ For a synthetic stereo 44.1 kHz signal of --seconds, with the model loaded once,
 It prints medians over --repeats, the chunking the --latency setting chose and its bound
 (`Separator.latency_seconds`: chunk + one hop), and whether the run kept up with real time (RTF < 1 and
 the largest latency within the bound). With --quality it also compares the streamed stems with an offline
-separation in 12 s chunks (signal-to-difference ratio in dB): what the short chunks cost.
+separation in the default 10 s chunks (signal-to-difference ratio in dB): what the short chunks cost.
 
     python benchmarks/stream_latency.py                          # shipped model, all four, ratio, 20 s, 3 runs
     python benchmarks/stream_latency.py --postprocess none -i vocals --seconds 10
@@ -98,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--block", type=int, default=1024, help="input block in samples (default 1024)"
     )
     parser.add_argument(
-        "--quality", action="store_true", help="also compare with an offline 12 s-chunk run"
+        "--quality",
+        action="store_true",
+        help="also compare with an offline run in the default chunks",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -155,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, name in enumerate(names):
             ref = offline[name]
             sdr = 10 * np.log10(np.sum(ref**2) / max(np.sum((streamed[i] - ref) ** 2), 1e-20))
-            print(f"stream vs offline (12 s chunks), {name}: {sdr:.1f} dB")
+            print(f"stream vs offline (default chunks), {name}: {sdr:.1f} dB")
     return 0 if ok else 1
 
 

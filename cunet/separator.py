@@ -51,7 +51,7 @@ class Separator:
     Construct with `Separator.from_pretrained(path)` (None: the model shipped in the package, run on
     LiteRT; `engine="keras"` runs its `.keras` twin on TensorFlow),
     `Separator.from_keras_model(model, config)` (e.g. during training), or directly from an engine.
-    chunks: the chunked processing (`cunet.settings.ChunkSettings`, default 12 s chunks with 1 s
+    chunks: the chunked processing (`cunet.settings.ChunkSettings`, default 10 s chunks with 1 s
     cross-fades; memory is bounded by the chunk length, not the song length). latency: instead, the
     longest chunking whose latency bound (`latency_seconds`) is at most this many seconds
     (`chunking.chunks_for_latency`). postprocess: how the instruments' masks are combined ("none",

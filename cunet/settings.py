@@ -26,7 +26,7 @@ class ChunkSettings:
     overlap_seconds: linear cross-fade between neighbouring chunks, in [0, chunk_seconds / 2).
     """
 
-    chunk_seconds: float = 12.0
+    chunk_seconds: float = 10.0
     overlap_seconds: float = 1.0
 
     def __post_init__(self) -> None:

@@ -82,7 +82,7 @@ def test_frozen_and_round_trip():
 def test_chunk_settings_are_validated_once(tiny_config):
     from cunet.settings import ChunkSettings
 
-    assert ChunkSettings() == ChunkSettings(12.0, 1.0)
+    assert ChunkSettings() == ChunkSettings(10.0, 1.0)
     chunk, overlap = ChunkSettings(1.0, 0.25).samples(
         tiny_config.audio, tiny_config.model.time_multiple
     )
