@@ -5,8 +5,8 @@
     python scripts/make_tflite.py --check    # exit 1 if it is missing or differs from what would be written
 
 This script is the one source of the shipped `.tflite`: float32 weights (quantized variants lose
-accuracy, see README "Engines and formats"), no `encode`/`decode` signatures (ENCODE_ONCE), the
-default chunking (12 s chunks, 1 s overlap, as `separate`), the `.keras` file's provenance record
+accuracy, see README "Engines and formats"), the `encode`/`decode` signatures (ENCODE_ONCE), the
+default chunking (10 s chunks, 1 s overlap, as `separate`), the `.keras` file's provenance record
 with an export section (its weights' SHA-256 included). The output is deterministic: the same
 `.keras` file and TensorFlow version give the same bytes, so `--check` can compare them.
 """
@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "cunet" / "pretrained" / "default.keras"
 TARGET = SOURCE.with_suffix(".tflite")
 QUANTIZE = "none"
-# Without the encode/decode signatures: running the encoder once per chunk is about a tenth faster for
-# four stems, but its two signatures do not share buffers (410 against 374 MiB peak on a 60-minute song).
-ENCODE_ONCE = False
+# With the encode/decode signatures: the encoder runs once per chunk for all four stems (a tenth faster,
+# more for a model with TDF layers in the encoder); their buffers are not shared, which the default 10 s
+# chunk pays for (docs/engines.md).
+ENCODE_ONCE = True
 
 
 def main(argv: list[str] | None = None) -> int:

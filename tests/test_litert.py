@@ -354,7 +354,8 @@ def test_shipped_tflite_is_the_twin_of_the_shipped_keras() -> None:
         defaults.overlap_seconds,
     )
     assert record["export"]["source"] == "cunet/pretrained/default.keras"
-    assert not lite.encodes_once  # scripts/make_tflite.py leaves encode/decode out, for memory
+    # scripts/make_tflite.py adds encode/decode: the shipped model's FiLM is in the decoder only
+    assert lite.encodes_once == config.model.shares_encoder
     keras_engine, keras_config, _ = load_engine(None, engine="keras")
     assert keras_config == config  # the same settings, post-processing default included
     rng = np.random.default_rng(0)
