@@ -166,12 +166,12 @@ def parse_chunks(values: Sequence[str], engines: Mapping[str, Path]) -> dict[str
     """{engine name: chunk seconds} from NAME=SECONDS values; SystemExit on a bad one."""
     chunks: dict[str, float] = {}
     for value in values:
-        name, sep, seconds = value.partition("=")
+        name, _, seconds = value.partition("=")
         try:
             chunks[name] = float(seconds)
         except ValueError:
-            sep = ""
-        if not sep or name not in engines or not 0 < chunks.get(name, 0) < 1e4:
+            chunks[name] = 0.0
+        if name not in engines or not 0 < chunks[name] < 1e4:  # NaN fails too
             raise SystemExit(f"--chunk wants NAME=SECONDS for a named engine, got '{value}'")
     return chunks
 
