@@ -8,6 +8,7 @@ metrics, so a model file alone says where it came from.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -131,8 +132,6 @@ def save_model(model: Any, path: str | os.PathLike, provenance: dict[str, Any]) 
 
 def weights_digest(path: str | os.PathLike) -> str | None:
     """SHA-256 of the weights inside a `.keras` archive (None if it has none); detects tampered weights."""
-    import hashlib
-
     try:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(".weights.h5")]

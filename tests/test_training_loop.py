@@ -215,12 +215,12 @@ def test_joint_training_with_log_input_scaling(
     """Joint conditions, ratio masks, SDR loss, log input scaling and selection by loss, end to end.
 
     The InputScaling layer holds the training data's statistics before the first step."""
-    import cunet.training.validation as validation
+    import cunet.training.loop as loop
     from cunet.training.loop import train
     from cunet.training.trainer import SeparationTrainer
 
     stats, at_fit = [], []
-    real_stats, real_fit = validation.input_statistics, SeparationTrainer.fit
+    real_stats, real_fit = loop.input_statistics, SeparationTrainer.fit
 
     def spy_stats(sampler, *args, **kwargs):
         stats.append(real_stats(sampler, *args, **kwargs))
@@ -230,7 +230,7 @@ def test_joint_training_with_log_input_scaling(
         at_fit.append([w.copy() for w in self.network.get_layer("input_scaling").get_weights()])
         return real_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(validation, "input_statistics", spy_stats)
+    monkeypatch.setattr(loop, "input_statistics", spy_stats)
     monkeypatch.setattr(SeparationTrainer, "fit", spy_fit)
     cfg = small_config(
         tiny_config,
@@ -445,12 +445,12 @@ def test_resume_after_crash_at_epoch_boundary(
     """
     import keras
 
-    import cunet.training.callbacks as callbacks_module
+    import cunet.training.loop as loop
     from cunet.training.loop import train
 
     cfg = small_config(tiny_config, steps_per_epoch=4, epochs=3)
     out = tmp_path / "run"
-    real_callbacks = callbacks_module.run_callbacks
+    real_callbacks = loop.run_callbacks
 
     class CrashAfterLogs(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -468,7 +468,7 @@ def test_resume_after_crash_at_epoch_boundary(
         callbacks.insert(max(writers) + 1, CrashAfterLogs())
         return callbacks
 
-    monkeypatch.setattr(callbacks_module, "run_callbacks", crashing_callbacks)
+    monkeypatch.setattr(loop, "run_callbacks", crashing_callbacks)
     with pytest.raises(_Crash):
         train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0)
     assert (out / "backup" / "training_metadata.json").exists()
@@ -476,7 +476,7 @@ def test_resume_after_crash_at_epoch_boundary(
     assert json.loads((out / "provenance.json").read_text())["status"] == "running"
     best_before = json.loads((out / "best.json").read_text())
 
-    monkeypatch.setattr(callbacks_module, "run_callbacks", real_callbacks)
+    monkeypatch.setattr(loop, "run_callbacks", real_callbacks)
     capsys.readouterr()
     train(cfg, [musdb_spec], out, cache_dir=cache_dir, verbose=0)
     assert "resuming from epoch" in capsys.readouterr().out

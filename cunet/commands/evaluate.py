@@ -4,7 +4,9 @@ reported the SiSEC way."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..config import config_from_dict
@@ -204,8 +206,6 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _open_tracks(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
     """The tracks to score and the settings.json record of where they come from."""
-    from pathlib import Path
-
     from ..evaluate import open_data_tracks, open_musdb_tracks
 
     if args.data is not None:
@@ -233,9 +233,6 @@ def run(args: argparse.Namespace) -> int:
 
     mapping = parse_map(args.map or [])
     quiet_tensorflow()
-    import functools
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from ..evaluate import (

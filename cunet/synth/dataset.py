@@ -17,7 +17,9 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -86,8 +88,6 @@ def _probe_one(path: str) -> tuple[str, MidiInfo | None, str | None]:
 
 
 def _init_worker(stems_text: str) -> None:
-    import signal
-
     signal.signal(
         signal.SIGINT, signal.SIG_IGN
     )  # the parent handles Ctrl-C and terminates the pool
@@ -127,8 +127,6 @@ def _render_one(
 def _cpu_seconds() -> float:
     """CPU seconds of this process and its finished children (the workers), user + system: on a shared
     machine the real-time factor per CPU second says more than the one per wall second."""
-    import resource
-
     own, children = (
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from ..config import Config
 from ..data import PatchSampler, build_cache, open_sources, train_dataset, validation_batches
 from ..data.pipeline import split_inputs_targets
@@ -27,7 +29,13 @@ from ..data.sources import DataSpec
 from ..engines.loading import load_keras_model, resolve_model_path
 from ..errors import DataError, ModelError, literal
 from ..io.atomic import write_json_atomic
+from ..nn.models import build_model
 from ..provenance import make_provenance
+from .batches import PatchBatches
+from .callbacks import Checkpoints, learning_rate, resume_epoch, run_callbacks, truncate_history
+from .finetune import check_compatible, copy_weights, parent_record
+from .trainer import SeparationTrainer
+from .validation import ValidationSDR, input_statistics
 
 
 def default_cache_dir() -> Path:
@@ -103,21 +111,6 @@ def train(
     Restarting with the same `out_dir` resumes from the last backup. Returns the provenance record.
     Raises DataError when the data or the parent model cannot be used.
     """
-    import keras
-
-    from ..nn.models import build_model
-    from .batches import PatchBatches
-    from .callbacks import (
-        Checkpoints,
-        learning_rate,
-        resume_epoch,
-        run_callbacks,
-        truncate_history,
-    )
-    from .finetune import copy_weights, parent_record
-    from .trainer import SeparationTrainer
-    from .validation import ValidationSDR, input_statistics
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prov_path = out_dir / "provenance.json"
@@ -282,8 +275,6 @@ def _load_parent(
     init_from: str | os.PathLike, config: Config
 ) -> tuple[Any, Config, dict[str, Any], Path]:
     """(keras model, its Config, its provenance, its path) of the model to start from, checked against config."""
-    from .finetune import check_compatible
-
     try:
         path = resolve_model_path(None if str(init_from) == "default" else init_from)
         if path.is_dir():

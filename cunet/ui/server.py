@@ -13,6 +13,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import webbrowser
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,6 @@ def _has_display() -> bool:
 
 def _open(server: Any, url: str) -> None:
     """Open the page once the server answers (quietly nothing where no browser is available)."""
-    import time
-
     for _ in range(100):
         if server.started:
             break
