@@ -83,6 +83,19 @@ def test_render_augmented_writes_a_folder_dataset_that_training_reads(tmp_path):
     assert before == {f: (f / "vocals.wav").stat().st_mtime_ns for f in folders}
 
 
+def test_a_variant_drawn_twice_is_rendered_once(tmp_path):
+    root = make_folder_dataset(tmp_path / "src", ["a"], seconds=0.5, sample_rate=RATE)
+    tracks = open_source(parse_data_spec(f"{root},valid=0"))["train"]
+    # two shifts (-1, +1) and a fixed tempo: the third variant repeats one of the first two
+    assert len(set(draw_variants(3, seed=[0, 1], max_semitones=1, max_tempo=0.0))) == 2
+    out = tmp_path / "aug"
+    folders = render_augmented(
+        tracks, out, n_variants=3, max_semitones=1, max_tempo=0.0, progress=False
+    )
+    assert len(folders) == 2 and len(set(folders)) == 2
+    assert sorted(p.name for p in (out / "train").iterdir()) == sorted(f.name for f in folders)
+
+
 def test_a_failed_copy_leaves_no_partial_folder(tmp_path):
     root = make_folder_dataset(tmp_path / "src", ["a"], seconds=0.5, sample_rate=RATE)
     (track,) = open_source(parse_data_spec(f"{root},valid=0"))["train"]

@@ -131,7 +131,8 @@ def render_augmented(
 ) -> list[Path]:
     """Render `n_variants` pitch/tempo copies of every track into the folder dataset `out/train`.
 
-    Each track draws its own variants from (seed, track name). Copies already on disk are kept, so an
+    Each track draws its own variants from (seed, track name); a variant drawn twice is rendered once,
+    so a track can have fewer than `n_variants` copies. Copies already on disk are kept, so an
     interrupted run resumes. jobs: tracks rendered at once, each in its own process (the phase vocoder
     holds the GIL). Returns the copies' folders, track by track.
     """
@@ -141,9 +142,12 @@ def render_augmented(
     work: list[tuple[Track, list[tuple[Variant, Path]]]] = []
     for track in tracks:
         name_seed = int(hashlib.sha1(track.name.encode()).hexdigest()[:8], 16)
+        # Once the distinct shifts run out a variant can repeat (same shift, same rounded tempo);
+        # it names the same folder, so it is rendered once.
+        drawn = draw_variants(n_variants, [seed, name_seed], max_semitones, max_tempo)
         copies = [
             (variant, out / "train" / f"{track_key(track.name)}~{variant.label}")
-            for variant in draw_variants(n_variants, [seed, name_seed], max_semitones, max_tempo)
+            for variant in dict.fromkeys(drawn)
         ]
         folders += [folder for _, folder in copies]
         todo = [(variant, folder) for variant, folder in copies if not folder.is_dir()]
