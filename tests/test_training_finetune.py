@@ -80,6 +80,23 @@ def test_incompatible_children_are_refused(tiny_config, change, message):
         check_compatible(tiny_config, with_model(tiny_config, **change))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(n_frames=128),
+        dict(ratio_power=0.75),  # the shipped model's inference setting; training uses 1
+        dict(postprocess="none"),
+        dict(batchnorm_momentum=0.5),
+        dict(decoder_dropout=0.1, control_dropout=0.1),
+    ],
+)
+def test_settings_that_leave_the_weights_alone_are_accepted(tiny_config, change):
+    from cunet.training.finetune import check_compatible
+
+    assert check_compatible(with_model(tiny_config, **change), tiny_config) == []
+    assert check_compatible(tiny_config, with_model(tiny_config, **change)) == []
+
+
 def test_other_audio_settings_and_cnn_control_are_refused(tiny_config):
     from cunet.training.finetune import check_compatible
 

@@ -41,6 +41,7 @@ def _architecture(config: Config) -> dict[str, Any]:
         "decoder_dropout",
         "control_dropout",
         "postprocess",
+        "ratio_power",
         "batchnorm_momentum",
         *GROWABLE,
     ):
