@@ -342,6 +342,21 @@ def test_two_files_for_one_stem_is_an_error(tmp_path):
         open_source(parse_data_spec(f"{tmp_path / 'ds2'},rename=voice:vocals"))
 
 
+def test_names_that_share_a_file_name_are_an_error(tmp_path):
+    # The spectrogram cache and augmented copies are stored under track_key(name): "a b" and "a_b"
+    # would read each other's audio, whether both are training tracks or one is held out.
+    root = tmp_path / "ds"
+    write_track(root / "train" / "a b", {"vocals": noise(0.05)})
+    write_track(root / "valid" / "a_b", {"vocals": noise(0.05)})
+    with pytest.raises(DataError, match="tracks 'a b' and 'a_b' .* same file name 'a_b'") as info:
+        open_source(parse_data_spec(str(root)))
+    assert "\n" not in str(info.value)
+    stems = tmp_path / "stems"
+    write_track(stems / "train" / "song", {"lead vox": noise(0.05), "lead_vox": noise(0.05)})
+    with pytest.raises(DataError, match="stems of 'song' 'lead vox' and 'lead_vox'"):
+        open_source(parse_data_spec(str(stems)))
+
+
 # --------------------------------------------------------------------------- clip folders
 
 

@@ -325,7 +325,24 @@ def open_source(spec: DataSpec, seed: int = 42) -> dict[str, list[Track]]:
         raise DataError(
             f"valid tracks found in the training split of '{spec.path}': {sorted(overlap)[:3]}"
         )
+    _check_distinct_keys(spec, [t for tracks in splits.values() for t in tracks])
     return splits
+
+
+def _check_distinct_keys(spec: DataSpec, tracks: Sequence[Track]) -> None:
+    """DataError when two tracks, or two stems of a track, share a file name (`track_key`): the
+    spectrogram cache and the augmented copies are stored under it, so one would read the other's."""
+    for kind, names in [("tracks", [t.name for t in tracks])] + [
+        (f"stems of '{t.name}'", list(t.stems)) for t in tracks
+    ]:
+        seen: dict[str, str] = {}
+        for name in names:
+            other = seen.setdefault(track_key(name), name)
+            if other != name:
+                raise DataError(
+                    f"the {kind} '{other}' and '{name}' in '{spec.path}' have the same file name "
+                    f"'{track_key(name)}'; rename one of them"
+                )
 
 
 def open_sources(specs: Sequence[DataSpec], seed: int = 42) -> dict[str, list[Track]]:
