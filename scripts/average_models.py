@@ -4,15 +4,15 @@
     python scripts/average_models.py A.keras B.keras [C.keras ...] --out soup.keras
 
 Each input is a `.keras` file or a training run directory (its best.keras). All must have the same
-architecture (their configs may differ only in the training section and the name); the result takes the
-first one's config, and its provenance lists every ingredient with the SHA-256 of its weights. Weights,
-batch-norm statistics included, are averaged uniformly, in float64.
+architecture (their configs may differ in the training section, the name, and settings that leave the
+weights alone: patch length, post-processing, dropout); the result takes the first one's config, and
+its provenance lists every ingredient with the SHA-256 of its weights. Weights, batch-norm statistics
+included, are averaged uniformly, in float64.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from cunet.engines.loading import load_keras_model, resolve_model_path
     from cunet.errors import CunetError
     from cunet.provenance import make_provenance, save_model
+    from cunet.training.finetune import same_weights
 
     try:
         if len(args.models) < 2:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             loaded.append((path, model, config, record))
         first_path, model, config, record = loaded[0]
         for path, _, other, _ in loaded[1:]:
-            if dataclasses.replace(other, name=config.name, train=config.train) != config:
+            if not same_weights(other, config):
                 raise CunetError(
                     f"'{path}' is not the same model as '{first_path}' (architecture or audio differ)"
                 )

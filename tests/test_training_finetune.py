@@ -97,6 +97,16 @@ def test_settings_that_leave_the_weights_alone_are_accepted(tiny_config, change)
     assert check_compatible(tiny_config, with_model(tiny_config, **change)) == []
 
 
+def test_same_weights_ignores_patch_and_inference_settings_only(tiny_config):
+    from cunet.training.finetune import same_weights
+
+    assert same_weights(tiny_config, with_model(tiny_config, n_frames=128, ratio_power=0.75))
+    assert not same_weights(tiny_config, with_model(tiny_config, first_filters=4))
+    assert not same_weights(tiny_config, with_model(tiny_config, tdf="encoder"))
+    four = tiny_config.model.instruments
+    assert not same_weights(tiny_config, with_model(tiny_config, instruments=(*four, "guitar")))
+
+
 def test_other_audio_settings_and_cnn_control_are_refused(tiny_config):
     from cunet.training.finetune import check_compatible
 

@@ -53,6 +53,17 @@ def _architecture(config: Config) -> dict[str, Any]:
 GROWABLE = ("film_placement", "tdf", "tdf_bottleneck")
 
 
+def same_weights(a: Config, b: Config) -> bool:
+    """Whether two configs build networks whose weights match one to one (same shapes, same roles):
+    settings of training patches or inference (n_frames, postprocess, ratio_power, dropout) may
+    differ. Checkpoints that pass can be averaged."""
+    return (
+        _architecture(a) == _architecture(b)
+        and (a.model.instruments, a.model.target) == (b.model.instruments, b.model.target)
+        and all(getattr(a.model, k) == getattr(b.model, k) for k in GROWABLE)
+    )
+
+
 def _blocks(placement: str) -> set[str]:
     return {
         "none": set(),
