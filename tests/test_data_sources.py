@@ -353,7 +353,7 @@ def test_names_that_share_a_file_name_are_an_error(tmp_path):
     assert "\n" not in str(info.value)
     stems = tmp_path / "stems"
     write_track(stems / "train" / "song", {"lead vox": noise(0.05), "lead_vox": noise(0.05)})
-    with pytest.raises(DataError, match="stems of 'song' 'lead vox' and 'lead_vox'"):
+    with pytest.raises(DataError, match="stems 'lead vox' and 'lead_vox' of track 'song'"):
         open_source(parse_data_spec(str(stems)))
 
 

@@ -332,16 +332,16 @@ def open_source(spec: DataSpec, seed: int = 42) -> dict[str, list[Track]]:
 def _check_distinct_keys(spec: DataSpec, tracks: Sequence[Track]) -> None:
     """DataError when two tracks, or two stems of a track, share a file name (`track_key`): the
     spectrogram cache and the augmented copies are stored under it, so one would read the other's."""
-    for kind, names in [("tracks", [t.name for t in tracks])] + [
-        (f"stems of '{t.name}'", list(t.stems)) for t in tracks
-    ]:
+    groups = [("tracks", "", [t.name for t in tracks])]
+    groups += [("stems", f" of track '{t.name}'", list(t.stems)) for t in tracks]
+    for kind, owner, names in groups:
         seen: dict[str, str] = {}
         for name in names:
             other = seen.setdefault(track_key(name), name)
             if other != name:
                 raise DataError(
-                    f"the {kind} '{other}' and '{name}' in '{spec.path}' have the same file name "
-                    f"'{track_key(name)}'; rename one of them"
+                    f"the {kind} '{other}' and '{name}'{owner} in '{spec.path}' have the same "
+                    f"file name '{track_key(name)}'; rename one of them"
                 )
 
 
