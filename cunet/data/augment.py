@@ -76,7 +76,9 @@ def pitch_tempo(audio: np.ndarray, rate: int, variant: Variant) -> np.ndarray:
 def draw_variants(
     n_variants: int, seed: int | Sequence[int], max_semitones: int = 2, max_tempo: float = 0.12
 ) -> list[Variant]:
-    """`n_variants` seeded random variants: distinct nonzero semitone shifts while they last."""
+    """Up to `n_variants` seeded random variants, all different: distinct nonzero semitone shifts while
+    they last; after that a shift repeats with another tempo, and a repeat of an earlier variant (the
+    same shift and rounded tempo) is dropped rather than rendered twice into one folder."""
     if n_variants < 1:
         raise DataError(f"number of variants must be at least 1, got {n_variants}")
     if max_semitones < 1 or not 0 <= max_tempo < 0.5:
@@ -89,7 +91,7 @@ def draw_variants(
         semitones = int(order[i % len(order)])
         tempo = round(float(rng.uniform(1 - max_tempo, 1 + max_tempo)), 2)
         variants.append(Variant(semitones, tempo))
-    return variants
+    return list(dict.fromkeys(variants))
 
 
 def render_copies(track: Track, copies: Sequence[tuple[Variant, Path]]) -> None:
@@ -131,9 +133,9 @@ def render_augmented(
 ) -> list[Path]:
     """Render `n_variants` pitch/tempo copies of every track into the folder dataset `out/train`.
 
-    Each track draws its own variants from (seed, track name); a variant drawn twice is rendered once,
-    so a track can have fewer than `n_variants` copies. Copies already on disk are kept, so an
-    interrupted run resumes. jobs: tracks rendered at once, each in its own process (the phase vocoder
+    Each track draws its own variants from (seed, track name); a track can have fewer than
+    `n_variants` copies (see `draw_variants`). Copies already on disk are kept, so an interrupted run
+    resumes. jobs: tracks rendered at once, each in its own process (the phase vocoder
     holds the GIL). Returns the copies' folders, track by track.
     """
     if not tracks:
@@ -142,12 +144,9 @@ def render_augmented(
     work: list[tuple[Track, list[tuple[Variant, Path]]]] = []
     for track in tracks:
         name_seed = int(hashlib.sha1(track.name.encode()).hexdigest()[:8], 16)
-        # Once the distinct shifts run out a variant can repeat (same shift, same rounded tempo);
-        # it names the same folder, so it is rendered once.
-        drawn = draw_variants(n_variants, [seed, name_seed], max_semitones, max_tempo)
         copies = [
             (variant, out / "train" / f"{track_key(track.name)}~{variant.label}")
-            for variant in dict.fromkeys(drawn)
+            for variant in draw_variants(n_variants, [seed, name_seed], max_semitones, max_tempo)
         ]
         folders += [folder for _, folder in copies]
         todo = [(variant, folder) for variant, folder in copies if not folder.is_dir()]

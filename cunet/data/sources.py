@@ -337,11 +337,11 @@ def _check_distinct_keys(spec: DataSpec, tracks: Sequence[Track]) -> None:
     for kind, owner, names in groups:
         seen: dict[str, str] = {}
         for name in names:
-            other = seen.setdefault(track_key(name), name)
-            if other != name:
+            key = track_key(name)
+            if seen.setdefault(key, name) != name:
                 raise DataError(
-                    f"the {kind} '{other}' and '{name}'{owner} in '{spec.path}' have the same "
-                    f"file name '{track_key(name)}'; rename one of them"
+                    f"the {kind} '{seen[key]}' and '{name}'{owner} in '{spec.path}' have the same "
+                    f"file name '{key}'; rename one of them"
                 )
 
 
