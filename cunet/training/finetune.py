@@ -94,8 +94,8 @@ def _check_growth(parent: Config, child: Config) -> None:
 
 def check_compatible(parent: Config, child: Config) -> list[str]:
     """The instruments the child adds to the parent's; DataError (one line) when it cannot start from it."""
-    if _architecture(parent) != _architecture(child):
-        a, b = _architecture(parent), _architecture(child)
+    a, b = _architecture(parent), _architecture(child)
+    if a != b:
         diff = [
             f"{section}.{k}"
             for section in a
