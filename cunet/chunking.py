@@ -28,8 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AudioConfig, ConfigError
-from .settings import MAX_CHUNK_SECONDS, ChunkSettings
+from .settings import ChunkSettings
 
+# A latency is a bound, not a chunk: a larger one is met by the longest chunk it allows (below).
+MAX_LATENCY_SECONDS = 600.0
 STREAM_OVERLAP = 0.25  # cross-fade of chunks chosen for a latency, as a fraction of the chunk
 # The longest chunk a latency picks: the default chunk's memory. A larger latency is a bound that a
 # shorter chunk meets too, so memory does not grow with it.
@@ -37,15 +39,15 @@ MAX_LATENCY_CHUNK_SECONDS = ChunkSettings().chunk_seconds
 
 
 def check_latency(latency: float) -> float:
-    """`latency` (seconds), or ConfigError if it is not a finite number in (0, MAX_CHUNK_SECONDS]."""
+    """`latency` (seconds), or ConfigError if it is not a finite number in (0, MAX_LATENCY_SECONDS]."""
     ok = (
         isinstance(latency, (int, float))
         and not isinstance(latency, bool)
         and math.isfinite(latency)
     )
-    if not ok or not 0 < latency <= MAX_CHUNK_SECONDS:
+    if not ok or not 0 < latency <= MAX_LATENCY_SECONDS:
         raise ConfigError(
-            f"{{latency}} must be a number of seconds in (0, {MAX_CHUNK_SECONDS:g}], got {latency!r}",
+            f"{{latency}} must be a number of seconds in (0, {MAX_LATENCY_SECONDS:g}], got {latency!r}",
             names={"latency": "latency"},
         )
     return latency

@@ -19,6 +19,7 @@ from pathlib import Path
 from cunet.data.augment import render_augmented
 from cunet.data.sources import open_source, parse_data_spec
 from cunet.errors import CunetError
+from cunet.workers import bounded_workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
+        return 2
     try:
         tracks = open_source(parse_data_spec(args.data))["train"]
+        jobs, capped = bounded_workers(args.jobs, len(tracks), "--jobs", "track")
+        if capped:
+            print(capped, file=sys.stderr)
         folders = render_augmented(
             tracks,
             args.out.expanduser(),
@@ -46,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.semitones,
             args.tempo,
-            jobs=args.jobs,
+            jobs=jobs,
         )
     except CunetError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cunet.errors import AudioError
+from cunet.io import audio as audio_module
 from cunet.io.atomic import PARTIAL_SUFFIX, remove_stale_partials
 from cunet.io.audio import AudioReader, ffmpeg_available, input_stem, load_audio
 from cunet.io.writer import AtomicAudioWriter, write_audio
@@ -365,3 +366,51 @@ def test_mp3_bitrate(tmp_path: Path) -> None:
         writer.write(x)
         sizes[kbps] = writer.commit().stat().st_size
     assert 2.5 < sizes[192] / sizes[64] < 3.5
+
+
+def _silence(path: Path, seconds: int, rate: int = 44100, channels: int = 2) -> Path:
+    """A long file of silence, written a second at a time: small on disk (flac), no big array."""
+    with sf.SoundFile(path, "w", rate, channels, "PCM_16") as fh:
+        for _ in range(seconds):
+            fh.write(np.zeros((rate, channels), np.float32))
+    return path
+
+
+def test_a_file_too_long_to_read_whole_is_refused_before_decoding(tmp_path: Path, monkeypatch):
+    long = _silence(tmp_path / "long.flac", 40)
+    monkeypatch.setattr(AudioReader, "read", lambda self: pytest.fail("decoded"))
+    with pytest.raises(AudioError) as exc:
+        load_audio(long, max_seconds=30)
+    assert str(exc.value) == (
+        f"{long}: 40 s long (44100 Hz, 2 ch); a file read whole (a stem for training or evaluation) "
+        "may last 30 s (0.5 min; less above 96 kHz stereo); cut it into shorter tracks"
+    )
+    # the default bound, as training and evaluation use it
+    monkeypatch.setattr(audio_module, "MAX_WHOLE_SECONDS", 30.0)
+    with pytest.raises(AudioError, match="40 s long .* may last 30 s"):
+        load_audio(long)
+    # high sample rates hold more samples per second: bounded as 96 kHz stereo
+    hires = _silence(tmp_path / "hires.wav", 20, rate=192000)
+    with pytest.raises(AudioError, match=r"20 s long \(192000 Hz, 2 ch\)"):
+        load_audio(hires)
+
+
+@needs_ffmpeg
+def test_ffmpeg_decodes_a_long_file_only_past_the_bound(tmp_path: Path, monkeypatch):
+    wav = _silence(tmp_path / "long.wav", 40, channels=1)
+    mp3 = tmp_path / "long.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-b:a", "32k", str(mp3)], check=True)
+    decoded = []
+    real = AudioReader._decode_with_ffmpeg
+
+    def spy(self):
+        out = real(self)
+        decoded.append(sf.info(str(out)).duration)
+        return out
+
+    monkeypatch.setattr(AudioReader, "_decode_with_ffmpeg", spy)
+    with pytest.raises(AudioError, match=r"long.mp3: longer than 10 s \(44100 Hz, 1 ch\)"):
+        load_audio(mp3, max_seconds=10)
+    assert decoded and decoded[0] < 12  # not the whole 40 s
+    audio, rate = load_audio(mp3, max_seconds=60)
+    assert rate == 44100 and audio.shape[0] >= 40 * 44100

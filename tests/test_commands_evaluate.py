@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 import yaml
 from conftest import make_folder_dataset, synth_stems, write_track
 
 from cunet.cli import main
 from cunet.data.sources import open_sources, parse_data_spec
+from cunet.workers import cpu_count
 
 FIVE = ("vocals", "drums", "bass", "other", "guitar")
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,6 +372,61 @@ def test_bad_data_specs_and_names(guitar_data, tmp_path, capsys):
     for argv, message in cases:
         assert evaluate(*argv) == 2, argv
         assert message in one_error_line(capsys), argv
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--oracle-stft", "4096", "1"], "--oracle-stft needs N_FFT in [16, 16384] and HOP in "),
+        (["--oracle-stft", "100000000000", "1024"], "(samples), got 100000000000 1024"),
+        (["--oracle-stft", "0", "0"], "got 0 0"),
+        (["--shifts", "0"], "--shifts must be a whole number from 1 to 16, got 0"),
+        (["--shifts", "1000000000000"], "from 1 to 16, got 1000000000000"),
+        (["--ratio-power", "nan"], "ratio power must be in (0, 4], got nan"),
+        (["--ratio-power", "1e400"], "ratio power must be in (0, 4], got inf"),
+        (["--ratio-power", "-1"], "ratio power must be in (0, 4], got -1.0"),
+        (["--jobs", "-1"], "--jobs must be >= 1"),
+        (["--track-limit", "0"], "--track-limit must be >= 1"),
+    ],
+)
+def test_numeric_options_are_refused_before_any_work(guitar_data, tmp_path, capsys, argv, message):
+    """Even those a run without a model has no use for: a typo is not silently ignored."""
+    out = tmp_path / "out"
+    base = ["--data", str(guitar_data), "--no-model", "--baselines", "--out", str(out)]
+    assert evaluate(*base, *argv) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_jobs_are_capped_and_long_or_folder_stems_are_one_line_each(tmp_path, capsys, monkeypatch):
+    from cunet.io import audio
+
+    root = tmp_path / "ds"
+    guitar_track(root / "valid" / "short", 0, seconds=1.0)
+    stems = synth_stems(1.0, 44100, 1)
+    long = write_track(root / "valid" / "long", {"guitar": stems["other"], "drums": stems["drums"]})
+    with sf.SoundFile(long / "bass.flac", "w", 44100, 2, "PCM_16") as fh:
+        for _ in range(40):  # stands for hours of silence: the bound is lowered to 30 s below
+            fh.write(np.zeros((44100, 2), np.float32))
+    (long / "vocals.wav").mkdir()
+    argv = ["--data", str(root), "--no-model", "--baselines", "mixture", "--protocol", "paper"]
+    assert evaluate(*argv, "--jobs", "1000", "--out", str(tmp_path / "many")) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    jobs = json.loads((tmp_path / "many" / "settings.json").read_text())["jobs"]
+    assert jobs == min(2, cpu_count())
+    assert err[:2] == [
+        f"note: skipped '{long / 'vocals.wav'}': a directory, not a stem file",
+        f"note: --jobs 1000 capped at {jobs} ({cpu_count()} CPU{'s' if cpu_count() > 1 else ''}"
+        + (" and 2 tracks)" if cpu_count() > 2 else ")"),
+    ]
+    monkeypatch.setattr(audio, "MAX_WHOLE_SECONDS", 30.0)  # in this process: --jobs 1
+    assert evaluate(*argv, "--out", str(tmp_path / "out")) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "long: load failed" in line]
+    assert len(err) == 1 and err[0].startswith(
+        f"warning: long: load failed: AudioError: {long / 'bass.flac'}: 40 s long (44100 Hz, 2 ch); "
+        "a file read whole (a stem for training or evaluation) may last 30 s"
+    )
+    assert (tmp_path / "out" / "mixture" / "valid" / "short.json").exists()
 
 
 @pytest.mark.parametrize("recorded", [True, False])

@@ -598,3 +598,45 @@ def test_ratio_power_implies_ratio_and_refuses_other_modes(
     assert code == 2 and lines == [
         "error: --ratio-power applies to ratio post-processing, not 'wiener'"
     ]
+
+
+@pytest.mark.parametrize("value", ["600", "30.5", "1e400", "nan"])
+def test_chunks_too_long_for_bounded_memory_are_refused_before_any_work(
+    tmp_path, capsys, value
+) -> None:
+    """A chunk costs about 26 MB a second with the shipped model (64 MB with Wiener): 600 s asked for
+    14.8 GB. At most 30 s are accepted, refused before the model (which does not even exist) loads."""
+    song = tmp_path / "song.wav"
+    sf.write(song, synth_mixture(0.5), RATE)
+    missing = tmp_path / "missing.keras"
+    code, lines = run(
+        [song, "-o", tmp_path / "out", "--model", missing, "--chunk-seconds", value], capsys
+    )
+    assert (code, lines) == (
+        2,
+        [
+            "error: chunk length (--chunk-seconds) must be a number of seconds in (0, 30], "
+            f"got {float(value)!r}"
+        ],
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_longest_chunk_is_accepted(tmp_path, tiny_model_path, capsys) -> None:
+    song = tmp_path / "song.wav"
+    sf.write(song, synth_mixture(0.5), RATE)
+    out = tmp_path / "out"
+    args = [
+        song,
+        "-o",
+        out,
+        "-q",
+        "--model",
+        tiny_model_path,
+        "--chunk-seconds",
+        "30",
+        "-i",
+        "bass",
+    ]
+    assert run(args, capsys) == (0, [])
+    assert read(out / "song" / "bass.wav").shape == (RATE // 2, 2)

@@ -109,3 +109,48 @@ def test_a_failed_copy_leaves_no_partial_folder(tmp_path):
 def test_no_tracks_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no tracks"):
         render_augmented([], tmp_path)
+
+
+def test_worker_processes_are_at_most_one_per_cpu_and_track(tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cunet import workers
+    from cunet.data import augment
+
+    sizes: list[int] = []
+
+    def recording_pool(max_workers: int) -> ProcessPoolExecutor:
+        sizes.append(max_workers)
+        return ProcessPoolExecutor(max_workers)
+
+    monkeypatch.setattr(augment, "ProcessPoolExecutor", recording_pool)
+    monkeypatch.setattr(workers, "cpu_count", lambda: 2)  # whatever this machine has
+    root = make_folder_dataset(tmp_path / "src", ["a", "b", "c"], seconds=0.3, sample_rate=RATE)
+    tracks = open_source(parse_data_spec(f"{root},valid=0"))["train"]
+    serial = render_augmented(tracks, tmp_path / "one", n_variants=1, progress=False)
+    folders = render_augmented(tracks, tmp_path / "many", n_variants=1, progress=False, jobs=1000)
+    assert sizes == [2] and [f.name for f in folders] == [f.name for f in serial]
+    for a, b in zip(serial, folders, strict=True):  # the same copies (to BLAS rounding)
+        one, many = (sf.read(f / "vocals.wav", dtype="float32")[0] for f in (a, b))
+        np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+def test_the_script_caps_jobs_with_a_note_and_refuses_fewer_than_one(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cunet.workers import cpu_count
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "augment_stems.py"
+    root = make_folder_dataset(tmp_path / "src", ["a", "b"], seconds=0.3, sample_rate=RATE)
+    out = tmp_path / "aug"
+    argv = [sys.executable, str(script), f"{root},valid=0", "--out", str(out), "--variants", "1"]
+    done = subprocess.run([*argv, "--jobs", "1000"], capture_output=True, text=True, timeout=300)
+    workers = min(cpu_count(), 2)
+    assert done.returncode == 0 and done.stderr.splitlines()[0].startswith(
+        f"note: --jobs 1000 capped at {workers} ("
+    )
+    assert len(list((out / "train").iterdir())) == 2
+    refused = subprocess.run([*argv, "--jobs", "0"], capture_output=True, text=True, timeout=300)
+    assert (refused.returncode, refused.stderr) == (2, "error: --jobs must be >= 1, got 0\n")

@@ -21,7 +21,7 @@ from cunet.data import (
     track_key,
 )
 from cunet.data.cache import MIXTURE_MISMATCH_DB, mixture_residual_db, stored_bins
-from cunet.errors import DataError
+from cunet.errors import AudioError, DataError
 
 
 def spectrum(wave: np.ndarray, audio) -> np.ndarray:
@@ -390,4 +390,29 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, tiny_confi
     message = str(info.value)
     assert "\n" not in message and "cannot cache track 'a'" in message
     assert "No space left on device" in message and "another --cache-dir" in message
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_a_stem_too_long_to_cache_is_one_line_before_decoding(tmp_path, tiny_config, monkeypatch):
+    """A long stem (hours of silence: a few MB of FLAC) is refused from its header, not decoded into
+    gigabytes; the bound is lowered here so that a 40 s file stands for the hours."""
+    from cunet.io import audio
+
+    monkeypatch.setattr(audio, "MAX_WHOLE_SECONDS", 30.0)
+    song = tmp_path / "ds" / "song"
+    write_track(song, {"drums": synth_stems(0.5, 44100, 0)["drums"]})
+    with sf.SoundFile(song / "vocals.flac", "w", 44100, 2, "PCM_16") as fh:
+        for _ in range(40):
+            fh.write(np.zeros((44100, 2), np.float32))
+    read = audio.AudioReader.read
+
+    def read_short(self):
+        assert self.info.n_samples < 44100, "the long stem was decoded"
+        return read(self)
+
+    monkeypatch.setattr(audio.AudioReader, "read", read_short)
+    tracks = open_source(folder_spec(tmp_path / "ds"))["train"]
+    with pytest.raises(AudioError) as info:
+        build_cache(tracks, tmp_path / "cache", tiny_config.audio, progress=False)
+    assert str(info.value).startswith(f"{song / 'vocals.flac'}: 40 s long (44100 Hz, 2 ch); ")
     assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []

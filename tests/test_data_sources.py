@@ -24,6 +24,8 @@ from conftest import (
 
 from cunet.data.sources import (
     DataSpec,
+    _musdb_reader,
+    check_musdb_length,
     open_musdb,
     open_source,
     open_sources,
@@ -31,7 +33,8 @@ from cunet.data.sources import (
     source_kind,
     track_key,
 )
-from cunet.errors import DataError
+from cunet.errors import AudioError, DataError
+from cunet.io import audio as audio_module
 
 
 def noise(seconds: float = 0.2, rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
@@ -83,6 +86,8 @@ def test_parse_data_spec_options(tmp_path):
         "weight=0",
         "weight=-1",
         "weight=inf",
+        "weight=1e400",
+        "weight=1e308",
         "weight=nan",
         "weight=abc",
         "valid=-1",
@@ -423,3 +428,48 @@ def test_open_sources_errors(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(DataError, match="is not a directory"):
         open_sources([parse_data_spec(str(tmp_path / "missing"))])
+
+
+def test_entries_named_like_stems_or_tracks_but_skipped_get_a_note(tmp_path, capsys):
+    root = tmp_path / "ds"
+    write_track(root / "train" / "song", {"drums": noise()})
+    (root / "train" / "song" / "vocals.wav").mkdir()  # a directory where a stem file belongs
+    (root / "train" / "song" / "bass.flac").symlink_to(tmp_path / "gone.flac")  # broken link
+    (root / "train" / "song" / "other.silent").mkdir()
+    (root / "train" / "song" / "notes").mkdir()  # not named like a stem: nothing to say
+    sf.write(root / "train" / "loose.wav", noise(), 44100)  # a file where a track folder belongs
+    write_track(root / "valid" / "held", {"drums": noise()})
+    (root / "valid" / "held" / "vocals.wav").mkdir()
+    notes: list[str] = []
+    splits = open_source(parse_data_spec(str(root)), note=notes.append)
+    song = root / "train" / "song"
+    assert notes == [
+        f"note: skipped '{root / 'train' / 'loose.wav'}': a file where a track folder "
+        "(<track>/<stem>.wav) is expected; a folder of one-stem clips takes stem=NAME",
+        f"note: skipped '{song / 'bass.flac'}': a broken link, pipe or device, not a stem file",
+        f"note: skipped '{song / 'other.silent'}': a directory, not a stem file",
+        f"note: skipped '{song / 'vocals.wav'}': a directory, not a stem file",
+        f"note: skipped '{root / 'valid' / 'held' / 'vocals.wav'}': a directory, not a stem file",
+    ]
+    assert [list(t.stems) for t in splits["train"]] == [["drums"]]
+    assert not splits["train"][0].silent
+    # by default (training, evaluation) the notes go to stderr, one line each
+    open_sources([parse_data_spec(str(root))])
+    err = capsys.readouterr().err.splitlines()
+    assert err == notes
+
+
+def test_a_musdb_track_too_long_to_read_whole_is_refused_before_decoding(monkeypatch):
+    class LongTrack:
+        path, rate, samples = "long.stem.mp4", 44100, 44100 * 3600
+
+        @property
+        def audio(self):
+            raise AssertionError("decoded")
+
+    monkeypatch.setattr(audio_module, "MAX_WHOLE_SECONDS", 1200.0)
+    with pytest.raises(AudioError, match=r"^long.stem.mp4: 3600 s long \(44100 Hz, 2 ch\)"):
+        check_musdb_length(LongTrack())
+    reader = _musdb_reader(LongTrack(), None)
+    with pytest.raises(AudioError, match="may last 1200 s"):
+        reader()

@@ -376,6 +376,27 @@ def test_failing_track_is_reported_and_others_scored(tmp_path):
     assert not list(tmp_path.glob("*/test/broken.json"))
 
 
+def test_worker_processes_are_at_most_one_per_cpu_and_track(tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cunet import workers
+    from cunet.evaluate import pool
+
+    sizes: list[int] = []
+
+    def recording_pool(max_workers: int, **kwargs) -> ProcessPoolExecutor:
+        sizes.append(max_workers)
+        return ProcessPoolExecutor(max_workers, **kwargs)
+
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", recording_pool)
+    monkeypatch.setattr(workers, "cpu_count", lambda: 2)  # whatever this machine has
+    tracks = [_synthetic_track(name, 1.0, seed=i) for i, name in enumerate("abc")]
+    settings = EvaluationSettings(out_dir=tmp_path, baselines=("mixture",))
+    evaluation = evaluate_tracks(tracks, settings, jobs=1000)
+    assert sizes == [2] and not evaluation.failures
+    assert set(evaluation.scores["track"]) == {"a", "b", "c"}
+
+
 def guitar_from_other_factory():
     """A fake four-instrument model (vocals, drums, bass, other; no guitar): each output a quarter of the mixture."""
 

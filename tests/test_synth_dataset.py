@@ -16,6 +16,7 @@ from cunet.synth.dataset import (
     remove_stale_staging,
     synthesize,
 )
+from cunet.synth.folder import STAGING_MARKER
 from cunet.synth.licences import collection_licence
 
 
@@ -114,8 +115,10 @@ def test_interrupted_run_resumes(inputs, tmp_path):
     for path in victim.iterdir():
         path.unlink()
     victim.rmdir()  # as if the run died before this song was renamed in
-    (out / f"{STAGING_PREFIX}999999999").mkdir()  # a dead run's staging folder
-    (out / f"{STAGING_PREFIX}999999999" / "half.flac").write_bytes(b"x")
+    dead = out / f"{STAGING_PREFIX}999999999"  # a dead run's staging folder
+    dead.mkdir()
+    (dead / STAGING_MARKER).touch()
+    (dead / "half.flac").write_bytes(b"x")
     grown = synthesize(_settings(inputs, out, minutes=0.5), progress=False)
     assert grown["run"]["songs_rendered"] == grown["run"]["songs_total"] - len(first["songs"]) + 1
     assert not list(out.glob(STAGING_PREFIX + "*"))
@@ -194,6 +197,7 @@ def test_nothing_usable_is_an_error(tmp_path):
         ({"minutes": 0}, "--minutes"),
         ({"song_seconds": 1}, "--song-seconds"),
         ({"jobs": -1}, "--jobs"),
+        ({"seed": -1}, "--seed"),
         ({"midi": ()}, "--midi"),
         ({"silent": ("bass",)}, "--silent"),
         ({"stems": "x"}, "--stems"),
@@ -206,14 +210,66 @@ def test_settings_are_validated(kw, match, tmp_path):
         SynthSettings(**base).validate()
 
 
-def test_stale_staging_of_live_runs_is_kept(tmp_path):
-    live, dead = (
+def test_stale_staging_of_live_runs_and_foreign_folders_are_kept(tmp_path):
+    live, dead, empty = (
         tmp_path / f"{STAGING_PREFIX}{os.getpid()}",
         tmp_path / f"{STAGING_PREFIX}999999999",
+        tmp_path / f"{STAGING_PREFIX}999999998",
     )
-    live.mkdir(), dead.mkdir()
+    for folder in (live, dead):
+        folder.mkdir()
+        (folder / STAGING_MARKER).touch()
+    empty.mkdir()  # a run killed before it marked its folder
+    # named like staging folders, but not cunet synth's: no marker
+    theirs, notes = tmp_path / f"{STAGING_PREFIX}999999997", tmp_path / f"{STAGING_PREFIX}notes"
+    for folder in (theirs, notes):
+        folder.mkdir()
+        (folder / "mine.txt").write_text("keep")
     remove_stale_staging(tmp_path)
-    assert live.exists() and not dead.exists()
+    assert live.exists() and not dead.exists() and not empty.exists()
+    assert (theirs / "mine.txt").read_text() == "keep" and (
+        notes / "mine.txt"
+    ).read_text() == "keep"
+
+
+def test_a_manifest_cunet_synth_did_not_write_is_refused_before_any_work(inputs, tmp_path):
+    for name, content in (
+        ("text", b"my own notes"),
+        ("json", b'{"songs": [], "generator": "cunet synth"}'),  # the marker must be the first key
+        ("empty", b""),
+    ):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "manifest.json").write_bytes(content)
+        with pytest.raises(UserError, match="was not written by cunet synth"):
+            synthesize(_settings(inputs, out), note=lambda _: None, progress=False)
+        assert (out / "manifest.json").read_bytes() == content
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # nothing created
+    (tmp_path / "folder" / "manifest.json").mkdir(parents=True)
+    with pytest.raises(UserError, match="was not written by cunet synth"):
+        synthesize(_settings(inputs, tmp_path / "folder"), progress=False)
+
+
+def test_files_in_the_way_of_a_song_are_never_replaced(dataset, inputs, tmp_path):
+    _, manifest, _ = dataset
+    first = manifest["songs"][0]["name"]
+    cases = {
+        "folder": lambda song: (song.mkdir(), (song / "take1.wav").write_bytes(b"mine")),
+        "file": lambda song: song.write_bytes(b"mine"),
+        "list": lambda song: (song.mkdir(), (song / "song.json").write_bytes(b"[1, 2]")),
+        "not json": lambda song: (song.mkdir(), (song / "song.json").write_bytes(b"mine")),
+    }
+    for case, make in cases.items():
+        out = tmp_path / case
+        (out / "train").mkdir(parents=True)
+        make(out / "train" / first)
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        with pytest.raises(
+            UserError, match=f"'{out / 'train' / first}' exists and was not written"
+        ):
+            synthesize(_settings(inputs, out), note=lambda _: None, progress=False)
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, case
+        assert not (out / "manifest.json").exists()
 
 
 def test_collection_licence(tmp_path):

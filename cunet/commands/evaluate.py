@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import config_from_dict
+from ..config import MAX_FRAME_OVERLAP, MAX_N_FFT, config_from_dict
 from ..errors import CunetError, DataError, UserError
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
+from ..workers import bounded_workers
 from . import add_postprocess_options
 
 # Mirror cunet.evaluate.BASELINES / PROTOCOLS / datasets.EVAL_SPLITS (kept here so `--help` imports no numpy).
@@ -198,8 +199,21 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--jobs must be >= 1")
     if args.track_limit is not None and args.track_limit < 1:
         raise UserError("--track-limit must be >= 1")
-    if args.oracle_stft is not None and not 0 < args.oracle_stft[1] <= args.oracle_stft[0]:
-        raise UserError("--oracle-stft needs N_FFT > 0 and 0 < HOP <= N_FFT")
+    if args.oracle_stft is not None:
+        n_fft, hop = args.oracle_stft
+        # bounded as a model's STFT is: a tiny hop or a huge window would ask for gigabytes
+        if not (
+            16 <= n_fft <= MAX_N_FFT and n_fft // MAX_FRAME_OVERLAP <= hop <= n_fft and hop > 0
+        ):
+            raise UserError(
+                f"--oracle-stft needs N_FFT in [16, {MAX_N_FFT}] and HOP in "
+                f"[N_FFT/{MAX_FRAME_OVERLAP}, N_FFT] (samples), got {n_fft} {hop}"
+            )
+    from ..chunk_separator import check_shifts
+    from ..postprocess import requested_postprocess
+
+    check_shifts(args.shifts)  # checked here even with --no-model, which has no use for them
+    requested_postprocess(args.postprocess, args.ratio_power)
     if not args.no_model and (not args.name or "/" in args.name or args.name in BASELINE_CHOICES):
         raise UserError(f"--name '{args.name}' must be a plain name different from the baselines")
 
@@ -252,8 +266,11 @@ def run(args: argparse.Namespace) -> int:
         else ()
     )
     tracks, extra = _open_tracks(args)
+    jobs, capped = bounded_workers(args.jobs, len(tracks), "--jobs", "track")
+    if capped:
+        print(capped, file=sys.stderr)
     data_stems = stem_union(tracks)
-    extra.update(jobs=args.jobs, model=None)
+    extra.update(jobs=jobs, model=None)
     separator, postprocess = None, None
     model = None if args.model == "default" else args.model  # as `cunet train --init-from default`
     if not args.no_model:
@@ -290,10 +307,10 @@ def run(args: argparse.Namespace) -> int:
     )
     factory = None
     if separator is not None:
-        if args.jobs == 1:  # the separator loaded above, used in this process
+        if jobs == 1:  # the separator loaded above, used in this process
             factory = functools.partial(_loaded_separate_fn, separator, settings.model_outputs)
         else:
-            threads = max(1, available_cpus() // min(args.jobs, len(tracks)))
+            threads = max(1, available_cpus() // jobs)
             factory = functools.partial(
                 model_separate_fn, model, settings.model_outputs, threads, postprocess, args.shifts
             )
@@ -303,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(f"warning: {message}", file=sys.stderr)
 
     evaluation = evaluate_tracks(
-        tracks, settings, factory, jobs=args.jobs, progress=not args.no_progress, log=log
+        tracks, settings, factory, jobs=jobs, progress=not args.no_progress, log=log
     )
     written = write_reports(evaluation, extra)
     if evaluation.skipped:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import ChunkSettings
+from ..settings import MAX_CHUNK_SECONDS, ChunkSettings
 from ..tflog import import_tensorflow, probe_devices
 
 _DEFAULT = ChunkSettings()
@@ -79,8 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--chunk-seconds",
         type=float,
         default=_DEFAULT.chunk_seconds,
-        help=f"chunk length, as for `separate` (SavedModel: in-graph chunking; tflite: the fixed "
-        f"'chunk' signature; default: {_DEFAULT.chunk_seconds:g})",
+        help=f"chunk length in seconds, as for `separate`, at most {MAX_CHUNK_SECONDS:g} (SavedModel: "
+        f"in-graph chunking; tflite: the fixed 'chunk' signature; default: {_DEFAULT.chunk_seconds:g})",
     )
     p.add_argument(
         "--overlap-seconds",

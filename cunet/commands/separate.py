@@ -12,7 +12,7 @@ from typing import Any
 from ..config import INSTRUMENTS
 from ..errors import CunetError, UserError, one_line
 from ..io.naming import FilenameTemplate
-from ..settings import ChunkSettings
+from ..settings import MAX_CHUNK_SECONDS, ChunkSettings
 from ..tflog import native_stderr_muted, probe_devices, quiet_tensorflow
 from . import OPTIONS, add_postprocess_options, message
 
@@ -141,7 +141,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--chunk-seconds",
         type=float,
         default=None,
-        help=f"processing chunk length (default: {_DEFAULT.chunk_seconds:g})",
+        help=f"processing chunk length in seconds, at most {MAX_CHUNK_SECONDS:g}: memory grows with it, "
+        f"about 26 MB a second with the shipped model (default: {_DEFAULT.chunk_seconds:g})",
     )
     p.add_argument("--shifts", type=int, default=1, help=SHIFTS_HELP)
     p.add_argument(

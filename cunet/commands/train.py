@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
 from ..config import load_config
 from ..errors import DataError, UserError
@@ -74,9 +75,35 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+# --max-minutes: a year of training; more is no bound at all.
+MAX_MINUTES = 525_600.0
+# --logical-cpus: each logical device holds its own copy of the model's variables.
+MAX_LOGICAL_CPUS = 64
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The numeric options, before anything is read (UserError, one line)."""
+    minutes = args.max_minutes
+    if minutes is not None and not (math.isfinite(minutes) and 0 <= minutes <= MAX_MINUTES):
+        raise UserError(
+            f"--max-minutes must be a number of minutes in [0, {MAX_MINUTES:g}] "
+            f"(0: no limit), got {minutes!r}"
+        )
+    if not 0 <= args.logical_cpus <= MAX_LOGICAL_CPUS:
+        raise UserError(
+            f"--logical-cpus must be in [0, {MAX_LOGICAL_CPUS}] (0 or 1: no split), "
+            f"got {args.logical_cpus}"
+        )
+    if args.track_limit is not None and args.track_limit < 1:
+        raise UserError(f"--track-limit must be >= 1, got {args.track_limit}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.sources import parse_data_spec
 
+    _check(args)
     config = load_config(args.config)
     overrides = {
         k: v

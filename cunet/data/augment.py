@@ -28,6 +28,7 @@ import soundfile as sf
 from ..errors import DataError
 from ..io.resample import conform
 from ..progress import progress_bar
+from ..workers import bounded_workers, sigint_deferred, terminate_workers
 from .sources import Track, track_key
 
 
@@ -136,7 +137,8 @@ def render_augmented(
     Each track draws its own variants from (seed, track name); a track can have fewer than
     `n_variants` copies (see `draw_variants`). Copies already on disk are kept, so an interrupted run
     resumes. jobs: tracks rendered at once, each in its own process (the phase vocoder
-    holds the GIL). Returns the copies' folders, track by track.
+    holds the GIL), at most one per CPU (`cunet.workers.bounded_workers`; 0: one per CPU).
+    Returns the copies' folders, track by track.
     """
     if not tracks:
         raise DataError("no tracks to augment")
@@ -154,10 +156,18 @@ def render_augmented(
             work.append((track, todo))
     bar = progress_bar(len(tracks), not progress, "augment", unit="track")
     bar.update(len(tracks) - len(work))
-    if jobs > 1 and len(work) > 1:
-        with ProcessPoolExecutor(min(jobs, len(work))) as pool:
-            for _ in pool.map(render_copies, *zip(*work, strict=True)):
+    workers = bounded_workers(jobs, len(work))[0]
+    if workers > 1:
+        pool = ProcessPoolExecutor(workers)
+        try:
+            with sigint_deferred():  # the workers start here, and never see Ctrl-C
+                done = pool.map(render_copies, *zip(*work, strict=True))
+            for _ in done:
                 bar.update()
+        except BaseException:
+            terminate_workers(pool)  # Ctrl-C or an error: not the other tracks' renders first
+            raise
+        pool.shutdown()
     else:
         for track, todo in work:
             render_copies(track, todo)

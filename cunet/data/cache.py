@@ -32,9 +32,11 @@ from ..dsp import stft
 from ..errors import DataError
 from ..io.atomic import atomic_path, write_json_atomic
 from ..io.resample import conform
+from ..workers import bounded_workers
 from .sources import Track, track_key
 
 CACHE_VERSION = 2
+RESIDUAL_BLOCK = 1 << 18  # samples compared at a time by `mixture_residual_db`
 MIXTURE_MISMATCH_DB = (
     -30.0
 )  # a track's own mixture "differs" from its stems' sum above this residual energy
@@ -127,12 +129,17 @@ def mixture_residual_db(mixture: np.ndarray, stems: Sequence[np.ndarray]) -> flo
     arrays = [mixture, *stems]
     n = max(a.shape[0] for a in arrays)
     ch = max(a.shape[1] for a in arrays)
-    padded = [
-        np.broadcast_to(np.pad(a, [(0, n - a.shape[0]), (0, 0)]), (n, ch)).astype(np.float64)
-        for a in arrays
-    ]
-    residual = padded[0] - sum(padded[1:], np.zeros((n, ch)))
-    energy, error = float(np.sum(padded[0] ** 2)), float(np.sum(residual**2))
+    energy = error = 0.0
+    # in float64 a block at a time, not a float64 copy of every array
+    for start in range(0, n, RESIDUAL_BLOCK):
+        stop = min(n, start + RESIDUAL_BLOCK)
+        residual = np.zeros((stop - start, ch))
+        for i, a in enumerate(arrays):
+            part = a[start:stop].astype(np.float64)
+            if i == 0:
+                energy += float(np.sum(np.broadcast_to(part, (part.shape[0], ch)) ** 2))
+            residual[: part.shape[0]] += part if i == 0 else -part
+        error += float(np.sum(residual**2))
     if error == 0 or energy == 0:
         return -200.0 if error == 0 else 200.0
     return min(200.0, max(-200.0, 10 * math.log10(error / energy)))
@@ -161,11 +168,15 @@ def _cache_track(track: Track, folder: Path, audio: AudioConfig) -> tuple[Cached
             )
         n_samples = max(w.shape[0] for w, _ in decoded.values())
         n_frames = 0
-        for stem, (wave, bins) in decoded.items():
+        for stem in list(decoded):
+            wave, bins = decoded.pop(stem)  # each wave freed once transformed
             wave = np.pad(wave, [(0, n_samples - wave.shape[0]), (0, 0)])
-            spec = _stft(np.ascontiguousarray(wave.T), audio)[..., :bins].astype(np.complex64)
+            # the transposed view and the bins' slice are not copied: stft copies once, np.save streams
+            spec = _stft(wave.T, audio)[..., :bins]
+            del wave
             n_frames = spec.shape[1]
             save_array_atomic(folder / f"{track_key(stem)}.npy", spec)
+            del spec
         meta = {
             "version": CACHE_VERSION,
             "name": track.name,
@@ -217,8 +228,9 @@ def build_cache(
 ) -> list[CachedTrack]:
     """Cache every track's stems (decoding each track once, ever); returns the cached tracks in order.
 
-    workers: tracks decoded at once, by threads (decoding, resampling and the STFT release the GIL);
-    each holds one track's spectrograms, so memory grows with it.
+    workers: tracks decoded at once, by threads (decoding, resampling and the STFT release the GIL),
+    at most one per CPU and per track; each holds one track's spectrograms, so memory
+    grows with it.
     Prints one note on stderr per source whose tracks carry their own mixture file and it differs
     from the sum of their stems (checked when the track is decoded, remembered in its meta.json).
     """
@@ -243,7 +255,7 @@ def build_cache(
             ) from None
 
     bar = tqdm(total=len(tracks), desc="caching tracks", disable=not progress, unit="track")
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with ThreadPoolExecutor(bounded_workers(max(1, workers), len(tracks))[0]) as pool:
         entries = []
         for entry in pool.map(one, tracks):
             entries.append(entry)

@@ -23,6 +23,7 @@ import hashlib
 import os
 import random
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io.audio import SOUNDFILE_EXTENSIONS, load_audio
+from ..io.audio import SOUNDFILE_EXTENSIONS, AudioInfo, check_whole_length, load_audio
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     SOUNDFILE_EXTENSIONS | {".mp3", ".m4a", ".aac", ".opus", ".mp4"}
@@ -39,6 +40,8 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 MIXTURE = "mixture"
 SILENT_SUFFIX = ".silent"
 SPLITS = ("train", "valid")
+MAX_WEIGHT = 1e6
+Note = Callable[[str], None]
 
 
 def track_key(name: str) -> str:
@@ -86,7 +89,9 @@ def parse_data_spec(text: str, is_wav: bool = False) -> DataSpec:
                 renames.append((old.strip().lower(), new.strip().lower()))
             elif key == "weight":
                 kwargs["weight"] = float(value)
-                if not kwargs["weight"] > 0 or kwargs["weight"] == float("inf"):
+                if (
+                    not 0 < kwargs["weight"] <= MAX_WEIGHT
+                ):  # NaN too; huge ones overflow the sampler
                     raise ValueError
             elif key == "valid":
                 kwargs["valid_tracks"] = int(value)
@@ -97,7 +102,7 @@ def parse_data_spec(text: str, is_wav: bool = False) -> DataSpec:
         except ValueError:
             raise DataError(
                 f"bad option '{option}' in data spec '{text}' (valid: stem=NAME, "
-                "rename=OLD:NEW, weight=W > 0, valid=N >= 0, wav)"
+                f"rename=OLD:NEW, weight=W in (0, {MAX_WEIGHT:g}], valid=N >= 0, wav)"
             ) from None
     return DataSpec(Path(path).expanduser(), rename=tuple(renames), **kwargs)
 
@@ -138,8 +143,17 @@ def _file_reader(path: Path) -> Callable[[], tuple[np.ndarray, int]]:
     return functools.partial(load_audio, path)
 
 
+def check_musdb_length(track: Any) -> None:
+    """AudioError when a `musdb` track is longer than a file read whole may be, from ffprobe's
+    length (listed with the track), before musdb decodes it whole."""
+    samples, rate = getattr(track, "samples", None), getattr(track, "rate", None)
+    if samples and rate:
+        check_whole_length(track.path, AudioInfo(int(rate), 2, int(samples)))
+
+
 def _read_musdb(track: Any, stem: str | None) -> tuple[np.ndarray, int]:
     """One source of a `musdb` track (or its mixture when stem is None): (float32 [n, ch], rate)."""
+    check_musdb_length(track)
     audio = track.audio if stem is None else track.sources[stem].audio
     return np.asarray(audio, np.float32), int(track.rate)
 
@@ -195,12 +209,15 @@ def _musdb_tracks(spec: DataSpec, split: str) -> list[Track]:
     return tracks
 
 
-def _folder_track(folder: Path, spec: DataSpec) -> Track | None:
+def _folder_track(folder: Path, spec: DataSpec, note: Note) -> Track | None:
     stems: dict[str, Callable[[], tuple[np.ndarray, int]]] = {}
     silent: set[str] = set()
     mixture = None
     for path in sorted(folder.iterdir()):
         if not path.is_file():
+            if path.suffix.lower() in AUDIO_EXTENSIONS | {SILENT_SUFFIX}:
+                why = "a directory" if path.is_dir() else "a broken link, pipe or device"
+                note(f"note: skipped '{path}': {why}, not a stem file")
             continue
         name = path.stem.lower()
         if path.suffix.lower() == SILENT_SUFFIX:
@@ -230,10 +247,18 @@ def _folder_track(folder: Path, spec: DataSpec) -> Track | None:
     )
 
 
-def _folder_tracks(spec: DataSpec, folder: Path) -> list[Track]:
+def _folder_tracks(spec: DataSpec, folder: Path, note: Note) -> list[Track]:
     if not folder.is_dir():
         return []
-    tracks = [_folder_track(d, spec) for d in sorted(folder.iterdir()) if d.is_dir()]
+    tracks = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            tracks.append(_folder_track(path, spec, note))
+        elif path.suffix.lower() in AUDIO_EXTENSIONS:
+            note(
+                f"note: skipped '{path}': a file where a track folder (<track>/<stem>.wav) is "
+                "expected; a folder of one-stem clips takes stem=NAME"
+            )
     return [t for t in tracks if t is not None]
 
 
@@ -294,12 +319,15 @@ def _hold_out(tracks: list[Track], n: int, seed: int) -> tuple[list[Track], list
     return [t for t in tracks if t.name not in held], [t for t in tracks if t.name in held]
 
 
-def open_source(spec: DataSpec, seed: int = 42) -> dict[str, list[Track]]:
+def open_source(spec: DataSpec, seed: int = 42, note: Note | None = None) -> dict[str, list[Track]]:
     """The tracks of one source by split: {"train": [...], "valid": [...]}.
 
     MUSDB18 uses musdb's own train/valid split; a folder dataset its `valid/` folder. Otherwise
     `valid=N` tracks are held out (folder datasets default to a tenth, at least one of two or more).
+    note: called with one `note:` line per entry of a folder dataset that looks like a stem or a track
+    but is skipped (a directory named `vocals.wav`, a broken link, ...); default: printed on stderr.
     """
+    note = note or functools.partial(print, file=sys.stderr, flush=True)
     kind = source_kind(spec)
     if kind == "clips":
         splits = {"train": _clip_tracks(spec), "valid": []}
@@ -308,8 +336,8 @@ def open_source(spec: DataSpec, seed: int = 42) -> dict[str, list[Track]]:
     else:
         base = spec.path / "train" if (spec.path / "train").is_dir() else spec.path
         splits = {
-            "train": _folder_tracks(spec, base),
-            "valid": _folder_tracks(spec, spec.path / "valid"),
+            "train": _folder_tracks(spec, base, note),
+            "valid": _folder_tracks(spec, spec.path / "valid", note),
         }
     n_hold = spec.valid_tracks
     if n_hold is None and kind == "folder" and not splits["valid"] and len(splits["train"]) >= 2:
@@ -345,13 +373,16 @@ def _check_distinct_keys(spec: DataSpec, tracks: Sequence[Track]) -> None:
                 )
 
 
-def open_sources(specs: Sequence[DataSpec], seed: int = 42) -> dict[str, list[Track]]:
-    """All sources' tracks by split. Raises DataError when there is nothing to train on."""
+def open_sources(
+    specs: Sequence[DataSpec], seed: int = 42, note: Note | None = None
+) -> dict[str, list[Track]]:
+    """All sources' tracks by split (`note` as for `open_source`). Raises DataError when there is
+    nothing to train on."""
     if not specs:
         raise DataError("no training data given (use {data} PATH)", names={"data": "a data spec"})
     merged: dict[str, list[Track]] = {s: [] for s in SPLITS}
     for spec in specs:
-        for split, tracks in open_source(spec, seed).items():
+        for split, tracks in open_source(spec, seed, note).items():
             merged[split].extend(tracks)
     leaked = {t.name for t in merged["train"]} & {t.name for t in merged["valid"]}
     if leaked:

@@ -8,19 +8,11 @@ post-processing, inverse STFT) is done once for all of them by `cunet.chunk_sepa
 from __future__ import annotations
 
 import abc
-import os
 
 import numpy as np
 
 from ..config import Config
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+from ..workers import cpu_count as cpu_count  # re-exported: the engines size their threads by it
 
 
 class MaskEngine(abc.ABC):

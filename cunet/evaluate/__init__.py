@@ -49,9 +49,10 @@ baselines), `runner` (one track: separate, score, write its JSON), `pool`
 
 from __future__ import annotations
 
+from ..workers import cpu_count as available_cpus
 from .datasets import DataTrack, describe_tracks, open_data_tracks, stem_union
 from .oracle import BASELINES, ORACLE_STFT, ORACLES, oracle_estimates
-from .pool import Evaluation, Failure, available_cpus, evaluate_tracks, limit_threads
+from .pool import Evaluation, Failure, evaluate_tracks, limit_threads
 from .reports import aggregate_scores, markdown_table, plot_boxplot, track_scores, write_reports
 from .runner import EvaluationSettings, SeparateFn, TrackResult, model_separate_fn, score_one_track
 from .scoring import (

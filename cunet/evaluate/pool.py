@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engines.base import cpu_count as available_cpus
+from ..workers import bounded_workers, cpu_count, sigint_deferred, terminate_workers
 from .runner import EvaluationSettings, SeparateFn, TrackResult, failure_message, score_one_track
 from .tracks import EvalTrack
 
@@ -92,7 +92,8 @@ def evaluate_tracks(
     separate_factory: builds a `SeparateFn`; called once per worker process (once
         in this process when jobs == 1). With jobs > 1 it must be picklable
         (a module-level function or functools.partial of one), and so must the tracks.
-    jobs: worker processes ('spawn' context); each caps its threads to cpus // jobs.
+    jobs: worker processes ('spawn' context), at most one per CPU and per track
+        (`cunet.workers.bounded_workers`); each caps its threads to cpus // workers.
     progress: tqdm bar on stderr. log: called with one line per failure as it happens.
     A failing track (or method) is recorded in `failures`; the others are still scored.
     """
@@ -124,14 +125,14 @@ def evaluate_tracks(
         bar.set_postfix(failed=len({f.track for f in failures}), refresh=False)
         bar.update(1)
 
+    workers = bounded_workers(jobs, len(tracks))[0]
     try:
-        if jobs == 1 or len(tracks) <= 1:
+        if workers == 1:
             separate_fn = separate_factory() if separate_factory is not None else None
             for track in tracks:
                 collect(score_one_track(track, settings, separate_fn))
         else:
-            workers = min(jobs, len(tracks))
-            threads = max(1, available_cpus() // workers)
+            threads = max(1, cpu_count() // workers)
             # 'spawn': fresh interpreters, safe with TensorFlow and with threads in this process.
             pool = ProcessPoolExecutor(
                 max_workers=workers,
@@ -141,7 +142,8 @@ def evaluate_tracks(
             )
             finished = False
             try:
-                futures = {pool.submit(_score_in_worker, track): track for track in tracks}
+                with sigint_deferred():  # the workers start here, and never see Ctrl-C
+                    futures = {pool.submit(_score_in_worker, track): track for track in tracks}
                 for future in as_completed(futures):
                     name = str(getattr(futures[future], "name", futures[future]))
                     try:
@@ -160,8 +162,11 @@ def evaluate_tracks(
                         collect(TrackResult(name, errors={"worker": failure_message(exc)}))
                 finished = True
             finally:
-                # On Ctrl-C (or any error here) drop the queued tracks instead of waiting for them.
-                pool.shutdown(wait=finished, cancel_futures=not finished)
+                # On Ctrl-C (or any error here) stop the workers instead of waiting for their tracks.
+                if finished:
+                    pool.shutdown(wait=True)
+                else:
+                    terminate_workers(pool)
     finally:
         bar.close()
 

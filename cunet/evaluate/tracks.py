@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import INSTRUMENTS
-from ..data.sources import open_musdb
+from ..data.sources import check_musdb_length, open_musdb
 from ..errors import DataError, missing_extra
 
 
@@ -93,6 +93,7 @@ class MusdbTrack:
         missing = [name for name in INSTRUMENTS if name not in t.targets]
         if missing:
             raise DataError(f"track has no '{missing[0]}' stem")
+        check_musdb_length(t)  # decoded whole below: refused first when too long
         if t.is_wav:
             mixture = np.asarray(t.audio, np.float32)
             stems = {name: np.asarray(t.targets[name].audio, np.float32) for name in INSTRUMENTS}

@@ -29,26 +29,17 @@ from ..errors import AudioError, UserError, literal
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioInfo",
+    "MAX_WHOLE_SECONDS",
     "AudioReader",
     "Excerpt",
+    "check_whole_length",
     "ffmpeg_available",
     "input_stem",
     "load_audio",
     "short_reason",
 ]
 
-SOUNDFILE_EXTENSIONS = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".aiff",
-    ".aif",
-    ".au",
-    ".snd",
-    ".w64",
-    ".caf",
-}
+SOUNDFILE_EXTENSIONS = set(".wav .flac .ogg .oga .aiff .aif .au .snd .w64 .caf".split())
 # What a folder scan takes for audio (explicitly named files are tried whatever their extension).
 AUDIO_EXTENSIONS = frozenset(
     SOUNDFILE_EXTENSIONS
@@ -76,6 +67,9 @@ MIN_RATE = (
 MAX_RATE = 768_000
 # --start / --duration: 10 days; more is no audio anyone has, and it keeps sample counts exact integers.
 MAX_SECONDS = 864_000.0
+# `load_audio` holds a whole file, and training caches its spectrogram whole: about 2 MB of memory per
+# second of a stem (3 MB for a track of four stems and a mixture), so 20 minutes stay under 4 GB.
+MAX_WHOLE_SECONDS = 1200.0
 
 
 def input_stem(path: str | os.PathLike) -> str:
@@ -365,7 +359,29 @@ def short_reason(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a whole file: (float32 [n_samples, n_channels], sample_rate in Hz)."""
-    with AudioReader(path) as reader:
+def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Read a whole file: (float32 [n_samples, n_channels], sample_rate in Hz).
+
+    max_seconds: the longest file read (None: MAX_WHOLE_SECONDS); a longer one is refused before any
+    sample is decoded (`check_whole_length`; ffmpeg formats are decoded only a second past it)."""
+    limit = MAX_WHOLE_SECONDS if max_seconds is None else max_seconds
+    cap = None if Path(path).suffix.lower() in SOUNDFILE_EXTENSIONS else Excerpt(0.0, limit + 1)
+    with AudioReader(path, cap) as reader:
+        check_whole_length(reader.path, reader.info, limit, cut=cap is not None)
         return reader.read(), reader.info.sample_rate
+
+
+def check_whole_length(
+    path: object, info: AudioInfo, limit: float | None = None, cut: bool = False
+) -> None:
+    """AudioError naming `path` and its length when it lasts more than `limit` seconds (None:
+    MAX_WHOLE_SECONDS) or holds more samples than that of 96 kHz stereo; `cut`: read only that far."""
+    limit = MAX_WHOLE_SECONDS if limit is None else limit
+    seconds = info.n_samples / info.sample_rate
+    if seconds > limit or info.n_samples * info.n_channels > limit * 96_000 * 2:
+        length = f"longer than {limit:g} s" if cut else f"{seconds:.0f} s long"
+        raise AudioError(
+            f"{path}: {length} ({info.sample_rate} Hz, {info.n_channels} ch); a file read whole (a "
+            f"stem for training or evaluation) may last {limit:g} s ({limit / 60:g} min; less above "
+            "96 kHz stereo); cut it into shorter tracks"
+        )

@@ -8,11 +8,13 @@ and licences.
 A song is rendered in a staging folder `OUT/.staging-<pid>/` and renamed into `train/` when complete,
 so a song folder is complete or absent; an interrupted run leaves only staging folders, which the next
 run removes. Running the same command again resumes: songs whose `song.json` holds the same plan are
-kept. Songs render in a pool of processes (one per core by default).
+kept. Nothing the run did not create is replaced (`cunet.synth.folder`). Songs render in a pool of
+processes (one per core by default, never more than the CPUs or the songs to render).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -22,21 +24,32 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError, UserError
-from ..io.atomic import atomic_path, pid_alive
+from ..io.atomic import atomic_path
+from ..workers import bounded_workers, sigint_deferred
+from .folder import (
+    GENERATOR,
+    MANIFEST,
+    SONG_JSON,
+    STAGING_PREFIX,
+    check_manifest,
+    make_staging,
+    planned_songs_done,
+    remove_stale_staging,
+)
 from .licences import collection_licence, default_soundfonts, soundfont_licence
 from .midi import MidiError, MidiInfo, find_midi_files, probe
 from .render import Renderer, load_fluidsynth, render_song, soundfont_problem
 from .stems import DEFAULT_STEMS, StemSpec, parse_stems
 from .variation import Collection, SongPlan, plan_dataset, planned_seconds
 
-MANIFEST = "manifest.json"
-SONG_JSON = "song.json"
-STAGING_PREFIX = ".staging-"
+__all__ = ["MANIFEST", "STAGING_PREFIX", "SynthSettings", "remove_stale_staging", "synthesize"]
+
 DEFAULT_SILENT = ("vocals",)
 MIN_SONG_SECONDS = 5.0
 
@@ -66,6 +79,8 @@ class SynthSettings:
             raise UserError(
                 f"--song-seconds must be in [{MIN_SONG_SECONDS:g}, 3600], got {self.song_seconds}"
             )
+        if self.seed < 0:
+            raise UserError(f"--seed must be a whole number >= 0, got {self.seed}")
         if self.jobs < 0:
             raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
         spec = parse_stems(self.stems)
@@ -117,11 +132,15 @@ def _render_one(
         record["silent"] = sorted(set(record["silent"]) | set(silent))
         song = {"plan": plan.to_json(), **record}
         (folder / SONG_JSON).write_text(json.dumps(song, indent=1))
-        os.rename(folder, Path(train) / plan.name)
+        target = Path(train) / plan.name
+        if os.path.lexists(target):  # made meanwhile, e.g. by another run: never replaced
+            raise DataError(f"'{target}' appeared while the song was rendered")
+        os.rename(folder, target)
         return plan.name, song, None
-    except DataError as exc:
+    except (DataError, OSError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        return plan.name, None, str(exc)
+        reason = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) else str(exc)
+        return plan.name, None, reason
 
 
 def _cpu_seconds() -> float:
@@ -135,30 +154,25 @@ def _cpu_seconds() -> float:
 
 
 # -- the run -----------------------------------------------------------------------------------------
-def remove_stale_staging(out: Path) -> None:
-    """Remove staging folders of runs that are no longer alive."""
-    for path in out.glob(STAGING_PREFIX + "*"):
-        pid = path.name[len(STAGING_PREFIX) :]
-        if path.is_dir() and (not pid.isdigit() or not pid_alive(int(pid))):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def existing_songs(train: Path) -> dict[str, dict]:
-    """{song name: its song.json} of the complete songs in train/."""
-    songs = {}
-    if train.is_dir():
-        for folder in sorted(train.iterdir()):
-            meta = folder / SONG_JSON
-            if folder.is_dir() and meta.is_file():
-                try:
-                    songs[folder.name] = json.loads(meta.read_text())
-                except (OSError, ValueError):
-                    continue
-    return songs
+@contextlib.contextmanager
+def _pool(workers: int, stems_text: str) -> Iterator[Any]:
+    """A pool of `workers` processes that never see Ctrl-C: the parent handles it and terminates them."""
+    # spawn, not fork: FluidSynth's (GLib's) locks held in this process at fork time hang the workers
+    ctx = multiprocessing.get_context("spawn")
+    with sigint_deferred():
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(stems_text,))
+    try:
+        yield pool
+        pool.close()
+        pool.join()  # the workers' CPU time counts once they have exited
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
 
 
 def _collections(
-    settings: SynthSettings, pool, note: Callable[[str], None], progress: bool
+    settings: SynthSettings, stems_text: str, note: Callable[[str], None], progress: bool
 ) -> list[Collection]:
     from tqdm import tqdm
 
@@ -180,14 +194,24 @@ def _collections(
         file=sys.stderr,
         leave=False,
     ) as bar:
-        for path, info, error in pool.imap(_probe_one, paths, chunksize=8):
-            bar.update()
-            if error:
-                note(f"note: skipped '{path}': {error}")
-            elif info.seconds < MIN_SONG_SECONDS:
-                short += 1
-            else:
-                infos[path] = info
+        # files go to workers 8 at a time; a few files are probed here (a pool takes seconds to start)
+        workers = bounded_workers(settings.jobs, len(paths) // 8)[0]
+        with contextlib.ExitStack() as stack:
+            probed: Iterable[tuple[str, MidiInfo | None, str | None]] = (
+                map(_probe_one, paths)
+                if workers == 1
+                else stack.enter_context(_pool(workers, stems_text)).imap(
+                    _probe_one, paths, chunksize=8
+                )
+            )
+            for path, info, error in probed:
+                bar.update()
+                if error or info is None:
+                    note(f"note: skipped '{path}': {error}")
+                elif info.seconds < MIN_SONG_SECONDS:
+                    short += 1
+                else:
+                    infos[path] = info
     if short:
         note(f"note: skipped {short} MIDI file(s) shorter than {MIN_SONG_SECONDS:g} s")
     collections = []
@@ -231,83 +255,67 @@ def synthesize(
 
     note = note or (lambda line: tqdm.write(line, file=sys.stderr))
     spec = settings.validate()
+    out = Path(settings.out).expanduser()
+    check_manifest(out)
     load_fluidsynth()  # raises a one-line error when FluidSynth is missing, before any worker starts
     soundfonts = _soundfonts(settings, note)
-    out = Path(settings.out).expanduser()
-    jobs = settings.jobs or os.cpu_count() or 1
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
-    # spawn, not fork: FluidSynth's (GLib's) locks held in this process at fork time hang the workers
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(spec.text(),)) as pool:
+    collections = _collections(settings, spec.text(), note, progress)
+    if not any(c.files for c in collections):
+        raise UserError(
+            "no usable MIDI file under "
+            + ", ".join(f"'{m}'" for m in settings.midi)
+            + " (see the notes above)"
+        )
+    plans = plan_dataset(
+        collections, settings.minutes, settings.seed, soundfonts, spec, settings.song_seconds
+    )
+    done = planned_songs_done(out, plans)
+    train = out / "train"
+    try:
+        train.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the dataset folder '{out}': {exc.strerror or exc}") from None
+    remove_stale_staging(out)
+    todo = [p for p in plans if p.name not in done]
+    jobs, capped = (
+        bounded_workers(settings.jobs, len(todo), "--jobs", "song") if todo else (0, None)
+    )
+    if capped:
+        note(capped)
+    rendered_seconds, failed = 0.0, 0
+    if todo:
+        staging = make_staging(out)
         try:
-            collections = _collections(settings, pool, note, progress)
-            if not any(c.files for c in collections):
-                raise UserError(
-                    "no usable MIDI file under "
-                    + ", ".join(f"'{m}'" for m in settings.midi)
-                    + " (see the notes above)"
-                )
-            plans = plan_dataset(
-                collections,
-                settings.minutes,
-                settings.seed,
-                soundfonts,
-                spec,
-                settings.song_seconds,
-            )
-            train = out / "train"
-            try:
-                train.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(
-                    f"cannot write the dataset folder '{out}': {exc.strerror or exc}"
-                ) from None
-            remove_stale_staging(out)
-            done = existing_songs(train)
-            for plan in plans:
-                if plan.name in done and done[plan.name].get("plan") != json.loads(
-                    json.dumps(plan.to_json())
-                ):
-                    raise UserError(
-                        f"'{out}' holds song '{plan.name}' made with other settings or inputs; "
-                        "give another --out (or remove it)"
-                    )
-            todo = [p for p in plans if p.name not in done]
-            staging = out / f"{STAGING_PREFIX}{os.getpid()}"
-            staging.mkdir(exist_ok=True)
-            rendered_seconds, failed = 0.0, 0
-            try:
-                jobs_args = [(p, str(staging), str(train), tuple(settings.silent)) for p in todo]
-                with tqdm(
+            jobs_args = [(p, str(staging), str(train), tuple(settings.silent)) for p in todo]
+            by_name = {p.name: p for p in todo}
+            with (
+                tqdm(
                     total=round(planned_seconds(todo)),
                     desc="rendering",
                     unit="s",
                     disable=not progress,
                     file=sys.stderr,
                     smoothing=0.05,
-                ) as bar:
-                    by_name = {p.name: p for p in todo}
-                    for name, song, error in pool.imap_unordered(_render_one, jobs_args):
-                        bar.update(round(by_name[name].seconds))
-                        if error or song is None:
-                            failed += 1
-                            note(f"note: skipped song '{name}' ({by_name[name].midi}): {error}")
-                            continue
-                        done[name] = song
-                        rendered_seconds += by_name[name].seconds
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            pool.close()
-            pool.join()  # the workers' CPU time counts once they have exited
-        except BaseException:
-            pool.terminate()
-            raise
+                ) as bar,
+                _pool(jobs, spec.text()) as pool,
+            ):
+                for name, song, error in pool.imap_unordered(_render_one, jobs_args):
+                    bar.update(round(by_name[name].seconds))
+                    if error or song is None:
+                        failed += 1
+                        note(f"note: skipped song '{name}' ({by_name[name].midi}): {error}")
+                        continue
+                    done[name] = song
+                    rendered_seconds += by_name[name].seconds
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     names = [p.name for p in plans if p.name in done]
     if not names:
         raise DataError("no song could be rendered (see the notes above)")
     manifest = {
-        "generator": "cunet synth",
+        "generator": GENERATOR,  # first key: how a later run knows the folder is ours
         "settings": {
             "midi": [c.root for c in collections],
             "minutes": settings.minutes,
@@ -342,6 +350,7 @@ def synthesize(
         },
     }
 
+    check_manifest(out)  # a run takes hours: a file put there meanwhile is not replaced either
     with atomic_path(out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
     return manifest
