@@ -1,7 +1,5 @@
-"""Frozen configuration dataclasses and their YAML loader.
-
-Only scripts and the CLI read YAML files; everything else receives these objects.
-"""
+"""Frozen configuration dataclasses and their YAML loader (only scripts and the CLI read YAML files;
+everything else receives these objects)."""
 
 from __future__ import annotations
 
@@ -25,11 +23,9 @@ POSTPROCESS_MODES: tuple[str, ...] = ("none", "ratio")
 SELECTION_METRICS: tuple[str, ...] = ("sdr", "loss")
 LR_SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 
-
 MAX_N_FFT = 16384  # STFT size limit (0.37 s at 44.1 kHz)
-MAX_FRAME_OVERLAP = (
-    16  # hop_length >= n_fft / 16: more frames per second than that only cost memory
-)
+# hop_length >= n_fft / 16: more frames per second than that only cost memory
+MAX_FRAME_OVERLAP = 16
 
 
 @dataclass(frozen=True)
@@ -237,6 +233,8 @@ class TrainConfig:
     raw_mask_loss_weight: in joint training with ratio normalisation, weight of the same loss on each
         instrument's own (not normalised) mask.
     sdr_loss_weight: weight of the negative SDR (dB) of the waveform rebuilt with the mixture's phase.
+    sdr_loss_min_rms: targets quieter than this RMS in a patch (full scale 1.0; 0.00316: -50 dBFS)
+        leave the SDR term, which on silence measures only leakage (the L1 term still counts them).
     freq_warp: w > 0 stretches each stem's frequency axis by a random factor in [1 - w, 1 + w] half
         the time (a pitch-like augmentation; the mixture stays the sum of the warped stems).
     ema_momentum: m > 0 keeps an exponential moving average of the weights (Polyak averaging) with this
@@ -268,6 +266,7 @@ class TrainConfig:
     magnitude_loss_power: float = 1.0
     raw_mask_loss_weight: float = 0.5
     sdr_loss_weight: float = 0.0
+    sdr_loss_min_rms: float = 0.0
     freq_warp: float = 0.0
     ema_momentum: float = 0.0
     select_by: str = "sdr"
@@ -310,6 +309,7 @@ class TrainConfig:
             "train.magnitude_loss_weight",
             "loss weights must be >= 0 and not both 0",
         )
+        _check(0.0 <= self.sdr_loss_min_rms < 1.0, "train.sdr_loss_min_rms", "must be in [0, 1)")
         _check(0.0 <= self.ema_momentum < 1.0, "train.ema_momentum", "must be in [0, 1) (0: off)")
         _check(0 <= self.freq_warp < 0.5, "train.freq_warp", "must be in [0, 0.5)")
         _check(self.raw_mask_loss_weight >= 0, "train.raw_mask_loss_weight", "must be >= 0")

@@ -179,6 +179,29 @@ def test_sdr_loss_limits(tiny_config):
     assert half == pytest.approx(-10 * np.log10(4), abs=0.01)
 
 
+def test_silent_targets_leave_the_sdr_term(tiny_config):
+    """A silent target's SDR only measures leakage (tens of dB below zero); with sdr_loss_min_rms the
+    term averages over the audible targets alone, and with 0 every target counts as before."""
+    x, y, masks = loss_inputs(2, with_complex=True)
+    y["target_real"][:, 1] = 0.0  # the second instrument is silent in both patches
+    y["target_imag"][:, 1] = 0.0
+    y["target_real"][:, 0] = masks[:, 0] * x["mixture_real"]
+    y["target_imag"][:, 0] = masks[:, 0] * x["mixture_imag"]
+    est_masks = 0.5 * masks  # error = half the target: 6 dB where the target is audible
+    plain = trainer_for(configure(tiny_config, magnitude_loss_weight=0.0, sdr_loss_weight=1.0))
+    gated = trainer_for(
+        configure(
+            tiny_config, magnitude_loss_weight=0.0, sdr_loss_weight=1.0, sdr_loss_min_rms=0.003
+        )
+    )
+    everything = float(plain.compute_loss(x, y, est_masks))
+    audible = float(gated.compute_loss(x, y, est_masks))
+    assert audible == pytest.approx(-10 * np.log10(4), abs=0.01)  # the audible targets alone
+    assert everything > audible + 10  # the silent ones' leakage dominated the mean
+    y["weight"][:, 0] = 0.0  # nothing audible and known: the term is zero, not NaN
+    assert float(gated.compute_loss(x, y, est_masks)) == pytest.approx(0.0, abs=1e-6)
+
+
 # --------------------------------------------------------------------------- learning on a fixed batch
 
 

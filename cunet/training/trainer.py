@@ -152,5 +152,11 @@ class SeparationTrainer(keras.Model):
             signal = ops.sum(ops.square(ref), axis=(2, 3))
             error = ops.sum(ops.square(ref - est), axis=(2, 3))
             sdr = 10.0 * ops.log((signal + SDR_EPS) / (error + SDR_EPS)) / float(np.log(10.0))
-            loss += t.sdr_loss_weight * -ops.sum(sdr * weight) / count
+            sdr_weight = weight
+            if t.sdr_loss_min_rms > 0:  # silent targets: SDR undefined, left to the L1 term
+                n_values = float(np.prod(ref.shape[2:]))
+                active = signal >= n_values * t.sdr_loss_min_rms**2
+                sdr_weight = weight * ops.cast(active, weight.dtype)
+            sdr_count = ops.maximum(ops.sum(sdr_weight), 1.0)
+            loss += t.sdr_loss_weight * -ops.sum(sdr * sdr_weight) / sdr_count
         return loss
