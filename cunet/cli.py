@@ -25,7 +25,7 @@ from .errors import CunetError, Interrupted, missing_extra, one_line
 
 EXIT_USAGE = 2
 # Each command module defines `add_parser(subparsers)`; heavy imports happen in its handler.
-_COMMAND_MODULES = ("separate", "train", "evaluate", "export", "synth", "ui")
+_COMMAND_MODULES = ("separate", "train", "evaluate", "export", "synth", "ui", "batch")
 # The extra that brings what a command needs besides TensorFlow (default: "tf" alone).
 _TF_EXTRA = {"train": "train", "evaluate": "train"}
 # Termination signals handled like Ctrl-C (unless the parent set them to be ignored, e.g. nohup).

@@ -92,6 +92,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "uvicorn": ("uvicorn", "ui"),
     "mido": ("mido", "synth"),
     "fluidsynth": ("pyfluidsynth", "synth"),
+    "ray": ("Ray", "ray"),
+    "fsspec": ("fsspec", "ray"),
 }
 
 
