@@ -25,18 +25,53 @@ def test_options_and_defaults():
     assert (args.host, args.port, args.model, args.no_browser) == ("0.0.0.0", 0, "m.tflite", True)
 
 
+UPLOAD_RANGE = "error: --max-upload-mb must be a number of MB from 1 to 1000000, got "
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["ui", "--port", "70000"], "error: --port must be between 0 and 65535, got 70000"),
-        (["ui", "--max-upload-mb", "0"], "error: --max-upload-mb must be positive, got 0.0"),
+        (["ui", "--port", "-1"], "error: --port must be between 0 and 65535, got -1"),
+        (["ui", "--port", "8e3"], "error: argument --port: invalid int value: '8e3'"),
+        (["ui", "--port", "nan"], "error: argument --port: invalid int value: 'nan'"),
+        (["ui", "--max-upload-mb", "0"], UPLOAD_RANGE + "0"),
+        (["ui", "--max-upload-mb", "inf"], UPLOAD_RANGE + "inf"),  # before: OverflowError
+        (["ui", "--max-upload-mb", "1e400"], UPLOAD_RANGE + "inf"),
+        (["ui", "--max-upload-mb=-inf"], UPLOAD_RANGE + "-inf"),
+        (["ui", "--max-upload-mb", "nan"], UPLOAD_RANGE + "nan"),
+        (["ui", "--max-upload-mb", "1e-9"], UPLOAD_RANGE + "1e-09"),  # before: every upload a 413
+        (["ui", "--max-upload-mb", "0.5"], UPLOAD_RANGE + "0.5"),
+        (["ui", "--max-upload-mb", "2e6"], UPLOAD_RANGE + "2000000"),
+        (["ui", "--max-upload-mb", "lots"], "error: argument --max-upload-mb: invalid float value"),
         (["ui", "--port", "0", "--no-browser", "--model", "/no/such/model.tflite"], "error: "),
     ],
 )
 def test_bad_options_give_one_error_line(capsys, argv, message):
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors (not a number at all)
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_numbers_are_checked_before_any_work(monkeypatch, capsys):
+    """The limits are refused before the web stack is even imported, let alone a model loaded."""
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["ui", "--max-upload-mb", "inf"]) == 2
+    assert capsys.readouterr().err == UPLOAD_RANGE + "inf\n"
+
+
+@pytest.mark.parametrize("mb", ["1", "1024", "1000000"])
+def test_limits_in_range_are_accepted(monkeypatch, mb):
+    import cunet.ui.server
+
+    seen = {}
+    monkeypatch.setattr(cunet.ui.server, "serve", lambda *args: seen.setdefault("args", args))
+    assert main(["ui", "--no-browser", "--max-upload-mb", mb]) == 0
+    assert seen["args"][-1] == int(float(mb) * 1e6)
 
 
 def test_without_the_ui_extra_the_message_says_what_to_install(monkeypatch, capsys):

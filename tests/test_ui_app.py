@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import json
+import struct
 import time
 import zipfile
 from urllib.parse import unquote
@@ -17,6 +20,7 @@ import soundfile as sf  # noqa: E402
 from conftest import synth_mixture  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
+from cunet.errors import AudioError  # noqa: E402
 from cunet.io.audio import ffmpeg_available  # noqa: E402
 from cunet.ui.app import create_app  # noqa: E402
 
@@ -130,6 +134,73 @@ def test_upload_progress_results_and_downloads(separator, workdir):
     assert song_folders(workdir) == []  # shutting down deletes every song's files
 
 
+def parse_live(body: bytes) -> tuple[dict, np.ndarray]:
+    """(header, int16 [stems, channels, samples]) of a `/live` response."""
+    n = struct.unpack("<I", body[:4])[0]
+    header = json.loads(body[4 : 4 + n])
+    keys, channels, pos, parts, starts = len(header["keys"]), header["channels"], 4 + n, [], []
+    while pos < len(body):
+        start, count = struct.unpack("<II", body[pos : pos + 8])
+        size = keys * channels * count * 2
+        starts.append(start)
+        parts.append(
+            np.frombuffer(body[pos + 8 : pos + 8 + size], "<i2").reshape(keys, channels, count)
+        )
+        pos += 8 + size
+    header["starts"] = starts
+    return header, np.concatenate(parts, axis=2)
+
+
+def test_the_live_stream_holds_the_stems_the_downloads_give(separator, workdir):
+    with make_client(separator, workdir) as client:
+        song = upload(client, wav_bytes(3.0, channels=1), name="m.wav", residual=True).json()
+        with client.stream(
+            "GET", f"/api/songs/{song['id']}/live"
+        ) as r:  # opened while it separates
+            assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+            assert r.headers["cache-control"] == "no-store"
+            body = b"".join(r.iter_bytes())
+        header, pcm = parse_live(body)
+        assert {k: header[k] for k in ("id", "sample_rate", "channels", "n_samples", "keys")} == {
+            "id": song["id"],
+            "sample_rate": 44100,
+            "channels": 1,
+            "n_samples": 3 * 44100,
+            "keys": ["vocals", "drums", "no_vocals", "no_drums"],
+        }
+        done, _ = wait(client, song["id"])
+        assert done["state"] == "done" and done["keys"] == header["keys"]
+        for i, key in enumerate(header["keys"]):
+            stem = client.get(f"/api/songs/{song['id']}/stems/{key}.wav").content
+            np.testing.assert_array_equal(
+                pcm[i], sf.read(io.BytesIO(stem), dtype="int16", always_2d=True)[0].T
+            )
+        # once separated, from the stem files; `from` starts at the frame holding that sample
+        again = client.get(f"/api/songs/{song['id']}/live").content
+        assert again == body
+        header, _ = parse_live(
+            client.get(f"/api/songs/{song['id']}/live", params={"from": 70000}).content
+        )
+        assert header["starts"] == [65536, 131072]
+        for bad in ("-1", "x", str(3 * 44100)):
+            r = client.get(f"/api/songs/{song['id']}/live", params={"from": bad})
+            assert r.status_code == 400 and "from must be a sample" in r.json()["error"]
+        # as floats: x / 32768 of the same samples
+        floats = client.get(f"/api/songs/{song['id']}/live", params={"format": "f32"}).content
+        n = struct.unpack("<I", floats[:4])[0]
+        assert json.loads(floats[4 : 4 + n])["format"] == "f32"
+        _, count = struct.unpack("<II", floats[4 + n : 12 + n])
+        first = np.frombuffer(floats[12 + n : 12 + n + 4 * count * 4], "<f4").reshape(4, 1, count)
+        np.testing.assert_array_equal(first, pcm[:, :, :count] / np.float32(32768))
+        r = client.get(f"/api/songs/{song['id']}/live", params={"format": "wav"})
+        assert r.status_code == 400 and r.json() == {"error": "format must be one of s16, f32"}
+        r = client.get(
+            "/api/songs/ffffffffffffffff/live"
+        )  # never announced: answered after a short wait
+        assert r.status_code == 404 and r.json()["error"].startswith("no such song")
+        assert client.get("/api/songs/nope/live").status_code == 404
+
+
 def test_queue_separates_one_song_at_a_time(separator, workdir):
     with make_client(separator, workdir) as client:
         ids = [
@@ -177,6 +248,8 @@ def test_requests_without_the_token_or_from_another_host_are_refused(
             ("GET", "/api/songs", None),
             ("GET", "/static/app.js", None),
             ("POST", "/api/songs", wav_bytes(0.5)),
+            ("GET", "/api/songs/0123456789abcdef/live", None),
+            ("GET", "/api/songs/0123456789abcdef/live?from=0", None),
         ):
             r = client.request(
                 method, path, params=params, content=body, headers={**headers, "host": host}
@@ -330,3 +403,31 @@ def test_formats_ffmpeg_reads_are_accepted(separator, workdir, tmp_path):
             io.BytesIO(client.get(f"/api/songs/{song['id']}/stems/vocals.wav").content)
         )
         assert rate == 44100 and abs(stem.shape[0] - 2 * 44100) < 2000  # mp3 pads a little
+
+
+@pytest.mark.parametrize(
+    "failure, status, message",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), 507, "the server's disk is full"),
+        (OSError(errno.EIO, "Input/output error"), 500, "cannot read or write the session's files"),
+        (ZeroDivisionError("division by zero"), 500, "internal error (ZeroDivisionError)"),
+        (AudioError("cannot write 'x.flac': System error."), 500, "cannot write 'x.flac'"),
+    ],
+)
+def test_a_download_that_cannot_be_made_is_the_servers_failure_in_one_json_line(
+    separator, workdir, monkeypatch, caplog, failure, status, message
+):
+    def convert(wav, target, fmt):
+        raise failure
+
+    monkeypatch.setattr("cunet.ui.results._convert", convert)
+    with make_client(separator, workdir) as client:
+        song = upload(client, wav_bytes(0.5), instruments="bass").json()
+        wait(client, song["id"])
+        for path in ("stems/bass.flac", "zip?format=mp3"):
+            r = client.get(f"/api/songs/{song['id']}/{path}")
+            assert r.status_code == status and r.headers["content-type"] == "application/json"
+            assert message in r.json()["error"] and str(workdir) not in r.text
+        assert client.get(f"/api/songs/{song['id']}/stems/bass.wav").status_code == 200
+    logged = [r.getMessage() for r in caplog.records if r.name == "cunet.ui"]
+    assert len(logged) == 2 and all("\n" not in line and message in line for line in logged)

@@ -12,8 +12,9 @@ from conftest import synth_mixture
 
 from cunet.errors import UserError
 from cunet.io.audio import ffmpeg_available, load_audio
+from cunet.io.naming import clip_utf8
 from cunet.ui.jobs import Song
-from cunet.ui.results import Downloads, download_name, song_stem_name
+from cunet.ui.results import FORMATS, MAX_FILE_NAME, Downloads, download_name, song_stem_name
 
 
 @pytest.fixture
@@ -44,6 +45,33 @@ def test_names(song):
     assert song_stem_name(song) == "Band - Tune"
     assert download_name(song, "no_vocals", "flac") == "Band - Tune - no_vocals.flac"
     assert download_name(song, None, "mp3") == "Band - Tune - stems (mp3).zip"
+
+
+@pytest.mark.parametrize(
+    "text, limit, clipped",
+    [
+        ("abc", 3, "abc"),
+        ("abcd", 3, "abc"),
+        ("\u00e9\u00e9", 3, "\u00e9"),  # never half a character
+        ("\U0001f3b5x", 3, ""),
+        ("", 0, ""),
+    ],
+)
+def test_clip_utf8_cuts_on_a_character_boundary(text, limit, clipped):
+    assert clip_utf8(text, limit) == clipped
+
+
+def test_every_download_name_of_a_long_non_ascii_song_fits_in_255_bytes(song, tmp_path):
+    song.name = "\u00e9" * 100 + ".wav"  # 200 bytes: the most `display_name` keeps
+    names = [download_name(song, key, fmt) for key in (*song.stems, None) for fmt in FORMATS]
+    assert all(len(n.encode()) <= MAX_FILE_NAME <= 255 for n in names)
+    assert download_name(song, "no_vocals", "flac").endswith("\u00e9 - no_vocals.flac")
+    for name in names:  # this file system takes each
+        (tmp_path / name).write_bytes(b"")
+    with zipfile.ZipFile(Downloads().zip(song, "wav")) as z:
+        z.extractall(tmp_path / "unzipped")
+        folders = {n.split("/")[0] for n in z.namelist()}
+    assert folders == {"\u00e9" * 100}
 
 
 def test_wav_is_the_stem_itself_and_flac_is_made_once_losslessly(song):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 pytest.importorskip("starlette")
@@ -93,8 +95,63 @@ def test_allowed_hosts_for_loopback_and_wildcard_addresses():
     )
     assert "192.168.1.5:80" in allowed_hosts_for("192.168.1.5", 80)
     assert "localhost:80" not in allowed_hosts_for("192.168.1.5", 80)
-    wildcard = allowed_hosts_for("0.0.0.0", 9000)
-    assert "127.0.0.1:9000" in wildcard and not any(h.startswith("0.0.0.0") for h in wildcard)
+    wildcard = allowed_hosts_for("0.0.0.0", 9000, addresses=["192.168.1.5", "fd00::2"])
+    assert {"127.0.0.1:9000", "192.168.1.5:9000", "[fd00::2]:9000"} <= set(wildcard)
+    assert not any(h.startswith("0.0.0.0") for h in wildcard)
+    assert "192.168.1.5:9000" not in allowed_hosts_for("127.0.0.1", 9000)
+
+
+def test_a_wildcard_address_answers_to_this_machines_own_addresses():
+    from cunet.ui.addresses import local_addresses, outbound_address
+
+    addresses = local_addresses()
+    assert {"127.0.0.1", "::1"} <= addresses
+    outbound = outbound_address(socket.AF_INET)
+    if outbound is not None:  # a machine with a network: its address is among them, and accepted
+        assert outbound in addresses and f"{outbound}:9000" in allowed_hosts_for("0.0.0.0", 9000)
+
+
+@pytest.mark.parametrize(
+    "host, answered",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("[::1]", True),
+        ("127.0.0.1:80", True),
+        ("LOCALHOST:80", True),
+        ("127.0.0.1:8080", False),
+        ("evil.example", False),
+        ("evil.example:80", False),
+    ],
+)
+def test_on_port_80_the_host_without_its_port_is_accepted(host, answered):
+    """Browsers leave the scheme's default port out of the Host header."""
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("hello"))])
+    app.add_middleware(
+        TokenHostMiddleware, token=TOKEN, allowed_hosts=allowed_hosts_for("127.0.0.1", 80)
+    )
+    r = TestClient(app).get("/", headers={"host": host, "X-Cunet-Token": TOKEN})
+    assert r.status_code == (200 if answered else 403)
+
+
+@pytest.mark.parametrize(
+    "server, host, answered",
+    [
+        ("http://192.168.7.9:8765", "192.168.7.9:8765", True),  # the address it came in on
+        ("http://192.168.7.9:8765", "192.168.7.9", False),  # without its port (not 80)
+        ("http://192.168.7.9:80", "192.168.7.9", True),
+        ("http://192.168.7.9:8765", "192.168.7.10:8765", False),  # another machine
+        ("http://192.168.7.9:8765", "192.168.7.9:8766", False),
+        ("http://[fd00::7]:8765", "[FD00::7]:8765", True),
+        ("http://[fd00::7]:8765", "fd00::7:8765", False),
+        ("http://192.168.7.9:8765", "evil.example:8765", False),  # a name: DNS could be rebound
+    ],
+)
+def test_every_network_answers_to_the_address_a_request_came_in_on(server, host, answered):
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("hello"))])
+    app.add_middleware(TokenHostMiddleware, token=TOKEN, allowed_hosts=[], local_address=True)
+    r = TestClient(app, base_url=server).get("/", headers={"host": host, "X-Cunet-Token": TOKEN})
+    assert r.status_code == (200 if answered else 403)
 
 
 def test_tokens_are_random_and_long():

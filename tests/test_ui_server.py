@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import ipaddress
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -20,7 +23,8 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from cunet.errors import UserError  # noqa: E402
-from cunet.ui.server import bind, page_url, remove_stale_workdirs  # noqa: E402
+from cunet.ui.addresses import outbound_address, shown_host  # noqa: E402
+from cunet.ui.server import bind, page_url, remove_stale_workdirs, write_opener  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +46,28 @@ def test_bind_any_free_port_and_a_clear_message_for_a_busy_one():
 
 def test_page_url():
     assert page_url("127.0.0.1", 8765, "abc") == "http://127.0.0.1:8765/?token=abc"
-    assert page_url("0.0.0.0", 80, "t") == "http://127.0.0.1:80/?token=t"
-    assert page_url("::1", 80, "t") == "http://[::1]:80/?token=t"
+    assert page_url("192.168.1.5", 80, "t") == "http://192.168.1.5/?token=t"  # as browsers write it
+    assert page_url("::1", 8080, "t") == "http://[::1]:8080/?token=t"
+
+
+def test_shown_host_is_one_other_machines_can_reach():
+    assert shown_host("127.0.0.1") == "127.0.0.1" and shown_host("myhost.lan") == "myhost.lan"
+    shown = ipaddress.ip_address(shown_host("0.0.0.0"))
+    assert shown.version == 4 and not shown.is_unspecified and not shown.is_link_local
+    assert shown.is_loopback == (outbound_address(socket.AF_INET) is None)
+
+
+def test_the_opener_file_is_private_and_redirects_to_the_page(tmp_path):
+    url = "http://127.0.0.1:8765/?token=abc-_123"
+    path = write_opener(tmp_path, url)
+    text = path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert 'content="0;url=http://127.0.0.1:8765/?token=abc-_123"' in text
+    assert 'location.replace("http://127.0.0.1:8765/?token=abc-_123")' in text
+    with pytest.raises(FileExistsError):  # never follows or reuses a file put there
+        write_opener(tmp_path, url)
+    (tmp_path / "other").mkdir()  # a URL cannot end the script early
+    assert "\\u003c/script>" in write_opener(tmp_path / "other", "http://h/</script>").read_text()
 
 
 def test_stale_session_folders_of_dead_processes_are_removed(tmp_path):
@@ -145,3 +169,16 @@ def test_stopping_while_a_song_separates_deletes_its_files(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_full_temporary_folder_at_start_is_one_error(monkeypatch, tmp_path):
+    import cunet.ui.server as server
+
+    def full(prefix):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(server.Separator, "from_pretrained", staticmethod(lambda model: object()))
+    monkeypatch.setattr(server.tempfile, "mkdtemp", full)
+    monkeypatch.setattr(server, "remove_stale_workdirs", lambda: None)
+    with pytest.raises(UserError, match="cannot create the session's folder in .*: No space left"):
+        server.serve("127.0.0.1", 0, open_browser=False)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from cunet.errors import AudioError, UserError
-from cunet.ui.uploads import TooLarge, check_audio, display_name, input_path, receive
+from cunet.ui.failures import DISK_FULL, NoSpace
+from cunet.ui.uploads import MAX_NAME, TooLarge, check_audio, display_name, input_path, receive
 
 
 @pytest.mark.parametrize(
@@ -25,10 +27,13 @@ from cunet.ui.uploads import TooLarge, check_audio, display_name, input_path, re
         (None, "song"),
         ("/", "song"),
         ("x" * 500 + ".wav", "x" * 200),
+        ("\u00e9" * 250 + ".wav", "\u00e9" * 100),  # 200 bytes, not 200 characters (400 bytes)
+        ("a" + "\U0001f3b5" * 100, "a" + "\U0001f3b5" * 49),  # cut between characters
     ],
 )
 def test_display_name_keeps_only_a_safe_last_component(raw, shown):
     assert display_name(raw) == shown
+    assert len(display_name(raw).encode()) <= MAX_NAME
 
 
 @pytest.mark.parametrize(
@@ -85,6 +90,37 @@ def test_receive_refuses_an_empty_body_and_cleans_up_after_a_dropped_connection(
     with pytest.raises(ConnectionResetError):
         asyncio.run(receive(dropped(), path, limit=100))
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "number, error, message",
+    [
+        (errno.ENOSPC, NoSpace, DISK_FULL),
+        (errno.EDQUOT, NoSpace, DISK_FULL),
+        (errno.EFBIG, TooLarge, "the file is larger than the server's file system allows"),
+    ],
+)
+def test_a_full_disk_or_file_system_limit_leaves_no_file(
+    tmp_path, monkeypatch, number, error, message
+):
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(number, "full")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr("cunet.ui.uploads.open", lambda *a: Full(open(*a)), raising=False)
+    path = tmp_path / "input.wav"
+    with pytest.raises(error) as exc:
+        asyncio.run(receive(_chunks(bytes(5000)), path, limit=100_000))
+    assert str(exc.value).startswith(message) and not path.exists()
 
 
 def test_check_audio_reads_the_info_and_names_the_song_not_the_path(tmp_path):

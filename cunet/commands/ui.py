@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import Interrupted, UserError
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
+# MB: smaller limits refuse every song (a minute of wav is 10 MB); larger than any disk it would fill
+MAX_UPLOAD_MB_RANGE = (1, 1_000_000)
 EPILOG = (
     "Prints the address to open (with a random access token) and opens a browser where one is available. "
-    "Songs are separated one at a time, in the order they were dropped; their files live in a temporary "
-    "folder deleted on exit. Needs: pip install 'cunet[ui]'."
+    "Songs are separated one at a time, in the order they were dropped, and play while they are separated; "
+    "their files live in a temporary folder deleted on exit. Needs: pip install 'cunet[ui]'."
 )
 
 
@@ -47,17 +50,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--max-upload-mb",
         type=float,
         default=DEFAULT_MAX_UPLOAD_MB,
-        help=f"largest file accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB})",
+        help=f"largest file accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB}; "
+        f"{MAX_UPLOAD_MB_RANGE[0]} to {MAX_UPLOAD_MB_RANGE[1]:,})",
     )
     p.set_defaults(handler=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    # every number is checked before any work: no traceback, no limit that refuses every song
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, got {args.port}")
-    if not args.max_upload_mb > 0:
-        raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    low, high = MAX_UPLOAD_MB_RANGE
+    if not (math.isfinite(args.max_upload_mb) and low <= args.max_upload_mb <= high):
+        raise UserError(
+            f"--max-upload-mb must be a number of MB from {low} to {high}, got {_number(args.max_upload_mb)}"
+        )
     # Without the `ui` extra these raise ImportError, which `cli.main` reports as one line naming it.
     import uvicorn  # noqa: F401 - imported by `serve`; here so it is missed before any work
 
@@ -71,3 +79,8 @@ def run(args: argparse.Namespace) -> int:
         # Ctrl-C: the way to stop
         print("cunet ui: stopped; the session's files are deleted", file=sys.stderr)
     return 0
+
+
+def _number(x: float) -> str:
+    """`x` as typed: 2000000 rather than 2e+06 or 2000000.0."""
+    return str(int(x)) if math.isfinite(x) and x.is_integer() else repr(x)

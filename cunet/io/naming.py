@@ -36,6 +36,13 @@ _INDEX_SPEC = re.compile(r"0?[1-9]d?")  # {index:2}, {index:02d}: a width of at 
 MAX_TEMPLATE = 1024
 
 
+def clip_utf8(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` bytes of UTF-8, on a character boundary: file systems limit a
+    name in bytes (255 on Linux and macOS), so 200 characters of "é" (400 bytes) are too many."""
+    data = text.encode("utf-8", "surrogatepass")
+    return text if len(data) <= max_bytes else data[: max(max_bytes, 0)].decode("utf-8", "ignore")
+
+
 @dataclass(frozen=True)
 class FilenameTemplate:
     """A checked output-name template (see the module docstring)."""

@@ -1,12 +1,16 @@
 """The web app of `cunet ui`: a Starlette application serving the page, the song API and the downloads.
 
-API (every request carries the token, `cunet.ui.security`; errors are JSON `{"error": one line}`):
+API (every request carries the token, `cunet.ui.security`; every error is JSON `{"error": one line}`, also
+an unexpected one, `cunet.ui.failures`: 500, and 507 when the disk is full):
 - `GET /`: the page; `GET /static/...`: its script and style (served from the package).
 - `GET /api/config`: the model's instruments, the upload limit and the output formats.
-- `POST /api/songs?name=NAME&instruments=a,b&residual=1`: the request body is the audio file, streamed to
-  disk under the size limit (413 beyond), decoded before it is queued (400 with a message if it is not
-  audio). 201 with the song (`Song.to_json`).
+- `POST /api/songs?name=NAME&instruments=a,b&residual=1[&id=ID]`: the request body is the audio file, streamed
+  to disk under the size limit (413 beyond), its start decoded before it is queued (400 with a message if it is
+  not audio), separated while the rest arrives where its format allows (`intake`). 201 with the song
+  (`Song.to_json`) once the whole body is in; 409 if the page's own id is in use.
 - `GET /api/songs`: all songs with state, progress and queue position; `GET /api/songs/{id}`: one.
+- `GET /api/songs/{id}/live[?from=SAMPLE&format=s16|f32]`: the stems as they are separated, PCM frames in one
+  chunked response (`live`); it waits for a song whose upload has not made it yet.
 - `DELETE /api/songs/{id}`: stop and forget a song, deleting its files.
 - `GET /api/songs/{id}/stems/{stem}.{wav|flac|mp3}[?download=1]`: a stem; `GET /api/songs/{id}/zip?format=F`.
 """
@@ -15,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import secrets
-import shutil
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,24 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import CunetError, UserError, one_line
+from .failures import LOG, ErrorMiddleware, NoSpace, classify
+from .intake import Arrivals, Taken, take_in
 from .jobs import Jobs, Song
+from .live import FRAME, PCM_FORMATS
 from .results import FORMATS, Downloads, download_name
 from .security import TokenHostMiddleware
-from .uploads import TooLarge, check_audio, display_name, input_path, receive
+from .uploads import TooLarge
 
 __all__ = ["DEFAULT_MAX_UPLOAD", "STATIC", "create_app"]
 
@@ -48,21 +59,29 @@ def create_app(
     allowed_hosts: Iterable[str],
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     model_label: str = "",
+    local_address: bool = False,
 ) -> Starlette:
     """The app over a loaded `cunet.Separator`. workdir: an existing folder the songs' files go in (one
     folder per song, deleted on removal and when the app shuts down). allowed_hosts: the Host header
-    values accepted (`security.allowed_hosts_for`). model_label: shown on the page."""
+    values accepted (`security.allowed_hosts_for`); local_address: also the address a request came in on
+    (listening on every network). max_upload_bytes: the largest upload, in bytes (at least 1).
+    model_label: shown on the page."""
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be at least 1, got {max_upload_bytes}")
     workdir = Path(workdir)
     jobs = Jobs(separator)
+    arrivals = Arrivals()
     downloads = Downloads()
     page = (
         (STATIC / "index.html").read_text(encoding="utf-8").replace("__TOKEN__", html.escape(token))
     )
 
-    def error(message: str, status: int) -> JSONResponse:
-        return JSONResponse(
-            {"error": one_line(message)}, status, headers={"cache-control": "no-store"}
-        )
+    def error(message: str, status: int, request: Request | None = None) -> JSONResponse:
+        """The JSON answer; the session's folder is left out of messages, and 5xx are logged (one line)."""
+        message = one_line(message.replace(str(workdir), ""))
+        if status >= 500 and request is not None:
+            LOG.error("cunet ui: %s %s: %d %s", request.method, request.url.path, status, message)
+        return JSONResponse({"error": message}, status, headers={"cache-control": "no-store"})
 
     def song_or_404(request: Request) -> Song:
         song = jobs.get(request.path_params["song_id"])
@@ -98,43 +117,35 @@ def create_app(
         )
 
     async def upload(request: Request) -> Response:
-        params = request.query_params
-        name = display_name(params.get("name"))
-        wanted = [t.strip() for t in params.get("instruments", "").split(",") if t.strip()]
-        instruments = tuple(separator.check_instruments(wanted or None))
-        residual = params.get("residual", "0").lower() in ("1", "true", "yes", "on")
-        try:
-            declared = (
-                int(request.headers["content-length"])
-                if "content-length" in request.headers
-                else None
-            )
-        except ValueError:
-            raise UserError("invalid Content-Length") from None
-        song_id = secrets.token_hex(8)
-        folder = workdir / song_id
-        folder.mkdir()
-        path = input_path(folder, name)
-        try:
-            await receive(request.stream(), path, max_upload_bytes, declared)
-            info = await run_in_threadpool(check_audio, path, name)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        song = Song(
-            id=song_id,
-            name=name,
-            folder=folder,
-            input=path,
-            instruments=instruments,
-            residual=residual,
-            duration=info.n_samples / info.sample_rate,
-            sample_rate=info.sample_rate,
-            n_channels=info.n_channels,
-            n_chunks=separator.plan(info.n_samples, info.sample_rate).n_chunks,
-        )
-        jobs.add(song)
+        song = await take_in(request, separator, jobs, arrivals, workdir, max_upload_bytes)
         return JSONResponse(jobs.song_json(song), 201)
+
+    async def live(request: Request) -> Response:
+        song_id = request.path_params["song_id"]
+        song = await arrivals.wait(song_id, jobs) if len(song_id) == 16 else None
+        if song is None or song.live is None:
+            raise _HTTPError("no such song (it was removed, or its upload failed)", 404)
+        if song.state == "failed":
+            raise _HTTPError(f"'{song.name}' failed: {song.error}", 409)
+        first = request.query_params.get("from", "0")
+        if not first.isdigit() or int(first) >= max(song.n_samples, 1):
+            raise _HTTPError(f"from must be a sample of the song (0 to {song.n_samples - 1})", 400)
+        fmt = request.query_params.get("format", "s16")
+        if fmt not in PCM_FORMATS:
+            raise _HTTPError(f"format must be one of {', '.join(PCM_FORMATS)}", 400)
+        info = {
+            "id": song.id,
+            "sample_rate": song.sample_rate,
+            "channels": song.n_channels,
+            "n_samples": song.n_samples,
+            "keys": song.keys,
+        }
+        body = song.live.response_body(info, int(first) // FRAME, run_in_threadpool, fmt)
+        return StreamingResponse(
+            body,
+            media_type="application/octet-stream",
+            headers={"cache-control": "no-store", "x-content-type-options": "nosniff"},
+        )
 
     async def remove(request: Request) -> Response:
         song_id = request.path_params["song_id"]
@@ -170,20 +181,28 @@ def create_app(
         )
 
     async def _guarded(func: Any, song: Song, *args: Any) -> Path:
-        """func(song, *args) in a thread; a song removed meanwhile is a 404, not an error."""
+        """func(song, *args) in a thread; a song removed meanwhile is a 404, not an error; a file that cannot
+        be made is the server's failure (500, 507 for a full disk), not the request's."""
         try:
             return await run_in_threadpool(func, song, *args)
-        except (CunetError, OSError):
+        except (CunetError, OSError) as exc:
             if jobs.get(song.id) is None:
                 raise _HTTPError("no such song (it was removed)", 404) from None
-            raise
+            if isinstance(exc, UserError):
+                raise
+            needed = sum(_size(p) for p in song.stems.values())  # a zip of wavs is the largest
+            status, message = classify(exc, song.folder, needed)
+            detail = status == 500 and isinstance(exc, CunetError)  # cunet's message says more
+            raise _HTTPError(str(exc) if detail else message, status) from exc
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, _HTTPError)
-        return error(exc.message, exc.status)
+        return error(exc.message, exc.status, request)
 
     async def on_cunet_error(request: Request, exc: Exception) -> Response:
-        return error(str(exc), 413 if isinstance(exc, TooLarge) else 400)
+        statuses: dict[type, int] = {TooLarge: 413, NoSpace: 507, Taken: 409}
+        status = statuses.get(type(exc), 400)
+        return error(str(exc), status, request)
 
     async def on_starlette_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -207,6 +226,7 @@ def create_app(
         Route("/api/songs", upload, methods=["POST"]),
         Route("/api/songs/{song_id}", get_song, methods=["GET"]),
         Route("/api/songs/{song_id}", remove, methods=["DELETE"]),
+        Route("/api/songs/{song_id}/live", live),
         Route("/api/songs/{song_id}/stems/{file}", stem),
         Route("/api/songs/{song_id}/zip", zipped),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -221,13 +241,27 @@ def create_app(
             HTTPException: on_starlette_error,
         },
     )
-    app.add_middleware(TokenHostMiddleware, token=token, allowed_hosts=allowed_hosts)
+    app.add_middleware(
+        TokenHostMiddleware,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        local_address=local_address,
+    )
+    app.add_middleware(ErrorMiddleware, folder=workdir)  # added last: the outermost
     app.state.jobs = jobs
     app.state.workdir = workdir
     return app
 
 
 _MEDIA = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
+
+
+def _size(path: Path) -> int:
+    """The file's size in bytes; 0 if it is gone."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _HTTPError(Exception):

@@ -4,6 +4,8 @@ The stems are separated to 16-bit wav (`Jobs`); flac and mp3 are made from them 
 with the writer `cunet separate` uses (`cunet.io.output.OutputSettings`: 16-bit flac, 320 kbit/s mp3 by
 ffmpeg), written atomically under `<song folder>/downloads/` and kept for later requests. Zips store
 (no compression: audio does not shrink) `<song name>/<stem>.<format>` entries, also built atomically.
+Every name a download gives (file names, the zip's folder and entries) is at most MAX_FILE_NAME bytes of
+UTF-8, so it can be saved and unzipped on any common file system (255 bytes on Linux and macOS).
 """
 
 from __future__ import annotations
@@ -14,31 +16,40 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io.atomic import atomic_path
+from ..io.naming import clip_utf8
 from ..io.output import OutputSettings
 from ..io.writer import OUTPUT_FORMATS
 from .jobs import Song
 
-__all__ = ["FORMATS", "Downloads", "download_name", "song_stem_name"]
+__all__ = ["FORMATS", "MAX_FILE_NAME", "Downloads", "download_name", "song_stem_name"]
 
 FORMATS = OUTPUT_FORMATS  # wav, flac, mp3: what `cunet separate` writes
+# bytes of UTF-8: under 255, with room for the " (1)" a browser adds to a second download
+MAX_FILE_NAME = 240
 _BLOCK = 1 << 16
 
 
-def song_stem_name(song: Song) -> str:
-    """The song's name without its audio extension, for download names."""
+def song_stem_name(song: Song, suffix: str = "") -> str:
+    """The song's name without its audio extension, for download names: cut so that it and `suffix` take at
+    most MAX_FILE_NAME bytes of UTF-8 (the name keeps at least a few characters)."""
     name = song.name
     lower = name.lower()
     for ext in (".stem.mp4", ".stem.m4a"):
         if lower.endswith(ext):
-            return name[: -len(ext)] or "song"
-    stem, dot, _ = name.rpartition(".")
-    return stem if dot and stem else name
+            name = name[: -len(ext)]
+            break
+    else:
+        stem, dot, _ = name.rpartition(".")
+        name = stem if dot and stem else name
+    room = max(MAX_FILE_NAME - len(suffix.encode()), 16)
+    return clip_utf8(name, room).rstrip(" .") or "song"
 
 
 def download_name(song: Song, key: str | None, fmt: str) -> str:
-    """`<song> - <stem>.<fmt>` for a stem, `<song> - stems (<fmt>).zip` for the zip (key None)."""
-    base = song_stem_name(song)
-    return f"{base} - {key}.{fmt}" if key is not None else f"{base} - stems ({fmt}).zip"
+    """`<song> - <stem>.<fmt>` for a stem, `<song> - stems (<fmt>).zip` for the zip (key None); at most
+    MAX_FILE_NAME bytes of UTF-8 (the song's name is cut)."""
+    suffix = f" - {key}.{fmt}" if key is not None else f" - stems ({fmt}).zip"
+    return song_stem_name(song, suffix) + suffix
 
 
 class Downloads:
@@ -75,7 +86,7 @@ class Downloads:
             raise UserError(f"'{song.name}' has no stems yet")
         files = {key: self.stem(song, key, fmt) for key in song.stems}
         target = song.folder / "downloads" / f"stems-{fmt}.zip"
-        folder = song_stem_name(song)
+        folder = song_stem_name(song)  # entries `folder/key.fmt`: keys are the model's short names
         with self._lock(song):
             if not target.is_file():
                 with atomic_path(target) as partial:

@@ -7,19 +7,22 @@ cunet reads (`cunet.io.audio.AUDIO_EXTENSIONS`; otherwise none, and ffmpeg probe
 
 from __future__ import annotations
 
+import errno
 import os
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PurePosixPath
 
 from ..chunk_separator import check_channels
 from ..errors import AudioError, CunetError, UserError, one_line
 from ..io.audio import AUDIO_EXTENSIONS, AudioInfo, AudioReader
+from ..io.naming import clip_utf8
+from .failures import DISK_FULL, NoSpace, disk_full
 
-__all__ = ["TooLarge", "check_audio", "display_name", "input_path", "receive"]
+__all__ = ["CHECKED_SAMPLES", "TooLarge", "check_audio", "display_name", "input_path", "receive"]
 
-_CHUNK_CHECK = 1 << 16  # samples decoded to make sure the data, not only the header, is audio
-MAX_NAME = 200
+CHECKED_SAMPLES = 1 << 16  # samples decoded to make sure the data, not only the header, is audio
+MAX_NAME = 200  # bytes of UTF-8: download names add to it and must stay under 255 (`results`)
 
 
 class TooLarge(UserError):
@@ -28,10 +31,11 @@ class TooLarge(UserError):
 
 def display_name(raw: str | None) -> str:
     """The browser's file name made safe to show and to put in a download name: its last path component,
-    control and path characters removed, at most MAX_NAME characters; "song" if nothing is left."""
+    control and path characters removed, at most MAX_NAME bytes of UTF-8 (cut between characters); "song"
+    if nothing is left."""
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C" and c not in '"<>:|?*')
-    name = name.strip(" .")[:MAX_NAME].strip()
+    name = clip_utf8(name.strip(" ."), MAX_NAME).strip()
     return name or "song"
 
 
@@ -45,11 +49,18 @@ def input_path(folder: Path, name: str) -> Path:
 
 
 async def receive(
-    chunks: AsyncIterator[bytes], path: Path, limit: int, declared: int | None = None
+    chunks: AsyncIterator[bytes],
+    path: Path,
+    limit: int,
+    declared: int | None = None,
+    on_data: Callable[[int], None] | None = None,
 ) -> int:
     """Write the request body `chunks` to a new file at `path` (the folder must exist); returns its size in
     bytes. TooLarge (and no file left) when `declared` (Content-Length) or the bytes received exceed
-    `limit`; UserError for an empty body; the file is removed on any failure, a dropped connection too."""
+    `limit` (bytes), or the file system's largest file; NoSpace when the disk is full; UserError for an
+    empty body; the file is removed on any failure, a dropped connection too. on_data(size): called with
+    the bytes on disk so far after each part is written (and flushed: readers of the file see it); an
+    exception it raises stops the upload."""
     if declared is not None and declared > limit:
         raise TooLarge(
             f"the file is {_mb(declared)}, more than the limit of {_mb(limit)} (cunet ui --max-upload-mb)"
@@ -64,10 +75,17 @@ async def receive(
                         f"the file is more than the limit of {_mb(limit)} (cunet ui --max-upload-mb)"
                     )
                 f.write(chunk)
+                if on_data is not None:
+                    f.flush()
+                    on_data(size)
         if size == 0:
             raise UserError("the file is empty")
-    except BaseException:
+    except BaseException as exc:
         path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and disk_full(exc):
+            raise NoSpace(DISK_FULL) from exc
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            raise TooLarge("the file is larger than the server's file system allows") from exc
         raise
     return size
 
@@ -79,7 +97,7 @@ def check_audio(path: Path, name: str) -> AudioInfo:
         with AudioReader(path) as reader:
             info = reader.info
             check_channels(info.n_channels)
-            next(reader.blocks(_CHUNK_CHECK), None)
+            next(reader.blocks(CHECKED_SAMPLES), None)
             return info
     except CunetError as exc:
         message = one_line(str(exc)).replace(str(path), name).replace(os.fspath(path.parent), "")
