@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -125,52 +126,85 @@ def separate_file(
         check_channels(info.n_channels, f"{path}: ")
         prepare_outdir(outdir, outputs.values())
         remove_stale_partials(outdir)
-        files: StemFiles | None = None
         plan = separator.plan(info.n_samples, info.sample_rate)
         bar = progress_bar(plan.n_chunks, not progress, one_line(path.name))
         try:
-            files = StemFiles(
-                outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir
-            )
-            mixture_blocks: list[np.ndarray] = []
-
-            def tee(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-                for block in blocks:
-                    if residual:
-                        mixture_blocks.append(block)
-                    yield block
-
-            block_size = max(4096, separator.chunk // 4)
-            estimates = separator.stream(
-                tee(reader.blocks(block_size)),
-                info.sample_rate,
+            written, summary = write_stems(
+                separator,
+                reader,
+                outputs,
                 names,
-                n_channels=info.n_channels,
-                n_samples=info.n_samples,
+                output,
+                outdir,
+                residual=residual,
+                force=force,
                 on_chunk=_both(bar.update, on_chunk),
             )
-            for est in estimates:
-                for i, n in enumerate(names):
-                    files.write(n, est[i])
-                if residual:
-                    mix = take(mixture_blocks, est.shape[1], info.n_channels)
-                    for i, n in enumerate(names):
-                        files.write(f"no_{n}", mix - est[i])
-            total = files.n_written
-            if any(v != info.n_samples for v in total.values()):
-                raise AudioError(f"{path}: internal length mismatch {total} != {info.n_samples}")
-            files.finish()  # finish (encode) all first, so a failure leaves no partial set
-            summary = files.summary()
-            written = files.commit(overwrite=force)
-        except BaseException:
-            if files is not None:
-                files.abort()
-            raise
         finally:
             bar.close()
     if summary and notes is not None:
         notes(f"{path}: {summary}")
     return written
+
+
+def write_stems(
+    separator: Separator,
+    reader: Any,
+    outputs: Mapping[str, Path],
+    names: Sequence[str],
+    output: OutputSettings,
+    outdir: Path,
+    *,
+    residual: bool = False,
+    force: bool = False,
+    on_chunk: Callable[[], None] | None = None,
+    on_files: Callable[[dict[str, Path]], None] | None = None,
+    on_block: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Path], str | None]:
+    """Separate `reader`'s input (`info`, `blocks(n)`) into `outputs` {key: path} (`names`, then `no_<name>`
+    with residual), staged in `outdir`, all published once complete; returns ({key: path}, clip summary).
+    on_files(partials): {key: file being written}, before any sample; on_block(m): m more samples of every
+    stem written; on_chunk(): after each chunk. Any failure removes every partial file."""
+    info = reader.info
+    files: StemFiles | None = None
+    try:
+        files = StemFiles(outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir)
+        if on_files is not None:
+            on_files({key: writer.partial for key, writer in files.writers.items()})
+        mixture_blocks: list[np.ndarray] = []
+
+        def tee(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for block in blocks:
+                if residual:
+                    mixture_blocks.append(block)
+                yield block
+
+        block_size = max(4096, separator.chunk // 4)
+        estimates = separator.stream(
+            tee(reader.blocks(block_size)),
+            info.sample_rate,
+            names,
+            n_channels=info.n_channels,
+            n_samples=info.n_samples,
+            on_chunk=on_chunk,
+        )
+        for est in estimates:
+            for i, n in enumerate(names):
+                files.write(n, est[i])
+            if residual:
+                mix = take(mixture_blocks, est.shape[1], info.n_channels)
+                for i, n in enumerate(names):
+                    files.write(f"no_{n}", mix - est[i])
+            if on_block is not None:
+                on_block(est.shape[1])
+        if any(v != info.n_samples for v in files.n_written.values()):
+            raise AudioError(f"internal length mismatch {files.n_written} != {info.n_samples}")
+        files.finish()  # finish (encode) all first, so a failure leaves no partial set
+        return files.commit(overwrite=force), files.summary()
+    except BaseException:
+        if files is not None:
+            files.abort()
+        raise
 
 
 def _both(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:

@@ -11,7 +11,7 @@ and how far they are written, block by block as chunks are separated: the page p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ import numpy as np
 
 from ..errors import AudioError
 from ..io.audio import AudioReader
-from ..io.output import OutputSettings, StemFiles
-from ..io.resample import take
-from ..jobs import output_paths
+from ..io.output import OutputSettings
+from ..jobs import output_paths, write_stems
 from .growing import NotStreamable, Upload, UploadReader
 
 __all__ = ["FILENAME", "open_input", "separate_song", "warm_up"]
@@ -74,42 +73,17 @@ def separate_song(
     output = OutputSettings("wav")
     outputs = output_paths(separator, path, outdir, names, output.fmt, residual, FILENAME)
     with open_input(path, upload) as reader:
-        info = reader.info
         outdir.mkdir(parents=True, exist_ok=True)
-        files = StemFiles(outputs, info.sample_rate, info.n_channels, output, staging_dir=outdir)
-        try:
-            if on_files is not None:
-                on_files({key: writer.partial for key, writer in files.writers.items()})
-            mixture: list[np.ndarray] = []
-
-            def tee(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-                for block in blocks:
-                    if residual:
-                        mixture.append(block)
-                    yield block
-
-            block_size = max(4096, separator.chunk // 4)  # as `separate_file` reads
-            estimates = separator.stream(
-                tee(reader.blocks(block_size)),
-                info.sample_rate,
-                names,
-                n_channels=info.n_channels,
-                n_samples=info.n_samples,
-                on_chunk=on_chunk,
-            )
-            for est in estimates:
-                stems = list(est)
-                if residual:
-                    mix = take(mixture, est.shape[1], info.n_channels)
-                    stems += [mix - e for e in est]
-                for key, stem in zip(outputs, stems, strict=True):
-                    files.write(key, stem)
-                if on_block is not None:
-                    on_block(est.shape[1])
-            if any(v != info.n_samples for v in files.n_written.values()):
-                raise AudioError(f"internal length mismatch {files.n_written} != {info.n_samples}")
-            files.finish()
-            return files.commit(overwrite=False)
-        except BaseException:
-            files.abort()
-            raise
+        written, _ = write_stems(
+            separator,
+            reader,
+            outputs,
+            names,
+            output,
+            outdir,
+            residual=residual,
+            on_chunk=on_chunk,
+            on_files=on_files,
+            on_block=on_block,
+        )
+        return written
