@@ -80,7 +80,7 @@ def _where() -> str:
     """host:pid, and @ the Ray node's id when Ray runs this worker (simulated nodes share a host)."""
     label = f"{socket.gethostname()}:{os.getpid()}"
     ray = sys.modules.get("ray")  # not imported here: a worker run without Ray has no node
-    if ray is not None:
+    if ray is not None and ray.is_initialized():  # get_runtime_context would start Ray otherwise
         with contextlib.suppress(Exception):
             return f"{label}@{ray.get_runtime_context().get_node_id()[:8]}"
     return label
