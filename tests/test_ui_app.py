@@ -420,7 +420,9 @@ def test_a_download_that_cannot_be_made_is_the_servers_failure_in_one_json_line(
     def convert(wav, target, fmt):
         raise failure
 
-    monkeypatch.setattr("cunet.ui.results._convert", convert)
+    import cunet.ui.results as results  # the module object: other tests re-import cunet.ui
+
+    monkeypatch.setattr(results, "_convert", convert)
     with make_client(separator, workdir) as client:
         song = upload(client, wav_bytes(0.5), instruments="bass").json()
         wait(client, song["id"])

@@ -48,9 +48,9 @@ def test_a_write_error_without_an_error_number_is_a_full_disk_only_when_the_disk
 ):
     exc = _raised_from(RuntimeError("System error."))
     assert not disk_full(exc, tmp_path)  # this disk has room
-    monkeypatch.setattr(
-        "cunet.ui.failures.shutil.disk_usage", lambda path: type("U", (), {"free": 4096})()
-    )
+    import cunet.ui.failures as failures  # the module object: other tests re-import cunet.ui
+
+    monkeypatch.setattr(failures.shutil, "disk_usage", lambda path: type("U", (), {"free": 4096})())
     assert disk_full(exc, tmp_path) and classify(exc, tmp_path)[0] == 507
     assert not disk_full(OSError(errno.EACCES, "Permission denied"), tmp_path)  # it says why
     monkeypatch.undo()

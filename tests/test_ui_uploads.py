@@ -116,7 +116,9 @@ def test_a_full_disk_or_file_system_limit_leaves_no_file(
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr("cunet.ui.uploads.open", lambda *a: Full(open(*a)), raising=False)
+    import cunet.ui.uploads as uploads  # the module object: other tests re-import cunet.ui
+
+    monkeypatch.setattr(uploads, "open", lambda *a: Full(open(*a)), raising=False)
     path = tmp_path / "input.wav"
     with pytest.raises(error) as exc:
         asyncio.run(receive(_chunks(bytes(5000)), path, limit=100_000))
