@@ -23,12 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..chunk_separator import ChunkSeparator
 from ..engines.base import MaskEngine
+from ..engines.litert import load_tflite
+from ..engines.loading import default_model, engine_for, load_engine, resolve_model_path
 from ..errors import AudioError, CunetError, UserError, missing_extra
 from ..io.atomic import make_dirs
 from ..io.audio import Excerpt
 from ..io.output import OutputSettings
+from ..jobs import separate_file
 from ..postprocess import Postprocess
+from ..separator import Separator
 from ..settings import ChunkSettings
 from .listing import fetch_remote, is_uri
 
@@ -141,11 +146,6 @@ class SongWorker:
         self.load_seconds = time.monotonic() - started
 
     def _load(self, model_bytes: bytes | None) -> Any:
-        from ..chunk_separator import ChunkSeparator
-        from ..engines.litert import load_tflite
-        from ..engines.loading import default_model, engine_for, load_engine, resolve_model_path
-        from ..separator import Separator
-
         s = self.settings
         path: Path | None = None if s.model is None else Path(s.model)
         if model_bytes is not None and path is not None:  # shipped: a copy, removed with the job
@@ -217,7 +217,6 @@ class SongWorker:
         return _memory()
 
     def _separate(self, task: SongTask, local: str, note: Callable[[str], None]) -> dict[str, Path]:
-        from ..jobs import separate_file
 
         s = self.settings
         chunks = [0]
