@@ -21,32 +21,13 @@ session only sometimes). The row whose name is --reference is the baseline of th
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
+from cunet.evaluate.reports import read_aggregate, read_track_scores
+
 INSTRUMENTS = ("vocals", "drums", "bass", "other")
-
-
-def aggregate_sdr(eval_dir: Path, method: str) -> dict[str, float]:
-    """{instrument: SDR} of `method` in an evaluation folder's aggregate.csv."""
-    with open(eval_dir / "aggregate.csv", newline="") as fh:
-        return {
-            row["target"]: float(row["SDR"])
-            for row in csv.DictReader(fh)
-            if row["method"] == method
-        }
-
-
-def track_sdr(eval_dir: Path, method: str) -> dict[tuple[str, str], float]:
-    """{(track, instrument): SDR} of `method` in an evaluation folder's track_scores.csv."""
-    with open(eval_dir / "track_scores.csv", newline="") as fh:
-        return {
-            (row["track"], row["target"]): float(row["SDR"])
-            for row in csv.DictReader(fh)
-            if row["method"] == method
-        }
 
 
 def paired_table(rows: list[dict], pairs: list[str]) -> list[str]:
@@ -55,7 +36,9 @@ def paired_table(rows: list[dict], pairs: list[str]) -> list[str]:
     for pair in pairs:
         a_name, _, b_name = pair.partition(":")
         a, b = (
-            track_sdr(Path(by_name[n]["eval"]).expanduser(), by_name[n].get("method", "cunet"))
+            read_track_scores(
+                Path(by_name[n]["eval"]).expanduser(), by_name[n].get("method", "cunet")
+            )
             for n in (a_name, b_name)
         )
         cells = []
@@ -99,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = json.loads(Path(args.rows).read_text())
     scores = {
-        r["name"]: aggregate_sdr(Path(r["eval"]).expanduser(), r.get("method", "cunet"))
+        r["name"]: {
+            target: values["SDR"]
+            for target, values in read_aggregate(
+                Path(r["eval"]).expanduser(), r.get("method", "cunet")
+            ).items()
+        }
         for r in rows
     }
     ref = scores[args.reference]

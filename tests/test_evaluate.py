@@ -35,6 +35,8 @@ from cunet.evaluate import (
     evaluate_tracks,
     open_musdb_tracks,
     oracle_estimates,
+    read_aggregate,
+    read_track_scores,
     score_track,
     to_paper_domain,
     track_scores,
@@ -518,6 +520,16 @@ def _check_outputs(out: Path, methods: list[str]) -> pd.DataFrame:
     assert "## SDR" in markdown and "| IRM1 |" in markdown
     if "mixture" in methods:
         assert "Share of the IRM1 gain over the mixture" in markdown
+    # the readers the study and ablation scripts use give the same figures
+    per_track = pd.read_csv(out / "track_scores.csv")
+    for method in methods:
+        read = read_aggregate(out, method)
+        for name in INSTRUMENTS:
+            assert read[name] == pytest.approx(dict(table.loc[(method, name)]), nan_ok=True)
+        rows = per_track[per_track["method"] == method]
+        assert read_track_scores(out, method, "SAR") == pytest.approx(
+            {(r.track, r.target): r.SAR for r in rows.itertuples()}, nan_ok=True
+        )
     # museval's own tools read the results folder back
     store = museval.MethodStore()
     for method in methods:

@@ -53,7 +53,15 @@ from ..workers import cpu_count as available_cpus
 from .datasets import DataTrack, describe_tracks, open_data_tracks, stem_union
 from .oracle import BASELINES, ORACLE_STFT, ORACLES, oracle_estimates
 from .pool import Evaluation, Failure, evaluate_tracks, limit_threads
-from .reports import aggregate_scores, markdown_table, plot_boxplot, track_scores, write_reports
+from .reports import (
+    aggregate_scores,
+    markdown_table,
+    plot_boxplot,
+    read_aggregate,
+    read_track_scores,
+    track_scores,
+    write_reports,
+)
 from .runner import EvaluationSettings, SeparateFn, TrackResult, model_separate_fn, score_one_track
 from .scoring import (
     HOP_SECONDS,
@@ -102,6 +110,8 @@ __all__ = [
     "oracle_estimates",
     "parse_map",
     "plot_boxplot",
+    "read_aggregate",
+    "read_track_scores",
     "resolve_targets",
     "score_one_track",
     "score_track",

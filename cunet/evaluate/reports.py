@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -200,6 +201,29 @@ def write_reports(
         per_track, out / "boxplot_sdr.png", methods, targets, metric="SDR"
     )
     return written
+
+
+def read_aggregate(folder: str | os.PathLike, method: str) -> dict[str, dict[str, float]]:
+    """{target: {metric: dB}} of `method` from the aggregate.csv that `write_reports` wrote into `folder`
+    (NaN where a metric is undefined, e.g. ISR in the paper protocol)."""
+    with open(Path(folder) / "aggregate.csv", newline="") as fh:
+        return {
+            row["target"]: {m: float(row[m] or "nan") for m in METRICS if m in row}
+            for row in csv.DictReader(fh)
+            if row["method"] == method
+        }
+
+
+def read_track_scores(
+    folder: str | os.PathLike, method: str, metric: str = "SDR"
+) -> dict[tuple[str, str], float]:
+    """{(track, target): dB} of one metric of `method` from the track_scores.csv in `folder`."""
+    with open(Path(folder) / "track_scores.csv", newline="") as fh:
+        return {
+            (row["track"], row["target"]): float(row[metric] or "nan")
+            for row in csv.DictReader(fh)
+            if row["method"] == method
+        }
 
 
 def header_notes(evaluation: Evaluation, targets: Sequence[str], n_scored: int) -> list[str]:
