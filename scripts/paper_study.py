@@ -195,11 +195,15 @@ def run_masks(args: argparse.Namespace) -> int:
 
     print("| variant | " + " | ".join(INSTRUMENTS) + " |")
     print("|---|" + "---:|" * len(INSTRUMENTS))
+    spec = parse_data_spec(args.musdb_root, is_wav=args.is_wav)
+    caches: dict[tuple, list] = {}  # every variant shares the paper's audio and seed: read once
     for variant in args.variants:
         network, config, _ = load_keras_model(args.runs / variant / "best.keras")
-        spec = parse_data_spec(args.musdb_root, is_wav=args.is_wav)
-        tracks = open_sources([spec], config.train.seed)["valid"]
-        cached = build_cache(tracks, args.cache_dir, config.audio, progress=False)
+        key = (config.audio, config.train.seed)
+        if key not in caches:
+            tracks = open_sources([spec], config.train.seed)["valid"]
+            caches[key] = build_cache(tracks, args.cache_dir, config.audio, progress=False)
+        cached = caches[key]
         a, masker = config.audio, mask_model(network)
         passed = {n: 0.0 for n in config.model.outputs}
         present = {n: 0.0 for n in config.model.outputs}

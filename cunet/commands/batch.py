@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import UserError, one_line
+from ..io.naming import FilenameTemplate
 from . import OPTIONS, message
 from . import separate as separate_command
 
@@ -171,7 +172,6 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import BatchOptions, WorkerSettings, list_inputs, run_batch
     from ..engines.loading import resolve_model_path
     from ..io.audio import Excerpt
-    from ..io.naming import FilenameTemplate
     from ..postprocess import requested_postprocess
 
     template = FilenameTemplate(args.filename or separate_command.DEFAULT_FILENAME).validate()
