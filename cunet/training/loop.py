@@ -25,7 +25,7 @@ import keras
 from ..config import Config
 from ..data import PatchSampler, build_cache, open_sources, train_dataset, validation_batches
 from ..data.pipeline import split_inputs_targets
-from ..data.sources import DataSpec
+from ..data.sources import TEACHER_RECORD, DataSpec
 from ..engines.loading import load_keras_model, resolve_model_path
 from ..errors import DataError, ModelError, literal
 from ..io.atomic import write_json_atomic
@@ -87,6 +87,9 @@ def describe_data(specs: Sequence[DataSpec], splits: dict[str, list]) -> dict[st
                 "valid_tracks_used": mine["valid"],
             }
         )
+        teacher = spec.path / TEACHER_RECORD  # labels and licences of a teacher-labelled source
+        if teacher.is_file():
+            sources[-1]["teacher"] = json.loads(teacher.read_text())
     return {
         "sources": sources,
         "n_train_tracks": len(splits["train"]),
