@@ -1,7 +1,6 @@
 """Where training audio comes from: MUSDB18 roots, folder datasets and folders of one-stem clips.
 
-A data source is named by a spec string (the CLI's `--data`), a path with optional
-comma-separated options:
+A data source is named by a spec string (the CLI's `--data`), a path with comma-separated options:
 
     ../musdb18                                   MUSDB18 (.stem.mp4; add `wav` for the wav layout)
     ~/stems                                      folder dataset: train/<track>/<stem>.<ext>, valid/... optional
@@ -39,9 +38,7 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 )
 MIXTURE = "mixture"
 SILENT_SUFFIX = ".silent"
-TEACHER_RECORD = (
-    "teacher.json"  # a folder dataset labelled by a model (scripts/spleeter_teacher.py)
-)
+TEACHER_RECORD = "teacher.json"  # labels made by a model (scripts/spleeter_teacher.py)
 SPLITS = ("train", "valid")
 MAX_WEIGHT = 1e6
 Note = Callable[[str], None]
