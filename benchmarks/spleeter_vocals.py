@@ -34,7 +34,7 @@ import soundfile as sf
 
 from cunet.data.sources import parse_data_spec
 from cunet.evaluate.datasets import open_data_tracks
-from cunet.evaluate.peers import SPLEETER_RATE, run_spleeter, spleeter_python, spleeter_ready
+from cunet.evaluate.peers import SPLEETER_RATE, add_spleeter_option, run_spleeter, spleeter_ready
 from cunet.evaluate.scoring import score_track
 from cunet.evaluate.tracks import open_musdb_tracks
 from cunet.separator import Separator
@@ -53,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=42, help="hold-out seed of --data sources")
     parser.add_argument("--model", default=None, help="cunet model (default: the shipped one)")
-    parser.add_argument(
-        "--spleeter-python",
-        type=spleeter_python,
-        default=spleeter_python(),
-        help="Python of Spleeter's environment (default: $CUNET_SPLEETER_PYTHON or "
-        "~/.cache/spleeter-venv/bin/python)",
-    )
+    add_spleeter_option(parser)
     parser.add_argument("--csv", type=Path, default=None, help="write the per-song table here")
     parser.add_argument("--track-limit", type=int, default=None)
     return parser

@@ -28,7 +28,7 @@ import soundfile as sf
 
 from cunet.data.sources import AUDIO_EXTENSIONS, TEACHER_RECORD, track_key
 from cunet.errors import CunetError
-from cunet.evaluate.peers import SPLEETER_RATE, run_spleeter, spleeter_python, spleeter_ready
+from cunet.evaluate.peers import SPLEETER_RATE, add_spleeter_option, run_spleeter, spleeter_ready
 from cunet.io.audio import load_audio
 from cunet.io.resample import conform
 
@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("songs", type=Path, help="folder of mixtures (any format ffmpeg reads)")
     parser.add_argument("--out", type=Path, required=True, help="folder dataset to write")
-    parser.add_argument(
-        "--spleeter-python",
-        type=spleeter_python,
-        default=spleeter_python(),
-        help="Python of Spleeter's environment (default: $CUNET_SPLEETER_PYTHON or "
-        "~/.cache/spleeter-venv/bin/python)",
-    )
+    add_spleeter_option(parser)
     return parser
 
 

@@ -5,7 +5,6 @@ run on what they wrote."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import make_synthetic_musdb
+from conftest import load_script, make_synthetic_musdb
 
 from cunet.config import load_config
 from cunet.data import parse_data_spec
@@ -22,17 +21,7 @@ from cunet.training.loop import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_study():
-    spec = importlib.util.spec_from_file_location(
-        "paper_study", ROOT / "scripts" / "paper_study.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-study = load_study()
+study = load_script("paper_study")
 
 
 def tiny(config):

@@ -3,31 +3,18 @@ up to the song, with the teacher and licences recorded; run against a stand-in S
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import load_script
 
 from cunet.data import parse_data_spec
 from cunet.data.sources import open_source
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "spleeter_teacher", ROOT / "scripts" / "spleeter_teacher.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-teacher = load_script()
+teacher = load_script("spleeter_teacher")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ process separates every listed mixture, so its model loads once. Audio passes as
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 from collections.abc import Sequence
@@ -42,6 +43,17 @@ def spleeter_python(value: str | os.PathLike | None = None) -> Path:
     """The Python of Spleeter's environment: `value`, else $CUNET_SPLEETER_PYTHON, else the default."""
     chosen = value or os.environ.get("CUNET_SPLEETER_PYTHON") or DEFAULT_SPLEETER_PYTHON
     return Path(chosen).expanduser()
+
+
+def add_spleeter_option(parser: argparse.ArgumentParser) -> None:
+    """`--spleeter-python`, resolved by `spleeter_python`."""
+    parser.add_argument(
+        "--spleeter-python",
+        type=spleeter_python,
+        default=spleeter_python(),
+        help="Python of Spleeter's environment (default: $CUNET_SPLEETER_PYTHON or "
+        "~/.cache/spleeter-venv/bin/python)",
+    )
 
 
 def spleeter_ready(python: Path) -> bool:
