@@ -165,7 +165,7 @@ def test_a_malformed_request_gets_a_json_400(serve):
 
 
 def test_the_cap_leaves_descriptors_for_accept_bursts_and_the_app():
-    assert connection_cap(1024, 30) == 1024 - 30 - 2 * ACCEPT_BATCH - 64
+    assert connection_cap(1024, 30) == 1024 - 30 - 3 * ACCEPT_BATCH - 64
     assert connection_cap(1 << 20, 30) == 1000
     assert connection_cap(150, 40) == 8
     assert 0 < open_descriptors() < 1000

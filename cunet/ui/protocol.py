@@ -39,6 +39,10 @@ MAX_CONNECTIONS = 1000  # browsers open at most 6 per server; this leaves room f
 # connections accepted per turn of the event loop (uvicorn's `backlog`): the descriptors a burst can take
 # before the cap closes others
 ACCEPT_BATCH = 64
+# turns a burst's descriptors stay open before the cap's closes free any: asyncio accepts (turn 1), a task
+# makes the transport (2), which calls connection_made, where the cap closes the oldest (3); the socket
+# is released the turn after, when a new burst may already have been accepted
+_BURSTS_IN_FLIGHT = 3
 _SPARE_DESCRIPTORS = 64  # for the app's own files: uploads, stems, ffmpeg's pipes
 _FILE_LIMIT_WANTED = 8192
 
@@ -75,8 +79,9 @@ def open_descriptors() -> int:
 
 def connection_cap(limit: int, in_use: int) -> int:
     """The connections to allow with a limit of `limit` descriptors of which `in_use` are open: what is left
-    after two accept bursts and a spare for the app's files; at most MAX_CONNECTIONS, at least 8."""
-    return max(8, min(MAX_CONNECTIONS, limit - in_use - 2 * ACCEPT_BATCH - _SPARE_DESCRIPTORS))
+    after the accept bursts in flight and a spare for the app's files; at most MAX_CONNECTIONS, at least 8."""
+    reserved = _BURSTS_IN_FLIGHT * ACCEPT_BATCH + _SPARE_DESCRIPTORS
+    return max(8, min(MAX_CONNECTIONS, limit - in_use - reserved))
 
 
 class GuardedProtocol(H11Protocol):
