@@ -74,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no Spleeter environment at {args.spleeter_python}", file=sys.stderr)
         return 2
     songs = sorted(p for p in args.songs.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    keys: dict[str, Path] = {}
+    for path in songs:
+        other = keys.setdefault(track_key(path.stem), path)
+        if other != path:
+            print(
+                f"error: {other.name} and {path.name} would be one track; rename one",
+                file=sys.stderr,
+            )
+            return 2
     licences = read_licences(args.songs)
     train = args.out / "train"
     todo = [p for p in songs if not (train / track_key(p.stem)).is_dir()]

@@ -74,6 +74,12 @@ def test_bad_input_is_one_line_and_writes_no_track(
     assert err[-1].startswith("error: ") and "Broken.mp3" in err[-1]
     assert not (out / "train").exists()
     assert teacher.main([str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such folder\n"
+    (songs / "Broken.mp3").unlink()
+    sf.write(songs / "Two.wav", np.zeros((10, 2)), 44100)  # the same track name as Two.flac
+    assert teacher.main(argv) == 2
+    assert capsys.readouterr().err == "error: Two.flac and Two.wav would be one track; rename one\n"
+    assert not (out / "train").exists()
     missing = ["--spleeter-python", str(tmp_path / "no-python")]
     assert teacher.main([str(songs), "--out", str(out), *missing]) == 2
-    assert capsys.readouterr().err.count("\n") == 2
+    assert capsys.readouterr().err.count("\n") == 1
