@@ -34,7 +34,13 @@ import soundfile as sf
 
 from cunet.data.sources import parse_data_spec
 from cunet.evaluate.datasets import open_data_tracks
-from cunet.evaluate.peers import SPLEETER_RATE, add_spleeter_option, run_spleeter, spleeter_ready
+from cunet.evaluate.peers import (
+    SPLEETER_RATE,
+    SPLEETER_STEMS,
+    add_spleeter_option,
+    run_spleeter,
+    spleeter_ready,
+)
 from cunet.evaluate.scoring import score_track
 from cunet.evaluate.tracks import open_musdb_tracks
 from cunet.separator import Separator
@@ -135,7 +141,7 @@ def score_song(track: object, separator: Separator, spleeter_dir: Path) -> dict:
         },
         "spleeter": {
             k: sf.read(spleeter_dir / f"{k}.wav", dtype="float32", always_2d=True)[0]
-            for k in ("vocals", "accompaniment")
+            for k in SPLEETER_STEMS
         },
     }
     row: dict = {"track": track.name}  # type: ignore[attr-defined]
