@@ -48,16 +48,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         widths = [int(w) for w in args.widths.split(",") if w.strip()]
     except ValueError:
         parser.error(f"--widths wants a comma list of integers, got '{args.widths}'")
-    base = load_config(args.config)
+    try:  # every width is checked before any is built
+        base = load_config(args.config)
+        configs = {
+            width: dataclasses.replace(
+                base, model=dataclasses.replace(base.model, first_filters=width)
+            ).validate()
+            for width in widths
+        }
+    except ConfigError as exc:
+        parser.error(str(exc))
     engines = [] if args.no_shipped else ["--engine", "shipped=cunet/pretrained/default.tflite"]
     with tempfile.TemporaryDirectory(prefix="cunet-widths-") as tmp:
-        for width in widths:
-            try:
-                config = dataclasses.replace(
-                    base, model=dataclasses.replace(base.model, first_filters=width)
-                ).validate()
-            except ConfigError as exc:
-                parser.error(f"width {width}: {exc}")
+        for width, config in configs.items():
             model = build_model(config)
             path = Path(tmp) / f"w{width}.tflite"
             export_tflite(model, config, make_provenance(config.to_dict()), path)
